@@ -1,0 +1,39 @@
+"""Shared fixtures: the real test data in ../shared/data, read in place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("LIDCVAE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+LIDC_SAMPLE = SHARED_DATA / "lidc-sample"
+MNIST_DIR = SHARED_DATA / "mnist"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data, or skip: it exists on this team's machines and in CI, not elsewhere."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real test data not found at {SHARED_DATA} (only on the team's machines and CI)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def lidc_sample(shared_data: Path) -> Path:
+    """Real LIDC-IDRI DICOM: LIDC-IDRI-0001 (nodule whole) and LIDC-IDRI-0002 (nodule cut)."""
+    if not LIDC_SAMPLE.is_dir():
+        pytest.skip(f"LIDC sample DICOM not found at {LIDC_SAMPLE}")
+    return LIDC_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(shared_data: Path) -> Path:
+    """The real MNIST test set (t10k idx files, gzip)."""
+    if not MNIST_DIR.is_dir():
+        pytest.skip(f"MNIST idx files not found at {MNIST_DIR}")
+    return MNIST_DIR
