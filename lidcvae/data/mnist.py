@@ -1,0 +1,306 @@
+"""MNIST as a second dataset through the same stages: idx files → (N, 1, 28, 28) images in [0, 1].
+
+The reader takes the standard idx files (LeCun et al. 1998, http://yann.lecun.com/exdb/mnist/),
+gzip-compressed or plain, from a local folder. Where only the 10,000 ``t10k`` digits are present (the
+project's shared test data), they are split by a seeded permutation into a train and a test part;
+where the 60,000 ``train`` digits are present too, the standard 60k/10k split is used.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lidcvae.io import atomic_path
+
+__all__ = [
+    "IdxFormatError",
+    "MnistDownloadError",
+    "MNIST_FILES",
+    "MNIST_MIRRORS",
+    "read_idx",
+    "find_idx_file",
+    "download_mnist",
+    "MnistSplit",
+    "mnist_split",
+    "load_mnist_split",
+]
+
+logger = logging.getLogger(__name__)
+
+#: SHA-256 of the canonical gzip files, as published with torchvision's and TensorFlow's loaders.
+MNIST_FILES: dict[str, str] = {
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+#: Tried in order; the first is the mirror PyTorch uses since the original site started refusing bots.
+MNIST_MIRRORS: tuple[str, ...] = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+# idx magic: two zero bytes, a type code (0x08 = unsigned byte), then the number of dimensions.
+_UBYTE = 0x08
+_EXPECTED_DIMS = {"images": 3, "labels": 1}
+
+
+class IdxFormatError(ValueError):
+    """An idx file has a wrong magic number, wrong dimensions, or a payload of the wrong size."""
+
+
+class MnistDownloadError(RuntimeError):
+    """No mirror delivered a file with the expected SHA-256 (offline, blocked, or corrupt)."""
+
+
+def _open_bytes(path: Path) -> bytes:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as stream:
+            return stream.read()
+    except (OSError, EOFError) as error:  # gzip raises these on a truncated or non-gzip file
+        raise IdxFormatError(f"{path}: cannot read ({error})") from error
+
+
+def read_idx(path: str | os.PathLike, expected_dims: int | None = None) -> np.ndarray:
+    """Read one idx file of unsigned bytes (gzip or plain) into a uint8 array of its stated shape.
+
+    Args:
+        path: ``*-idx3-ubyte[.gz]`` (images, (N, 28, 28)) or ``*-idx1-ubyte[.gz]`` (labels, (N,)).
+        expected_dims: the number of dimensions the file must declare, or None to accept any.
+
+    Raises:
+        IdxFormatError: wrong magic number, unexpected number of dimensions, or a payload shorter or
+            longer than the header's shape; the message names the file.
+    """
+    path = Path(path)
+    raw = _open_bytes(path)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _UBYTE:
+        magic = raw[:4].hex() or "<empty>"
+        raise IdxFormatError(f"{path}: not an unsigned-byte idx file (magic number 0x{magic}, expected 0x000008..)")
+    ndim = raw[3]
+    if expected_dims is not None and ndim != expected_dims:
+        raise IdxFormatError(f"{path}: header declares {ndim} dimensions, expected {expected_dims}")
+    header_size = 4 + 4 * ndim
+    if len(raw) < header_size:
+        raise IdxFormatError(f"{path}: truncated header ({len(raw)} bytes, need {header_size})")
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    payload = len(raw) - header_size
+    if payload != int(np.prod(shape)):
+        raise IdxFormatError(
+            f"{path}: payload is {payload} bytes but the header's shape {shape} needs {int(np.prod(shape))}"
+            " (truncated or corrupt file)"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def find_idx_file(data_dir: str | os.PathLike, name: str) -> Path | None:
+    """The path of ``name`` (e.g. ``t10k-images-idx3-ubyte``) in ``data_dir``, gzip preferred, or None."""
+    for candidate in (Path(data_dir) / f"{name}.gz", Path(data_dir) / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fetch(url: str, target: Path, sha256: str, timeout_s: float) -> None:
+    """Download ``url`` to ``target`` atomically; raise ValueError on a checksum mismatch."""
+    with atomic_path(target) as tmp:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response, open(tmp, "wb") as out:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                out.write(block)
+        actual = _sha256(tmp)
+        if actual != sha256:
+            raise ValueError(f"SHA-256 mismatch for {url}: got {actual}, expected {sha256}")
+
+
+def download_mnist(
+    data_dir: str | os.PathLike,
+    files: Sequence[str] | None = None,
+    mirrors: Sequence[str] = MNIST_MIRRORS,
+    timeout_s: float = 30.0,
+) -> list[Path]:
+    """Download the MNIST idx files missing from ``data_dir``, verifying each SHA-256.
+
+    Args:
+        data_dir: folder to write ``*.gz`` into (created if needed).
+        files: file names from ``MNIST_FILES``; None downloads all four.
+        mirrors: base URLs tried in order for each file.
+        timeout_s: socket timeout per request, s.
+
+    Returns:
+        The paths of the requested files, existing or downloaded.
+
+    Raises:
+        MnistDownloadError: every mirror failed for a file (no network, blocked, wrong checksum);
+            the message lists each mirror's error and says where to put the files by hand.
+    """
+    data_dir = Path(data_dir)
+    paths = []
+    for name in files or list(MNIST_FILES):
+        target = data_dir / name
+        if not (target.is_file() and _sha256(target) == MNIST_FILES[name]):
+            _download_one(name, target, mirrors, timeout_s)
+        paths.append(target)
+    return paths
+
+
+def _download_one(name: str, target: Path, mirrors: Sequence[str], timeout_s: float) -> None:
+    errors = []
+    for base in mirrors:
+        url = base.rstrip("/") + "/" + name
+        try:
+            logger.info("downloading %s", url)
+            _fetch(url, target, MNIST_FILES[name], timeout_s)
+            return
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            errors.append(f"  {url}: {error}")
+    raise MnistDownloadError(
+        f"could not download {name} from any MNIST mirror (offline?):\n" + "\n".join(errors)
+        + f"\nPut the idx files (gzip or plain) into {target.parent} by hand, or set mnist.data_dir to a folder"
+        " that holds them."
+    )
+
+
+def _read_pair(data_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 28, 28) uint8 and labels (N,) uint8 of one idx pair (``train`` or ``t10k``)."""
+    images = read_idx(find_idx_file(data_dir, f"{prefix}-images-idx3-ubyte"), _EXPECTED_DIMS["images"])
+    labels_path = find_idx_file(data_dir, f"{prefix}-labels-idx1-ubyte")
+    labels = read_idx(labels_path, _EXPECTED_DIMS["labels"])
+    if len(images) != len(labels):
+        raise IdxFormatError(f"{labels_path}: {len(labels)} labels for {len(images)} images")
+    return images, labels
+
+
+def _has_pair(data_dir: Path, prefix: str) -> bool:
+    return all(find_idx_file(data_dir, f"{prefix}-{kind}") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"))
+
+
+@dataclass
+class MnistSplit:
+    """Digits of one split.
+
+    Attributes:
+        images: (N, 1, 28, 28) float32 in [0, 1] (grey level / 255).
+        table: one row per digit: ``id`` ("t10k-04242"), ``split``, ``label`` (int digit 0–9),
+            ``source`` ("train" or "t10k" file), ``source_index`` (row in that file).
+    """
+
+    images: torch.Tensor
+    table: pd.DataFrame
+
+
+def _t10k_assignment(count: int, train_fraction: float, seed: int) -> np.ndarray:
+    """Split name per t10k row: a seeded permutation, the first ``train_fraction`` of it is train."""
+    order = np.random.default_rng(seed).permutation(count)
+    assignment = np.empty(count, dtype=object)
+    n_train = int(round(train_fraction * count))
+    assignment[order[:n_train]] = "train"
+    assignment[order[n_train:]] = "test"
+    return assignment
+
+
+def _all_digits(data_dir: Path, train_fraction: float, seed: int) -> tuple[np.ndarray, pd.DataFrame]:
+    """Every digit found in ``data_dir`` with its split assigned, as (N, 28, 28) uint8 and a table."""
+    parts = []
+    if _has_pair(data_dir, "train"):
+        train_images, train_labels = _read_pair(data_dir, "train")
+        parts.append(("train", train_images, train_labels, np.full(len(train_labels), "train", dtype=object)))
+        test_images, test_labels = _read_pair(data_dir, "t10k")
+        parts.append(("t10k", test_images, test_labels, np.full(len(test_labels), "test", dtype=object)))
+    else:
+        test_images, test_labels = _read_pair(data_dir, "t10k")
+        parts.append(("t10k", test_images, test_labels, _t10k_assignment(len(test_labels), train_fraction, seed)))
+    tables = [
+        pd.DataFrame(
+            {
+                "id": [f"{source}-{i:05d}" for i in range(len(labels))],
+                "split": splits,
+                "label": labels.astype(np.int64),
+                "source": source,
+                "source_index": np.arange(len(labels), dtype=np.int64),
+            }
+        )
+        for source, _, labels, splits in parts
+    ]
+    return np.concatenate([p[1] for p in parts]), pd.concat(tables, ignore_index=True)
+
+
+def _ensure_files(data_dir: Path, download: bool) -> None:
+    """Download the files when neither a t10k pair nor a full set is present and ``download`` allows it."""
+    if _has_pair(data_dir, "t10k"):
+        return
+    if not download:
+        raise FileNotFoundError(
+            f"MNIST idx files not found in {data_dir} (need t10k-images-idx3-ubyte[.gz] and"
+            " t10k-labels-idx1-ubyte[.gz]); set mnist.download: true or mnist.data_dir"
+        )
+    download_mnist(data_dir)
+
+
+def mnist_split(
+    data_dir: str | os.PathLike,
+    split: str,
+    train_fraction: float = 0.8,
+    seed: int = 0,
+    download: bool = False,
+    limit: int | None = None,
+) -> MnistSplit:
+    """Digits of ``split`` from the idx files in ``data_dir``.
+
+    Args:
+        data_dir: folder with the idx files (gzip or plain).
+        split: "train", "test" or "all". ("val" is the test part: MNIST has no separate one.)
+        train_fraction: share of the 10,000 t10k digits put in train when the train files are absent.
+        seed: seed of the permutation that splits the t10k digits.
+        download: fetch the files from the canonical mirrors when missing.
+        limit: keep only the first ``limit`` digits of the split (for quick runs), None keeps all.
+
+    Returns:
+        ``MnistSplit`` with images (N, 1, 28, 28) float32 in [0, 1] and its table, in file order.
+    """
+    data_dir = Path(data_dir)
+    _ensure_files(data_dir, download)
+    digits, table = _all_digits(data_dir, train_fraction, seed)
+    wanted = {"train": ["train"], "test": ["test"], "val": ["test"], "all": ["train", "test"]}
+    if split not in wanted:
+        raise ValueError(f"unknown MNIST split {split!r}; expected one of {sorted(wanted)}")
+    rows = np.flatnonzero(table["split"].isin(wanted[split]).to_numpy())[:limit]
+    images = torch.from_numpy(digits[rows].astype(np.float32) / 255.0).unsqueeze(1)
+    return MnistSplit(images, table.iloc[rows].reset_index(drop=True))
+
+
+def load_mnist_split(config: dict[str, Any], split: str):
+    """Registry entry (``lidcvae.data.DATASETS['mnist']``): the config's ``mnist`` section → ``LabelledImages``."""
+    from lidcvae.data import LabelledImages  # the registry imports this module lazily, by path
+
+    section = config.get("mnist", {})
+    digits = mnist_split(
+        section.get("data_dir", "data/mnist"),
+        split,
+        train_fraction=section.get("train_fraction", 0.8),
+        seed=section.get("split_seed", 0),
+        download=section.get("download", True),
+        limit=section.get("limit"),
+    )
+    return LabelledImages(images=digits.images, table=digits.table)

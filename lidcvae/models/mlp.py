@@ -1,0 +1,100 @@
+"""The MNIST VAE: a multilayer perceptron, 784-400-20 by default (Kingma & Welling 2014, arXiv 1312.6114).
+
+Same shape as pytorch/examples ``vae/main.py``: one hidden ReLU layer each side. The decoder is a
+Bernoulli over pixels (binary cross-entropy summed over the 784 pixels, the seeds' and the paper's
+choice for MNIST) or a Gaussian with fixed variance (squared error / σ² plus the normalising constant).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from lidcvae.losses import bernoulli_log_likelihood, gaussian_log_likelihood
+from lidcvae.models.base import VAE
+
+__all__ = ["MLPVAEConfig", "MLPVAE", "LIKELIHOODS"]
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+# q(z|x) variance kept in [e^-30, e^20]: exp(logvar) neither underflows nor overflows in float32.
+_LOGVAR_RANGE = (-30.0, 20.0)
+
+
+@dataclass
+class MLPVAEConfig:
+    """Sizes and decoder of ``MLPVAE``.
+
+    Attributes:
+        event_shape: one input sample without the batch axis, (1, 28, 28) for MNIST.
+        hidden_size: units of the one hidden layer in encoder and decoder.
+        latent_size: D, the dimension of z.
+        likelihood: "bernoulli" (decoded = logits) or "gaussian" (decoded = mean, fixed σ²).
+        log_sigma2: log σ² of the Gaussian decoder (ignored for Bernoulli).
+    """
+
+    event_shape: tuple[int, ...] = (1, 28, 28)
+    hidden_size: int = 400
+    latent_size: int = 20
+    likelihood: str = "bernoulli"
+    log_sigma2: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.event_shape = tuple(int(s) for s in self.event_shape)
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"model.likelihood: {self.likelihood!r} is not one of {LIKELIHOODS}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> MLPVAEConfig:
+        """Take the keys this model knows from a model config section; other keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known and v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "event_shape": list(self.event_shape)}
+
+
+class MLPVAE(VAE):
+    """x (B, 1, 28, 28) → flatten 784 → ReLU(hidden) → (μ, log σ²) (B, D); z → ReLU(hidden) → 784 → x's shape.
+
+    Args:
+        config: sizes and decoder likelihood.
+    """
+
+    def __init__(self, config: MLPVAEConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or MLPVAEConfig()
+        self.event_shape = self.config.event_shape
+        self.latent_size = self.config.latent_size
+        pixels, hidden = math.prod(self.event_shape), self.config.hidden_size
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(pixels, hidden), nn.ReLU())
+        self.to_mean = nn.Linear(hidden, self.latent_size)
+        self.to_logvar = nn.Linear(hidden, self.latent_size)
+        self.decoder = nn.Sequential(nn.Linear(self.latent_size, hidden), nn.ReLU(), nn.Linear(hidden, pixels))
+
+    @classmethod
+    def from_config(cls, model_config: dict[str, Any]) -> MLPVAE:
+        """Build from a ``model`` config section (``name: mlp_vae``, ``hidden_size``, ``latent_size`` ...)."""
+        return cls(MLPVAEConfig.from_dict(model_config))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, *event_shape) in [0, 1] → posterior mean and log-variance, each (B, D)."""
+        hidden = self.encoder(x)
+        return self.to_mean(hidden), self.to_logvar(hidden).clamp(*_LOGVAR_RANGE)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, D) → (B, *event_shape): pixel logits (Bernoulli) or pixel means (Gaussian)."""
+        return self.decoder(z).view(-1, *self.event_shape)
+
+    def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) summed over pixels, nats, (B,): −BCE(sum) or the Gaussian log-density."""
+        if self.config.likelihood == "bernoulli":
+            return bernoulli_log_likelihood(x, decoded)
+        return gaussian_log_likelihood(x, decoded, self.config.log_sigma2)
+
+    def mean_image(self, decoded: torch.Tensor) -> torch.Tensor:
+        """Decoder mean in [0, 1] image space: sigmoid of the logits, or the Gaussian mean itself."""
+        return torch.sigmoid(decoded) if self.config.likelihood == "bernoulli" else decoded
