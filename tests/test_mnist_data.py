@@ -1,0 +1,118 @@
+"""MNIST idx reader, checked download, and the deterministic split of the real t10k digits."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lidcvae.data import mnist
+from lidcvae.data.mnist import IdxFormatError, MnistDownloadError, download_mnist, mnist_split, read_idx
+
+# Digit counts of the real t10k set (LeCun's 10,000 test digits).
+T10K_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def _write_idx(path: Path, header: bytes, payload: bytes) -> Path:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as stream:
+        stream.write(header + payload)
+    return path
+
+
+BAD_FILES = [
+    ("wrong_magic_plain", "x-idx3-ubyte", struct.pack(">I", 0x00000903) + struct.pack(">3I", 2, 2, 2), bytes(8), "magic"),
+    ("float_idx_gzip", "x-idx3-ubyte.gz", struct.pack(">I", 0x00000D03) + struct.pack(">3I", 2, 2, 2), bytes(8), "magic"),
+    ("truncated_payload", "x-idx3-ubyte.gz", struct.pack(">I", 0x00000803) + struct.pack(">3I", 3, 28, 28), bytes(2000), "truncated"),
+    ("truncated_header", "x-idx3-ubyte", struct.pack(">I", 0x00000803) + struct.pack(">I", 3), b"", "truncated header"),
+]
+
+
+@pytest.mark.parametrize("case, name, header, payload, message", BAD_FILES, ids=[c[0] for c in BAD_FILES])
+def test_idx_reader_rejects_bad_file_naming_it(tmp_path, case, name, header, payload, message):
+    path = _write_idx(tmp_path / name, header, payload)
+    with pytest.raises(IdxFormatError, match=message) as error:
+        read_idx(path)
+    assert str(path) in str(error.value)
+
+
+def test_idx_reader_rejects_gz_name_that_is_not_gzip(tmp_path):
+    path = tmp_path / "x-idx3-ubyte.gz"
+    path.write_bytes(b"plain bytes")
+    with pytest.raises(IdxFormatError, match="cannot read"):
+        read_idx(path)
+
+
+def test_idx_reader_rejects_labels_file_read_as_images(mnist_dir):
+    with pytest.raises(IdxFormatError, match="1 dimensions, expected 3"):
+        read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz", expected_dims=3)
+
+
+def test_idx_reader_reads_gzip_and_plain_alike(mnist_dir, tmp_path):
+    plain = tmp_path / "t10k-labels-idx1-ubyte"
+    with gzip.open(mnist_dir / "t10k-labels-idx1-ubyte.gz", "rb") as source, open(plain, "wb") as target:
+        shutil.copyfileobj(source, target)
+    from_gzip = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
+    np.testing.assert_array_equal(read_idx(plain), from_gzip)
+    assert from_gzip.shape == (10000,)
+    assert np.bincount(from_gzip).tolist() == T10K_LABEL_COUNTS
+    assert from_gzip[:5].tolist() == [7, 2, 1, 0, 4]
+
+
+def test_t10k_split_is_deterministic_disjoint_and_complete(mnist_dir):
+    train, test = mnist_split(mnist_dir, "train"), mnist_split(mnist_dir, "test")
+    assert (len(train.images), len(test.images)) == (8000, 2000)
+    assert train.images.shape[1:] == (1, 28, 28) and train.images.dtype.is_floating_point
+    assert 0.0 == float(train.images.min()) and float(train.images.max()) == 1.0
+    assert set(train.table["id"]).isdisjoint(test.table["id"])
+    counts = np.bincount(np.concatenate([train.table["label"], test.table["label"]]))
+    assert counts.tolist() == T10K_LABEL_COUNTS
+    again = mnist_split(mnist_dir, "test")
+    assert again.table["id"].tolist() == test.table["id"].tolist()
+    other_seed = mnist_split(mnist_dir, "test", seed=1)
+    assert other_seed.table["id"].tolist() != test.table["id"].tolist()
+
+
+def test_split_table_matches_images(mnist_dir):
+    test = mnist_split(mnist_dir, "test", limit=50)
+    raw = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
+    rows = test.table["source_index"].to_numpy()
+    np.testing.assert_allclose(test.images[:, 0].numpy(), raw[rows] / 255.0, atol=1e-7)
+    assert set(test.table.columns) >= {"id", "split", "label"}
+    assert (test.table["split"] == "test").all()
+
+
+def test_missing_files_without_download_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte"):
+        mnist_split(tmp_path, "train", download=False)
+
+
+def test_download_offline_raises_clear_error(tmp_path):
+    unreachable = ("http://127.0.0.1:9/mnist/",)  # discard port: connection refused at once
+    with pytest.raises(MnistDownloadError, match="offline") as error:
+        download_mnist(tmp_path, files=["t10k-labels-idx1-ubyte.gz"], mirrors=unreachable, timeout_s=2)
+    assert "127.0.0.1:9" in str(error.value)
+    assert not any(tmp_path.iterdir()), "a failed download must leave nothing behind"
+
+
+def test_download_verifies_sha256_and_falls_through_mirrors(mnist_dir, tmp_path):
+    corrupt_mirror, good_mirror, target = tmp_path / "corrupt", tmp_path / "good", tmp_path / "data"
+    corrupt_mirror.mkdir()
+    (corrupt_mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not mnist")
+    good_mirror.mkdir()
+    shutil.copy(mnist_dir / "t10k-labels-idx1-ubyte.gz", good_mirror)
+    only_corrupt = (corrupt_mirror.as_uri() + "/",)
+    with pytest.raises(MnistDownloadError, match="SHA-256 mismatch"):
+        download_mnist(target, files=["t10k-labels-idx1-ubyte.gz"], mirrors=only_corrupt)
+    paths = download_mnist(target, files=["t10k-labels-idx1-ubyte.gz"], mirrors=only_corrupt + (good_mirror.as_uri() + "/",))
+    assert paths == [target / "t10k-labels-idx1-ubyte.gz"]
+    assert read_idx(paths[0]).shape == (10000,)
+
+
+def test_canonical_checksums_match_shared_files(mnist_dir):
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        assert mnist._sha256(mnist_dir / name) == mnist.MNIST_FILES[name]
