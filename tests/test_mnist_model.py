@@ -15,16 +15,17 @@ from lidcvae.models.mlp import MLPVAE, MLPVAEConfig
 
 def _tiny_model(likelihood: str) -> MLPVAE:
     """2 pixels, 2 hidden units, 1 latent; weights picked so every value below is easy by hand."""
-    model = MLPVAE(MLPVAEConfig(event_shape=(1, 1, 2), hidden_size=2, latent_size=1, likelihood=likelihood))
+    model = MLPVAE(MLPVAEConfig(event_shape=(1, 1, 2), hidden_sizes=(2,), latent_size=1, likelihood=likelihood))
     with torch.no_grad():
-        for layer in (model.encoder[1], model.to_mean, model.to_logvar, model.decoder[0], model.decoder[2]):
+        encoder_layer, (decoder_hidden, _, decoder_out) = model.encoder[1][0], model.decoder
+        for layer in (encoder_layer, model.to_mean, model.to_logvar, decoder_hidden, decoder_out):
             layer.bias.zero_()
-        model.encoder[1].weight.copy_(torch.eye(2))  # h = relu(x)
+        encoder_layer.weight.copy_(torch.eye(2))  # h = relu(x)
         model.to_mean.weight.copy_(torch.tensor([[1.0, 1.0]]))  # μ = h₁ + h₂
         model.to_logvar.bias.fill_(math.log(0.5))  # σ² = 0.5
         model.to_logvar.weight.zero_()
-        model.decoder[0].weight.copy_(torch.tensor([[1.0], [-1.0]]))  # relu(z), relu(−z)
-        model.decoder[2].weight.copy_(torch.eye(2))
+        decoder_hidden.weight.copy_(torch.tensor([[1.0], [-1.0]]))  # relu(z), relu(−z)
+        decoder_out.weight.copy_(torch.eye(2))
     return model.eval()
 
 
@@ -62,11 +63,24 @@ SIZE_CASES = [(400, 20, 652_824), (200, 20, 326_824), (400, 10, 640_804)]
 
 @pytest.mark.parametrize("hidden, latent, parameters", SIZE_CASES)
 def test_registry_builds_mlp_of_configured_size(hidden, latent, parameters):
-    model = build_model({"name": "mlp_vae", "hidden_size": hidden, "latent_size": latent, "unrelated_key": 1})
+    model = build_model({"name": "mlp_vae", "hidden_sizes": [hidden], "latent_size": latent, "channels": [16, 32]})
     assert isinstance(model, MLPVAE)
     assert sum(p.numel() for p in model.parameters()) == parameters
     output = model(torch.rand(3, 1, 28, 28))
     assert output.decoded.shape == (3, 1, 28, 28) and output.posterior_mean.shape == (3, latent)
+
+
+def test_two_hidden_layers_mirror_in_decoder():
+    model = build_model({"name": "mlp_vae", "hidden_sizes": [400, 400], "latent_size": 20})
+    widths = [layer.out_features for layer in model.decoder if isinstance(layer, torch.nn.Linear)]
+    assert widths == [400, 400, 784]
+
+
+def test_gaussian_sigma_comes_from_model_sigma_section():
+    model = build_model({"name": "mlp_vae", "likelihood": "gaussian", "sigma": {"mode": "fixed", "log_sigma2": -2.0}})
+    x, mean = torch.zeros(1, 1, 28, 28), torch.full((1, 1, 28, 28), 0.5)
+    expected = -784 * (0.5 * 0.25 * math.exp(2.0) + 0.5 * (-2.0) + 0.5 * math.log(2 * math.pi))
+    assert float(model.log_likelihood(x, mean)[0]) == pytest.approx(expected, rel=1e-5)
 
 
 def test_unknown_likelihood_is_rejected():

@@ -30,35 +30,53 @@ class MLPVAEConfig:
 
     Attributes:
         event_shape: one input sample without the batch axis, (1, 28, 28) for MNIST.
-        hidden_size: units of the one hidden layer in encoder and decoder.
+        hidden_sizes: encoder hidden layer widths, input side first; the decoder mirrors them.
         latent_size: D, the dimension of z.
         likelihood: "bernoulli" (decoded = logits) or "gaussian" (decoded = mean, fixed σ²).
         log_sigma2: log σ² of the Gaussian decoder (ignored for Bernoulli).
     """
 
     event_shape: tuple[int, ...] = (1, 28, 28)
-    hidden_size: int = 400
+    hidden_sizes: tuple[int, ...] = (400,)
     latent_size: int = 20
     likelihood: str = "bernoulli"
     log_sigma2: float = 0.0
 
     def __post_init__(self) -> None:
         self.event_shape = tuple(int(s) for s in self.event_shape)
+        self.hidden_sizes = tuple(int(s) for s in self.hidden_sizes)
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"model.likelihood: {self.likelihood!r} is not one of {LIKELIHOODS}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> MLPVAEConfig:
-        """Take the keys this model knows from a model config section; other keys are ignored."""
+        """Take the keys this model knows from a ``model`` config section; other models' keys are ignored.
+
+        The Gaussian decoder's log σ² comes from ``log_sigma2`` or else the section's ``sigma.log_sigma2``
+        (always used as a fixed σ² here).
+        """
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known and v is not None})
+        chosen = {k: v for k, v in values.items() if k in known and v is not None}
+        if "log_sigma2" not in chosen and isinstance(values.get("sigma"), dict) and "log_sigma2" in values["sigma"]:
+            chosen["log_sigma2"] = values["sigma"]["log_sigma2"]
+        return cls(**chosen)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "event_shape": list(self.event_shape)}
+        return {**asdict(self), "event_shape": list(self.event_shape), "hidden_sizes": list(self.hidden_sizes)}
+
+
+def _perceptron(widths: list[int]) -> nn.Sequential:
+    """Linear layers between consecutive ``widths``, ReLU after each but the last."""
+    layers: list[nn.Module] = []
+    for index, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(width_in, width_out))
+        if index < len(widths) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
 
 
 class MLPVAE(VAE):
-    """x (B, 1, 28, 28) → flatten 784 → ReLU(hidden) → (μ, log σ²) (B, D); z → ReLU(hidden) → 784 → x's shape.
+    """x (B, 1, 28, 28) → 784 → ReLU(hidden…) → (μ, log σ²) (B, D); z → ReLU(…hidden) → 784 → x's shape.
 
     Args:
         config: sizes and decoder likelihood.
@@ -69,15 +87,15 @@ class MLPVAE(VAE):
         self.config = config or MLPVAEConfig()
         self.event_shape = self.config.event_shape
         self.latent_size = self.config.latent_size
-        pixels, hidden = math.prod(self.event_shape), self.config.hidden_size
-        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(pixels, hidden), nn.ReLU())
-        self.to_mean = nn.Linear(hidden, self.latent_size)
-        self.to_logvar = nn.Linear(hidden, self.latent_size)
-        self.decoder = nn.Sequential(nn.Linear(self.latent_size, hidden), nn.ReLU(), nn.Linear(hidden, pixels))
+        pixels, hidden = math.prod(self.event_shape), list(self.config.hidden_sizes)
+        self.encoder = nn.Sequential(nn.Flatten(), _perceptron([pixels, *hidden]), nn.ReLU())
+        self.to_mean = nn.Linear(hidden[-1], self.latent_size)
+        self.to_logvar = nn.Linear(hidden[-1], self.latent_size)
+        self.decoder = _perceptron([self.latent_size, *reversed(hidden), pixels])
 
     @classmethod
     def from_config(cls, model_config: dict[str, Any]) -> MLPVAE:
-        """Build from a ``model`` config section (``name: mlp_vae``, ``hidden_size``, ``latent_size`` ...)."""
+        """Build from a ``model`` config section (``name: mlp_vae``, ``hidden_sizes``, ``latent_size`` ...)."""
         return cls(MLPVAEConfig.from_dict(model_config))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
