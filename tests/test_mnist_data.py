@@ -116,3 +116,23 @@ def test_download_verifies_sha256_and_falls_through_mirrors(mnist_dir, tmp_path)
 def test_canonical_checksums_match_shared_files(mnist_dir):
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         assert mnist._sha256(mnist_dir / name) == mnist.MNIST_FILES[name]
+
+
+def test_val_is_empty_by_default_and_carved_from_train_on_request(mnist_dir):
+    empty = mnist_split(mnist_dir, "val")
+    assert empty.images.shape == (0, 1, 28, 28) and list(empty.table.columns)[:3] == ["id", "split", "label"]
+    train, val = mnist_split(mnist_dir, "train", val_fraction=0.1), mnist_split(mnist_dir, "val", val_fraction=0.1)
+    assert (len(train.images), len(val.images)) == (7200, 800)
+    default_train_ids = set(mnist_split(mnist_dir, "train").table["id"])
+    assert set(train.table["id"]) | set(val.table["id"]) == default_train_ids  # test part unchanged
+
+
+def test_registry_loads_mnist_from_config_section(mnist_dir):
+    from lidcvae.config import validate_config
+    from lidcvae.data import load_split
+
+    config = validate_config({"dataset": "mnist", "mnist": {"data_dir": str(mnist_dir), "limit": 64}})
+    digits = load_split(config, "test")
+    assert digits.images.shape == (64, 1, 28, 28)
+    assert str(digits.table["label"].dtype) == "Int64"
+    assert digits.table["split"].eq("test").all()

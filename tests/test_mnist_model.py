@@ -29,6 +29,7 @@ def _tiny_model(likelihood: str) -> MLPVAE:
     return model.eval()
 
 
+@torch.no_grad()
 def _negative_elbo_at_posterior_mean(model: MLPVAE, x: torch.Tensor) -> float:
     output = model(x, sample=False)
     log_likelihood = model.log_likelihood(x, output.decoded)

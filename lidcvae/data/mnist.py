@@ -3,7 +3,8 @@
 The reader takes the standard idx files (LeCun et al. 1998, http://yann.lecun.com/exdb/mnist/),
 gzip-compressed or plain, from a local folder. Where only the 10,000 ``t10k`` digits are present (the
 project's shared test data), they are split by a seeded permutation into a train and a test part;
-where the 60,000 ``train`` digits are present too, the standard 60k/10k split is used.
+where the 60,000 ``train`` digits are present too, the standard 60k/10k split is used. A val split,
+empty by default, can be held out of the train part.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "download_mnist",
     "MnistSplit",
     "mnist_split",
+    "load",
     "load_mnist_split",
 ]
 
@@ -210,40 +212,45 @@ class MnistSplit:
     table: pd.DataFrame
 
 
-def _t10k_assignment(count: int, train_fraction: float, seed: int) -> np.ndarray:
-    """Split name per t10k row: a seeded permutation, the first ``train_fraction`` of it is train."""
+def _assign_splits(count: int, train_fraction: float, val_fraction: float, seed: int) -> np.ndarray:
+    """Split name per row by a seeded permutation: ``train_fraction`` of the rows form the train part
+    (its last ``val_fraction`` goes to val), the rest is test."""
     order = np.random.default_rng(seed).permutation(count)
-    assignment = np.empty(count, dtype=object)
-    n_train = int(round(train_fraction * count))
-    assignment[order[:n_train]] = "train"
-    assignment[order[n_train:]] = "test"
+    n_train_part = int(round(train_fraction * count))
+    n_val = int(round(val_fraction * n_train_part))
+    assignment = np.full(count, "test", dtype=object)
+    assignment[order[: n_train_part - n_val]] = "train"
+    assignment[order[n_train_part - n_val : n_train_part]] = "val"
     return assignment
 
 
-def _all_digits(data_dir: Path, train_fraction: float, seed: int) -> tuple[np.ndarray, pd.DataFrame]:
+def _digit_table(source: str, labels: np.ndarray, splits: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": [f"{source}-{i:05d}" for i in range(len(labels))],
+            "split": splits,
+            "label": pd.array(labels.astype(np.int64), dtype="Int64"),
+            "source": source,
+            "source_index": np.arange(len(labels), dtype=np.int64),
+        }
+    )
+
+
+def _all_digits(
+    data_dir: Path, train_fraction: float, val_fraction: float, seed: int
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Every digit found in ``data_dir`` with its split assigned, as (N, 28, 28) uint8 and a table."""
-    parts = []
-    if _has_pair(data_dir, "train"):
-        train_images, train_labels = _read_pair(data_dir, "train")
-        parts.append(("train", train_images, train_labels, np.full(len(train_labels), "train", dtype=object)))
-        test_images, test_labels = _read_pair(data_dir, "t10k")
-        parts.append(("t10k", test_images, test_labels, np.full(len(test_labels), "test", dtype=object)))
-    else:
-        test_images, test_labels = _read_pair(data_dir, "t10k")
-        parts.append(("t10k", test_images, test_labels, _t10k_assignment(len(test_labels), train_fraction, seed)))
+    test_images, test_labels = _read_pair(data_dir, "t10k")
+    if not _has_pair(data_dir, "train"):
+        splits = _assign_splits(len(test_labels), train_fraction, val_fraction, seed)
+        return test_images, _digit_table("t10k", test_labels, splits)
+    train_images, train_labels = _read_pair(data_dir, "train")
+    train_splits = _assign_splits(len(train_labels), 1.0, val_fraction, seed)
     tables = [
-        pd.DataFrame(
-            {
-                "id": [f"{source}-{i:05d}" for i in range(len(labels))],
-                "split": splits,
-                "label": labels.astype(np.int64),
-                "source": source,
-                "source_index": np.arange(len(labels), dtype=np.int64),
-            }
-        )
-        for source, _, labels, splits in parts
+        _digit_table("train", train_labels, train_splits),
+        _digit_table("t10k", test_labels, np.full(len(test_labels), "test", dtype=object)),
     ]
-    return np.concatenate([p[1] for p in parts]), pd.concat(tables, ignore_index=True)
+    return np.concatenate([train_images, test_images]), pd.concat(tables, ignore_index=True)
 
 
 def _ensure_files(data_dir: Path, download: bool) -> None:
@@ -262,6 +269,7 @@ def mnist_split(
     data_dir: str | os.PathLike,
     split: str,
     train_fraction: float = 0.8,
+    val_fraction: float = 0.0,
     seed: int = 0,
     download: bool = False,
     limit: int | None = None,
@@ -270,9 +278,11 @@ def mnist_split(
 
     Args:
         data_dir: folder with the idx files (gzip or plain).
-        split: "train", "test" or "all". ("val" is the test part: MNIST has no separate one.)
-        train_fraction: share of the 10,000 t10k digits put in train when the train files are absent.
-        seed: seed of the permutation that splits the t10k digits.
+        split: "train", "val", "test" or "all".
+        train_fraction: share of the 10,000 t10k digits in the train part when the train files are
+            absent (the rest is test); with the train files, the train part is the 60,000 train digits.
+        val_fraction: share of the train part held out as val (0 leaves val empty).
+        seed: seed of the permutation that assigns the splits.
         download: fetch the files from the canonical mirrors when missing.
         limit: keep only the first ``limit`` digits of the split (for quick runs), None keeps all.
 
@@ -281,16 +291,16 @@ def mnist_split(
     """
     data_dir = Path(data_dir)
     _ensure_files(data_dir, download)
-    digits, table = _all_digits(data_dir, train_fraction, seed)
-    wanted = {"train": ["train"], "test": ["test"], "val": ["test"], "all": ["train", "test"]}
+    digits, table = _all_digits(data_dir, train_fraction, val_fraction, seed)
+    wanted = {"train": ["train"], "val": ["val"], "test": ["test"], "all": ["train", "val", "test"]}
     if split not in wanted:
         raise ValueError(f"unknown MNIST split {split!r}; expected one of {sorted(wanted)}")
     rows = np.flatnonzero(table["split"].isin(wanted[split]).to_numpy())[:limit]
-    images = torch.from_numpy(digits[rows].astype(np.float32) / 255.0).unsqueeze(1)
+    images = torch.from_numpy(digits[rows].astype(np.float32) / 255.0).reshape(len(rows), 1, *digits.shape[1:])
     return MnistSplit(images, table.iloc[rows].reset_index(drop=True))
 
 
-def load_mnist_split(config: dict[str, Any], split: str):
+def load(config: dict[str, Any], split: str):
     """Registry entry (``lidcvae.data.DATASETS['mnist']``): the config's ``mnist`` section → ``LabelledImages``."""
     from lidcvae.data import LabelledImages  # the registry imports this module lazily, by path
 
@@ -299,8 +309,12 @@ def load_mnist_split(config: dict[str, Any], split: str):
         section.get("data_dir", "data/mnist"),
         split,
         train_fraction=section.get("train_fraction", 0.8),
+        val_fraction=section.get("val_fraction", 0.0),
         seed=section.get("split_seed", 0),
         download=section.get("download", True),
         limit=section.get("limit"),
     )
     return LabelledImages(images=digits.images, table=digits.table)
+
+
+load_mnist_split = load
