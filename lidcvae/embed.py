@@ -1,0 +1,162 @@
+"""Embed nodules: posterior means and log-variances of a trained VAE, one table row per nodule.
+
+The encoder runs in eval mode, so batch-norm layers use their frozen running statistics and a
+nodule's code does not depend on which other nodules share its batch. Any manifest in the extract
+format can be embedded, including nodules the model never saw.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import torch
+
+from lidcvae.intensity import HUWindow
+from lidcvae.io import read_parquet, write_parquet
+from lidcvae.models.base import VAE
+
+__all__ = [
+    "MEAN_PREFIX",
+    "LOGVAR_PREFIX",
+    "latent_column_names",
+    "posterior_arrays",
+    "encode_batches",
+    "embed_images",
+    "hu_window_from_config",
+    "load_manifest_images",
+    "embed_manifest",
+    "embed_dataset",
+    "read_embeddings",
+]
+
+MEAN_PREFIX = "z"
+LOGVAR_PREFIX = "logvar"
+logger = logging.getLogger(__name__)
+
+
+def latent_column_names(latent_size: int, prefix: str = MEAN_PREFIX) -> list[str]:
+    """``z000`` … ``z255`` for 256 latent dimensions (at least three digits, zero-padded)."""
+    width = max(3, len(str(latent_size - 1)))
+    return [f"{prefix}{index:0{width}d}" for index in range(latent_size)]
+
+
+def posterior_arrays(embeddings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The (N, D) posterior means and log-variances stored in an embeddings table."""
+    means = [c for c in embeddings.columns if c.startswith(MEAN_PREFIX) and c[len(MEAN_PREFIX) :].isdigit()]
+    logvars = [c for c in embeddings.columns if c.startswith(LOGVAR_PREFIX) and c[len(LOGVAR_PREFIX) :].isdigit()]
+    return embeddings[means].to_numpy(np.float64), embeddings[logvars].to_numpy(np.float64)
+
+
+@torch.no_grad()
+def encode_batches(
+    model: VAE, images: torch.Tensor, batch_size: int = 32, device: str | torch.device = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean and log-variance of every image, in eval mode.
+
+    Args:
+        images: (N, *event_shape) float32 in model input scale.
+
+    Returns:
+        Two float32 arrays (N, D).
+    """
+    model.eval().to(device)
+    means, logvars = [], []
+    for batch in images.split(batch_size):
+        mean, logvar = model.encode(batch.to(device))
+        means.append(mean.float().cpu())
+        logvars.append(logvar.float().cpu())
+    if not means:
+        empty = np.zeros((0, model.latent_size), np.float32)
+        return empty, empty.copy()
+    return torch.cat(means).numpy(), torch.cat(logvars).numpy()
+
+
+def embed_images(
+    model: VAE, images: torch.Tensor, table: pd.DataFrame, batch_size: int = 32, device: str | torch.device = "cpu"
+) -> pd.DataFrame:
+    """``table`` (one row per image) with columns ``z000…`` (posterior mean) and ``logvar000…`` appended."""
+    if len(images) != len(table):
+        raise ValueError(f"{len(images)} images but {len(table)} table rows; they must correspond one to one")
+    start = time.perf_counter()
+    means, logvars = encode_batches(model, images, batch_size, device)
+    seconds = time.perf_counter() - start
+    logger.info("embedded %d samples in %.1f s (%.1f samples/s)", len(images), seconds, len(images) / max(seconds, 1e-9))
+    latents = pd.DataFrame(
+        np.concatenate([means, logvars], axis=1),
+        columns=latent_column_names(means.shape[1]) + latent_column_names(means.shape[1], LOGVAR_PREFIX),
+        index=table.index,
+    )
+    return pd.concat([table, latents], axis=1).reset_index(drop=True)
+
+
+def hu_window_from_config(model_config: Mapping[str, Any]) -> HUWindow:
+    """The model's HU window from ``model.hu_window`` ({lower_hu, upper_hu} or [lower, upper]); default if absent."""
+    window = model_config.get("hu_window")
+    if isinstance(window, Mapping):
+        return HUWindow(float(window["lower_hu"]), float(window["upper_hu"]))
+    if isinstance(window, (list, tuple)):
+        return HUWindow(float(window[0]), float(window[1]))
+    return HUWindow()
+
+
+def load_manifest_images(manifest: pd.DataFrame, hu_window: HUWindow) -> torch.Tensor:
+    """NIfTI patches named by ``image_path`` (absolute) → (N, 1, Z, Y, X) float32 in model scale.
+
+    NIfTI arrays are (x, y, z); the model sees (z, y, x) like every stage outside the files.
+    """
+    patches = [np.asarray(nib.load(path).dataobj, np.float32).transpose(2, 1, 0) for path in manifest["image_path"]]
+    if not patches:
+        return torch.zeros((0, 1, 1, 1, 1))
+    return torch.from_numpy(hu_window.to_unit(np.stack(patches))[:, None].copy())
+
+
+def _load_model(checkpoint: str | os.PathLike):
+    from lidcvae.train.checkpoint import load_model
+
+    return load_model(checkpoint, map_location="cpu")
+
+
+def embed_manifest(
+    checkpoint: str | os.PathLike,
+    manifest_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    batch_size: int = 32,
+    device: str = "cpu",
+) -> pd.DataFrame:
+    """Embed every nodule of a manifest (extract format) with a trained checkpoint; write Parquet atomically."""
+    from lidcvae.extract.manifest import read_manifest
+
+    model, config = _load_model(checkpoint)
+    manifest = read_manifest(manifest_path)
+    images = load_manifest_images(manifest, hu_window_from_config(config.get("model", {})))
+    embeddings = embed_images(model, images, manifest, batch_size, device)
+    write_parquet(embeddings, out_path)
+    return embeddings
+
+
+def embed_dataset(
+    checkpoint: str | os.PathLike, config: Mapping[str, Any], out_path: str | os.PathLike, batch_size: int = 32, device: str = "cpu"
+) -> pd.DataFrame:
+    """Embed every split the data loader knows for ``config`` (e.g. MNIST digits); write Parquet atomically."""
+    from lidcvae.data import load_split
+
+    model, _ = _load_model(checkpoint)
+    parts = []
+    for split in ("train", "val", "test"):
+        data = load_split(dict(config), split)
+        parts.append(embed_images(model, data.images, data.table.reset_index(drop=True), batch_size, device))
+    embeddings = pd.concat(parts, ignore_index=True)
+    write_parquet(embeddings, out_path)
+    return embeddings
+
+
+def read_embeddings(path: str | os.PathLike) -> pd.DataFrame:
+    """An embeddings table as written by ``embed_manifest``."""
+    return read_parquet(path)

@@ -1,0 +1,70 @@
+"""Posterior-collapse checks and the PCA suggestion for dim(z).
+
+Active units: Burda et al. 2016 (arXiv 1509.00519, §5.2): dimension d is active when
+Cov_x(E_q[z_d|x]) > 0.01. When every unit is inactive the decoder can only output one image, and the
+best single image is the dataset's mean patch: the failure the seeds show (every reconstruction
+regresses to the mean), so reconstructions no closer than the mean patch are flagged too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.decomposition import PCA
+
+__all__ = [
+    "kl_per_dimension",
+    "posterior_mean_variance",
+    "active_units",
+    "pca_dimension_suggestion",
+    "collapse_warnings",
+]
+
+WARNING_PREFIX = "!!! POSTERIOR COLLAPSE WARNING:"
+
+
+def kl_per_dimension(posterior_mean: np.ndarray, posterior_logvar: np.ndarray) -> np.ndarray:
+    """KL(q(z_d|x) ‖ N(0, 1)) averaged over samples, per latent dimension: (N, D) × 2 → (D,) nats."""
+    mean, logvar = np.asarray(posterior_mean, np.float64), np.asarray(posterior_logvar, np.float64)
+    return (0.5 * (np.exp(logvar) + mean**2 - 1.0 - logvar)).mean(axis=0)
+
+
+def posterior_mean_variance(posterior_mean: np.ndarray) -> np.ndarray:
+    """Variance over samples of each dimension's posterior mean: (N, D) → (D,)."""
+    return np.asarray(posterior_mean, np.float64).var(axis=0)
+
+
+def active_units(posterior_mean: np.ndarray, threshold: float = 0.01) -> int:
+    """Number of latent dimensions whose posterior-mean variance over samples exceeds ``threshold``."""
+    return int((posterior_mean_variance(posterior_mean) > threshold).sum())
+
+
+def pca_dimension_suggestion(posterior_mean: np.ndarray, variance_fraction: float = 0.9) -> int:
+    """Fewest principal components of the posterior means that explain ``variance_fraction`` of their variance.
+
+    The seeds' heuristic for choosing dim(z): train wide, then set dim(z) to this number. Returns 0
+    when the means do not vary at all (a collapsed encoder).
+    """
+    mean = np.asarray(posterior_mean, np.float64)
+    if len(mean) < 2 or np.allclose(mean.var(axis=0).sum(), 0.0):
+        return 0
+    explained = np.cumsum(PCA().fit(mean).explained_variance_ratio_)
+    return int(np.searchsorted(explained, variance_fraction - 1e-12) + 1)
+
+
+def collapse_warnings(
+    active: int, latent_size: int, floor: int, reconstruction_mse: float, mean_patch_mse: float, split: str
+) -> list[str]:
+    """The loud messages for a collapsed model; empty when everything looks alive."""
+    messages = []
+    if active < floor:
+        messages.append(
+            f"{WARNING_PREFIX} only {active} of {latent_size} latent units are active "
+            f"(floor {floor}); the encoder output hardly depends on its input."
+        )
+    if reconstruction_mse >= mean_patch_mse:
+        messages.append(
+            f"{WARNING_PREFIX} {split} reconstructions (MSE {reconstruction_mse:.4g}) are no closer to their "
+            f"inputs than the dataset's mean patch (MSE {mean_patch_mse:.4g}): every reconstruction "
+            "regresses to the mean."
+        )
+    return messages

@@ -1,0 +1,175 @@
+"""PNG figures for the report, generic over event shape: 2-D images (C=1, H, W) or volumes (1, Z, Y, X).
+
+Image grids (montage, prior samples, interpolation) are written pixel-exact with ``imsave``: every
+patch voxel becomes ``zoom``×``zoom`` pixels, so a figure's size is known from its inputs. CT patches
+are shown in a lung window (W 1500, L −600 HU); images without an HU window are shown as [0, 1].
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+
+from lidcvae.intensity import HUWindow  # noqa: E402
+from lidcvae.io import atomic_path  # noqa: E402
+
+__all__ = [
+    "LUNG_WINDOW_HU",
+    "centre_views",
+    "to_display",
+    "tile",
+    "reconstruction_montage",
+    "image_rows",
+    "slerp",
+    "interpolation_codes",
+    "save_image",
+    "plot_loss_curves",
+    "plot_latent_pca",
+    "plot_kl_per_dimension",
+]
+
+LUNG_WINDOW_HU = (-1350.0, 150.0)
+GAP = 2
+
+
+def to_display(images: np.ndarray, hu_window: HUWindow | None, display_window_hu=LUNG_WINDOW_HU) -> np.ndarray:
+    """Model-scale images → [0, 1] grey levels: through HU into the display window, or clipped as is."""
+    images = np.asarray(images, np.float32)
+    if hu_window is None:
+        return np.clip(images, 0.0, 1.0)
+    lower, upper = display_window_hu
+    return np.clip((hu_window.to_hu(images) - lower) / (upper - lower), 0.0, 1.0)
+
+
+def centre_views(sample: np.ndarray) -> list[np.ndarray]:
+    """One sample (*event_shape) → its 2-D views.
+
+    A volume (1, Z, Y, X) gives the axial (Y, X), coronal (Z, X) and sagittal (Z, Y) centre slices,
+    superior up (z grows towards the head in patient coordinates); an image (1, H, W) gives itself.
+    """
+    spatial = sample[0] if sample.ndim > 2 and sample.shape[0] == 1 else sample
+    if spatial.ndim == 2:
+        return [spatial]
+    z, y, x = (size // 2 for size in spatial.shape)
+    return [spatial[z], spatial[::-1, y, :], spatial[::-1, :, x]]
+
+
+def _pad_to(image: np.ndarray, height: int, width: int, fill: float) -> np.ndarray:
+    padded = np.full((height, width), fill, np.float32)
+    padded[: image.shape[0], : image.shape[1]] = image
+    return padded
+
+
+def tile(grid: list[list[np.ndarray]], gap: int = GAP, fill: float = 1.0) -> np.ndarray:
+    """Lay 2-D arrays out in rows and columns with ``gap``-pixel separators; cells are padded to size."""
+    height = max(cell.shape[0] for row in grid for cell in row)
+    width = max(cell.shape[1] for row in grid for cell in row)
+    columns = max(len(row) for row in grid)
+    canvas = np.full((len(grid) * (height + gap) - gap, columns * (width + gap) - gap), fill, np.float32)
+    for r, row in enumerate(grid):
+        for c, cell in enumerate(row):
+            top, left = r * (height + gap), c * (width + gap)
+            canvas[top : top + height, left : left + width] = _pad_to(cell, height, width, fill)
+    return canvas
+
+
+def _grid(blocks: list[np.ndarray], columns: int, gap: int) -> np.ndarray:
+    rows = [blocks[i : i + columns] for i in range(0, len(blocks), columns)]
+    return tile(rows, gap=gap)
+
+
+def reconstruction_montage(inputs: np.ndarray, reconstructions: np.ndarray, columns: int = 4) -> np.ndarray:
+    """Display-scale (N, *event_shape) pairs → one grid: per sample its views, input above reconstruction."""
+    blocks = [tile([centre_views(a), centre_views(b)]) for a, b in zip(inputs, reconstructions)]
+    return _grid(blocks, min(columns, len(blocks)), gap=3 * GAP)
+
+
+def image_rows(rows: list[np.ndarray]) -> np.ndarray:
+    """Rows of display-scale samples (each (M, *event_shape)) → one grid, views of a sample stacked vertically."""
+    return tile([[tile([[view] for view in centre_views(sample)]) for sample in row] for row in rows], gap=3 * GAP)
+
+
+def slerp(start: np.ndarray, end: np.ndarray, fraction: float) -> np.ndarray:
+    """Spherical interpolation (Shoemake 1985; White 2016, arXiv 1609.04468); linear for parallel codes."""
+    cos_angle = np.dot(start, end) / (np.linalg.norm(start) * np.linalg.norm(end) + 1e-12)
+    angle = np.arccos(np.clip(cos_angle, -1.0, 1.0))
+    if angle < 1e-6:
+        return (1.0 - fraction) * start + fraction * end
+    return (np.sin((1.0 - fraction) * angle) * start + np.sin(fraction * angle) * end) / np.sin(angle)
+
+
+def interpolation_codes(start: np.ndarray, end: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Linear and spherical paths between two codes (D,): each (steps, D), endpoints included."""
+    fractions = np.linspace(0.0, 1.0, steps)
+    linear = np.stack([(1.0 - t) * start + t * end for t in fractions])
+    return linear, np.stack([slerp(start, end, t) for t in fractions])
+
+
+def save_image(image: np.ndarray, path: str | os.PathLike, zoom: int = 2) -> None:
+    """Write a [0, 1] grey image as PNG, each pixel repeated ``zoom``×``zoom`` (exact pixel size)."""
+    enlarged = np.kron(image, np.ones((zoom, zoom), np.float32))
+    with atomic_path(path) as tmp:
+        plt.imsave(tmp, enlarged, cmap="gray", vmin=0.0, vmax=1.0)
+
+
+def _save_figure(figure, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+
+
+def _term_columns(history: pd.DataFrame, term: str) -> list[str]:
+    """Columns of a training history holding ``term`` ('recon' or 'kl'), e.g. train_reconstruction, val_kl."""
+    pattern = re.compile(rf"(^|_){term}", re.IGNORECASE)
+    return [c for c in history.columns if pattern.search(c) and not re.search("weight|beta", c, re.IGNORECASE)]
+
+
+def plot_loss_curves(history: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Reconstruction and KL terms on separate axes, per epoch (train and validation lines)."""
+    x_name = "epoch" if "epoch" in history.columns else None
+    x = history[x_name] if x_name else np.arange(len(history))
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for axis, term, title in zip(axes, ("recon", "kl"), ("reconstruction −log p(x|z) (nats)", "KL(q(z|x) ‖ p(z)) (nats)")):
+        for column in _term_columns(history, term):
+            axis.plot(x, history[column], marker=".", label=column)
+        axis.set(title=title, xlabel=x_name or "row")
+        axis.legend(fontsize=8)
+    axes[0].set_yscale("symlog")
+    figure.suptitle("Expected: reconstruction falls fast then slowly; KL rises, then falls")
+    _save_figure(figure, path)
+
+
+def plot_latent_pca(posterior_mean: np.ndarray, labels: pd.Series, path: str | os.PathLike, label_names: dict | None = None) -> None:
+    """2-D PCA of the posterior means (N, D), coloured by label (missing labels grey)."""
+    components = PCA(n_components=2).fit_transform(posterior_mean) if len(posterior_mean) > 2 else np.zeros((len(posterior_mean), 2))
+    figure, axis = plt.subplots(figsize=(5.5, 4.5))
+    missing = labels.isna().to_numpy()
+    axis.scatter(*components[missing].T, c="lightgrey", s=14, label="unlabelled")
+    for value in sorted(labels.dropna().unique()):
+        chosen = (labels == value).fillna(False).to_numpy()
+        name = (label_names or {}).get(value, str(value))
+        axis.scatter(*components[chosen].T, s=16, label=name)
+    axis.set(title="posterior means, first two principal components", xlabel="PC 1", ylabel="PC 2")
+    axis.legend(fontsize=8)
+    _save_figure(figure, path)
+
+
+def plot_kl_per_dimension(kl: np.ndarray, mean_variance: np.ndarray, threshold: float, path: str | os.PathLike) -> None:
+    """KL per latent dimension, sorted descending; active dimensions (mean variance > threshold) highlighted."""
+    order = np.argsort(kl)[::-1]
+    active = mean_variance[order] > threshold
+    figure, axis = plt.subplots(figsize=(8, 3.5))
+    axis.bar(np.arange(len(kl)), kl[order], width=1.0, color=np.where(active, "tab:blue", "lightgrey"))
+    axis.set(
+        title=f"KL per latent dimension, sorted ({int(active.sum())} active of {len(kl)}; blue = active)",
+        xlabel="latent dimension (rank)", ylabel="mean KL (nats)",
+    )
+    _save_figure(figure, path)
