@@ -1,0 +1,205 @@
+"""3D convolutional VAE for single-channel CT nodule patches, built on MONAI's ``VarAutoEncoder``.
+
+The network (strided convolutions down, transposed convolutions up, linear layers to and from the
+latent code) is MONAI's; this module adds what the project's ``VAE`` interface needs:
+
+- a Gaussian decoder whose σ is either fixed from config or *calibrated*: σ² is set to the batch mean
+  squared error, its maximum-likelihood value (Rybkin et al. 2021, "Simple and Effective VAE Training
+  with Calibrated Decoders", arXiv 2006.13202). That removes the hand-tuned σ² of the seeds;
+- a clamp on the predicted log-variance, so exp(logvar) can neither overflow nor vanish;
+- optionally BN-VAE: the posterior mean goes through a batch norm whose scale γ is *fixed*, which keeps
+  the expected KL above a positive floor and prevents posterior collapse (Zhu et al. 2020,
+  arXiv 2004.12585).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from monai.networks.nets import VarAutoEncoder
+from torch import nn
+
+from lidcvae.losses import gaussian_log_likelihood
+from lidcvae.models.base import VAE
+
+__all__ = ["ConvVAE3d", "CalibratedSigma", "FixedScaleBatchNorm"]
+
+# σ ≥ 1e-3 in [0, 1] intensity units (~1.4 HU): a perfect reconstruction must not send log σ² to −∞.
+MIN_LOG_SIGMA2 = math.log(1e-6)
+
+
+class CalibratedSigma(nn.Module):
+    """Decoder variance σ², fixed or calibrated to the batch mean squared error.
+
+    In ``learned`` mode, training batches set σ² = mean((x − x̂)²) over every element of the batch
+    (detached: at this optimum ∂loss/∂σ = 0, so the gradient wrt the network is unchanged), and a
+    running estimate is kept in the buffer ``log_sigma2`` (like BatchNorm's running statistics) for
+    eval mode. In ``fixed`` mode σ² = exp(``log_sigma2``) always.
+
+    Args:
+        mode: ``"fixed"`` or ``"learned"``.
+        log_sigma2: the fixed log σ², and the starting value of the running estimate.
+        momentum: weight of the newest batch in the running estimate.
+    """
+
+    def __init__(self, mode: str = "learned", log_sigma2: float = math.log(0.01), momentum: float = 0.1) -> None:
+        super().__init__()
+        if mode not in ("fixed", "learned"):
+            raise ValueError(f"model.sigma.mode: expected 'fixed' or 'learned', got {mode!r}")
+        self.mode = mode
+        self.momentum = momentum
+        self.register_buffer("log_sigma2", torch.tensor(float(log_sigma2)))
+
+    def forward(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        """log σ² (scalar tensor) to use for this batch; updates the running estimate when training."""
+        if self.mode == "fixed" or not self.training:
+            return self.log_sigma2
+        batch_mse = (x.detach().float() - mean.detach().float()).pow(2).mean()
+        log_sigma2 = batch_mse.log().clamp(min=MIN_LOG_SIGMA2)
+        with torch.no_grad():
+            self.log_sigma2.lerp_(log_sigma2, self.momentum)
+        return log_sigma2
+
+
+class FixedScaleBatchNorm(nn.Module):
+    """BN-VAE posterior mean: μ' = γ·(μ − E_B[μ]) / sd_B[μ] + b, with γ fixed and b learned.
+
+    With every dimension's μ normalised to variance γ², the expected KL per dimension is at least
+    γ²/2 (arXiv 2004.12585, eq. 6), so no dimension can collapse onto the prior.
+
+    Args:
+        latent_size: D.
+        gamma: the fixed scale γ.
+    """
+
+    def __init__(self, latent_size: int, gamma: float = 0.5) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(latent_size, affine=False)
+        self.gamma = gamma
+        self.shift = nn.Parameter(torch.zeros(latent_size))
+
+    def forward(self, posterior_mean: torch.Tensor) -> torch.Tensor:
+        """(B, D) → (B, D)."""
+        return self.gamma * self.norm(posterior_mean) + self.shift
+
+
+class ConvVAE3d(VAE):
+    """3D convolutional VAE with a Gaussian decoder on windowed intensities in [0, 1].
+
+    Args:
+        input_size: edge S of the cubic input; inputs are (B, 1, S, S, S).
+        latent_size: D.
+        channels: encoder channels per level, e.g. (32, 64, 128, 256); the decoder mirrors them.
+        strides: stride per level; 2 halves the edge.
+        kernel_size: convolution kernel edge.
+        num_res_units: MONAI residual units per level (0 = plain convolutions).
+        norm: MONAI norm name or (name, kwargs), e.g. ``"batch"``.
+        act: MONAI activation name or (name, kwargs), e.g. ``("leakyrelu", {"negative_slope": 0.2})``.
+        dropout: dropout probability inside the conv blocks.
+        decoder_output: ``"linear"`` or ``"sigmoid"`` on the decoder mean.
+        sigma: the decoder σ (see ``CalibratedSigma``).
+        logvar_range: (low, high) clamp of the posterior log-variance.
+        bn_gamma: if given, BN-VAE with this fixed scale on the posterior mean.
+        hu_window: (lower, upper) HU mapped to [0, 1]; stored so a checkpoint alone says how to map HU.
+
+    Example::
+
+        model = ConvVAE3d(input_size=64, latent_size=256, channels=(32, 64, 128, 256), strides=(2, 2, 2, 2))
+        out = model(torch.rand(2, 1, 64, 64, 64))  # out.decoded: (2, 1, 64, 64, 64), out.z: (2, 256)
+    """
+
+    def __init__(
+        self,
+        input_size: int = 64,
+        latent_size: int = 256,
+        channels: tuple[int, ...] = (32, 64, 128, 256),
+        strides: tuple[int, ...] = (2, 2, 2, 2),
+        kernel_size: int = 3,
+        num_res_units: int = 0,
+        norm: Any = "batch",
+        act: Any = ("leakyrelu", {"negative_slope": 0.2}),
+        dropout: float = 0.0,
+        decoder_output: str = "linear",
+        sigma: CalibratedSigma | None = None,
+        logvar_range: tuple[float, float] = (-10.0, 10.0),
+        bn_gamma: float | None = None,
+        hu_window: tuple[float, float] = (-1000.0, 400.0),
+    ) -> None:
+        super().__init__()
+        self.latent_size = latent_size
+        self.event_shape = (1, input_size, input_size, input_size)
+        self.network = VarAutoEncoder(
+            spatial_dims=3,
+            in_shape=self.event_shape,
+            out_channels=1,
+            latent_size=latent_size,
+            channels=tuple(channels),
+            strides=tuple(strides),
+            kernel_size=kernel_size,
+            up_kernel_size=kernel_size,
+            num_res_units=num_res_units,
+            act=_monai_layer_spec(act),
+            norm=_monai_layer_spec(norm),
+            dropout=dropout or None,
+            use_sigmoid=decoder_output == "sigmoid",
+            use_mean_at_inference=True,  # never used by encode/decode below; set for anyone calling network(x)
+        )
+        self.sigma = sigma or CalibratedSigma()
+        self.logvar_range = tuple(logvar_range)
+        self.posterior_norm = FixedScaleBatchNorm(latent_size, bn_gamma) if bn_gamma else None
+        self.hu_window = tuple(float(v) for v in hu_window)
+
+    @classmethod
+    def from_config(cls, model_config: dict[str, Any]) -> ConvVAE3d:
+        """Build from the validated ``model`` config section (lidcvae/schemas/model.yaml)."""
+        sigma_config = model_config.get("sigma", {})
+        bn_config = model_config.get("bn_vae", {})
+        return cls(
+            input_size=model_config.get("input_size", 64),
+            latent_size=model_config.get("latent_size", 256),
+            channels=tuple(model_config.get("channels", (32, 64, 128, 256))),
+            strides=tuple(model_config.get("strides", (2, 2, 2, 2))),
+            kernel_size=model_config.get("kernel_size", 3),
+            num_res_units=model_config.get("num_res_units", 0),
+            norm=model_config.get("norm", "batch"),
+            act=model_config.get("act", ["leakyrelu", {"negative_slope": 0.2}]),
+            dropout=model_config.get("dropout", 0.0),
+            decoder_output=model_config.get("decoder_output", "linear"),
+            sigma=CalibratedSigma(
+                sigma_config.get("mode", "learned"),
+                sigma_config.get("log_sigma2", math.log(0.01)),
+                sigma_config.get("momentum", 0.1),
+            ),
+            logvar_range=tuple(model_config.get("logvar_range", (-10.0, 10.0))),
+            bn_gamma=bn_config.get("gamma", 0.5) if bn_config.get("enabled", False) else None,
+            hu_window=tuple(model_config.get("hu_window", (-1000.0, 400.0))),
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 1, S, S, S) in [0, 1] → posterior mean and clamped log-variance, each (B, D)."""
+        posterior_mean, posterior_logvar = self.network.encode_forward(x)
+        if self.posterior_norm is not None:
+            posterior_mean = self.posterior_norm(posterior_mean)
+        return posterior_mean, posterior_logvar.clamp(*self.logvar_range)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, D) → decoder mean (B, 1, S, S, S) in intensity units."""
+        return self.network.decode_forward(z, self.network.use_sigmoid)
+
+    def log_sigma2(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        """The decoder log σ² for this batch (scalar); in learned mode while training, log of the batch MSE."""
+        return self.sigma(x, decoded)
+
+    def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        """log N(x; x̂, σ²I) summed over voxels, in nats, (B,); computed in float32."""
+        decoded = decoded.float()
+        return gaussian_log_likelihood(x.float(), decoded, self.log_sigma2(x, decoded))
+
+
+def _monai_layer_spec(spec: Any) -> Any:
+    """YAML lists → the (name, kwargs) tuples MONAI's layer factories expect."""
+    if isinstance(spec, list):
+        return tuple(spec)
+    return spec

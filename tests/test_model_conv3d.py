@@ -1,0 +1,130 @@
+"""ConvVAE3d: shapes, the Gaussian reconstruction term, the calibrated σ, BN-VAE, and that it learns."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lidcvae.losses import kl_standard_normal, negative_elbo
+from lidcvae.models import build_model
+from lidcvae.models.conv3d import ConvVAE3d
+
+TINY = {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2]}
+
+SHAPE_CASES = [
+    ({**TINY}, (3, 1, 16, 16, 16), 8),
+    ({**TINY, "num_res_units": 1, "norm": "instance"}, (2, 1, 16, 16, 16), 8),
+    ({**TINY, "input_size": 32, "channels": [4, 8, 16], "strides": [2, 2, 2], "latent_size": 5}, (2, 1, 32, 32, 32), 5),
+]
+
+
+@pytest.mark.parametrize("model_config, input_shape, latent_size", SHAPE_CASES)
+def test_shapes_in_eval_mode(model_config: dict, input_shape: tuple, latent_size: int) -> None:
+    model = build_model(model_config).eval()
+    with torch.no_grad():
+        output = model(torch.rand(input_shape))
+    assert output.decoded.shape == input_shape
+    assert output.posterior_mean.shape == output.posterior_logvar.shape == (input_shape[0], latent_size)
+    assert model.event_shape == input_shape[1:]
+
+
+def test_eval_encode_is_deterministic_and_mean_is_used_without_sampling() -> None:
+    model = build_model(TINY).eval()
+    x = torch.rand(2, 1, 16, 16, 16)
+    with torch.no_grad():
+        first, second = model(x, sample=False), model(x, sample=False)
+    assert torch.equal(first.z, first.posterior_mean)
+    assert torch.equal(first.decoded, second.decoded)
+
+
+def test_logvar_is_clamped() -> None:
+    model = build_model({**TINY, "logvar_range": [-1.0, 1.0]}).eval()
+    with torch.no_grad():
+        model.network.logvar.bias.fill_(50.0)
+        _, logvar = model.encode(torch.rand(2, 1, 16, 16, 16))
+    assert torch.all(logvar == 1.0)
+
+
+def test_fixed_sigma_reconstruction_matches_hand_computation() -> None:
+    log_sigma2 = math.log(0.04)
+    model = build_model({**TINY, "sigma": {"mode": "fixed", "log_sigma2": log_sigma2}})
+    x = torch.zeros(2, 1, 16, 16, 16)
+    decoded = torch.full_like(x, 0.1)
+    decoded[1] = 0.3
+    n_voxels = 16**3
+    expected = torch.tensor([n_voxels * (0.01 / (2 * 0.04) + 0.5 * math.log(2 * math.pi * 0.04)),
+                             n_voxels * (0.09 / (2 * 0.04) + 0.5 * math.log(2 * math.pi * 0.04))])
+    reconstruction = -model.log_likelihood(x, decoded)
+    torch.testing.assert_close(reconstruction, expected, rtol=1e-5, atol=1e-3)
+    _, batch_reconstruction, _ = negative_elbo(-reconstruction, torch.zeros(2))
+    assert batch_reconstruction.item() == pytest.approx(expected.mean().item(), rel=1e-5)
+
+
+def test_kl_is_the_closed_form() -> None:
+    mean = torch.tensor([[0.0, 1.0], [2.0, -1.0]])
+    logvar = torch.tensor([[0.0, math.log(0.5)], [math.log(2.0), 0.0]])
+    expected = torch.tensor([0.5 * (0.5 + 1.0 - 1.0 - math.log(0.5)), 0.5 * (2.0 + 4.0 - 1.0 - math.log(2.0)) + 0.5])
+    torch.testing.assert_close(kl_standard_normal(mean, logvar), expected)
+
+
+def test_learned_sigma_is_the_batch_mse_and_tracks_a_running_estimate() -> None:
+    model = build_model({**TINY, "sigma": {"mode": "learned", "log_sigma2": 0.0, "momentum": 0.5}}).train()
+    x = torch.rand(3, 1, 16, 16, 16)
+    decoded = x + 0.2 * torch.randn_like(x)
+    batch_mse = ((x - decoded) ** 2).mean()
+    log_sigma2 = model.log_sigma2(x, decoded)
+    torch.testing.assert_close(log_sigma2.exp(), batch_mse)
+    # at σ² = MSE the per-voxel term is ½(1 + log 2πσ²)
+    expected = x[0].numel() * 0.5 * (1.0 + math.log(2 * math.pi * batch_mse.item()))
+    assert -model.log_likelihood(x, decoded).mean().item() == pytest.approx(expected, rel=1e-4)
+    # two calls with momentum 0.5 from log σ² = 0: the buffer is ¾ of the way to log MSE
+    assert model.sigma.log_sigma2.item() == pytest.approx(0.75 * math.log(batch_mse.item()), rel=1e-4)
+    model.eval()
+    torch.testing.assert_close(model.log_sigma2(x, decoded), model.sigma.log_sigma2)
+
+
+def test_learned_sigma_gradient_is_detached_from_sigma() -> None:
+    model = build_model({**TINY, "sigma": {"mode": "learned"}}).train()
+    x = torch.rand(2, 1, 16, 16, 16)
+    decoded = torch.rand_like(x, requires_grad=True)
+    (-model.log_likelihood(x, decoded).sum()).backward()
+    sigma2 = ((x - decoded.detach()) ** 2).mean()
+    torch.testing.assert_close(decoded.grad, (decoded.detach() - x) / sigma2)
+
+
+def test_bn_vae_normalises_the_posterior_mean_to_the_fixed_scale() -> None:
+    model = build_model({**TINY, "bn_vae": {"enabled": True, "gamma": 0.7}}).train()
+    mean, _ = model.encode(torch.rand(32, 1, 16, 16, 16))
+    torch.testing.assert_close(mean.std(dim=0, unbiased=False), torch.full((8,), 0.7), atol=1e-3, rtol=1e-3)
+    assert not any("norm.weight" in name for name, _ in model.posterior_norm.named_parameters())
+
+
+def test_loss_decreases_on_a_fixed_batch() -> None:
+    torch.manual_seed(0)
+    model = build_model(TINY).train()
+    x = torch.rand(4, 1, 16, 16, 16) * 0.2
+    x[:, :, 5:11, 5:11, 5:11] += 0.6
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        output = model(x)
+        total, _, _ = negative_elbo(model.log_likelihood(x, output.decoded),
+                                    kl_standard_normal(output.posterior_mean, output.posterior_logvar))
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        losses.append(total.item())
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 500.0
+
+
+def test_from_config_reads_every_key() -> None:
+    config = {**TINY, "act": ["leakyrelu", {"negative_slope": 0.1}], "decoder_output": "sigmoid",
+              "hu_window": [-1200, 600], "logvar_range": [-5, 5]}
+    model = ConvVAE3d.from_config(config).eval()
+    assert model.hu_window == (-1200.0, 600.0) and model.logvar_range == (-5, 5)
+    with torch.no_grad():
+        decoded = model(torch.rand(2, 1, 16, 16, 16)).decoded
+    assert decoded.min() >= 0 and decoded.max() <= 1
+    assert "negative_slope=0.1" in repr(model.network)
