@@ -1,0 +1,21 @@
+# MNIST only: the seeds' model-size table (ELBO, IWAE log-likelihood, MSE for several hidden/latent
+# sizes trained with the same budget). The evaluate report includes table.html when it exists.
+MNIST_TABLE = RESULTS / "mnist_table"
+
+
+rule mnist_table:
+    output:
+        csv=MNIST_TABLE / "table.csv",
+        html=MNIST_TABLE / "table.html",
+    params:
+        out_dir=str(MNIST_TABLE),
+    log:
+        LOGS / "mnist_table.log",
+    benchmark:
+        BENCHMARKS / "mnist_table.tsv"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../mnist_table.py"
