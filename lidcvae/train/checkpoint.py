@@ -1,0 +1,81 @@
+"""The one checkpoint format: written atomically, read with ``weights_only=True``.
+
+A checkpoint is a dict::
+
+    {model, optimizer, scheduler, scaler,   # state dicts
+     rng,                                   # python / numpy / torch (CPU, CUDA) / augmentation states
+     epoch, step, best_val_loss,            # progress: epochs and optimisation steps completed
+     config}                                # the resolved full config dict (model section included)
+
+Everything in it is a tensor, number, string, list or dict, so the safe unpickler reads it.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lidcvae.io import atomic_path
+from lidcvae.models import VAE, build_model
+
+__all__ = ["save_checkpoint", "read_checkpoint", "load_model", "capture_rng", "restore_rng"]
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
+    """Write ``checkpoint`` to ``path`` atomically: a kill mid-write leaves the previous file whole."""
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+    return Path(path)
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict safely (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> tuple[VAE, dict[str, Any]]:
+    """The trained model in eval mode and the full config it was trained with.
+
+    ``config['model']['hu_window']`` says how HU map to the model's input scale.
+    """
+    checkpoint = read_checkpoint(checkpoint_path, map_location)
+    config = checkpoint["config"]
+    model = build_model(config["model"])
+    model.load_state_dict(checkpoint["model"])
+    return model.to(map_location).eval(), config
+
+
+def capture_rng(augment_generator: torch.Generator) -> dict[str, Any]:
+    """Every random state a resumed run needs, in types the safe unpickler accepts."""
+    version, mt_state, gauss = random.getstate()
+    _, keys, position, has_gauss, cached_gauss = np.random.get_state()
+    state = {
+        "python": [version, list(mt_state), gauss],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached_gauss": float(cached_gauss)},
+        "torch": torch.get_rng_state(),
+        "augment": augment_generator.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any], augment_generator: torch.Generator) -> None:
+    """Inverse of ``capture_rng``."""
+    version, mt_state, gauss = state["python"]
+    random.setstate((version, tuple(mt_state), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
+                         numpy_state["has_gauss"], numpy_state["cached_gauss"]))
+    torch.set_rng_state(state["torch"].cpu())
+    augment_generator.set_state(state["augment"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

@@ -1,0 +1,268 @@
+"""The training loop: any registered model on any registered dataset, one process or DDP under torchrun.
+
+Run directory layout::
+
+    run_dir/config.yaml            the resolved config (defaults filled)
+    run_dir/metrics.csv            one row per epoch (train/val terms, β, lr, σ², active units, speed)
+    run_dir/tensorboard/           per-step scalars: reconstruction and KL apart, total, grad norm, β, lr
+    run_dir/checkpoints/last.pt    after every epoch;  best.pt  at the lowest val loss
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from lidcvae.config import validate_config
+from lidcvae.data import LabelledImages, load_split
+from lidcvae.data.augment import augment_batch
+from lidcvae.io import atomic_path
+from lidcvae.models import VAE, build_model
+from lidcvae.train.checkpoint import capture_rng, read_checkpoint, restore_rng, save_checkpoint
+from lidcvae.train.config import TrainConfig
+from lidcvae.train.distributed import (
+    ProcessGroup, all_reduce_sum, gather_objects, setup_process_group, teardown_process_group,
+)
+from lidcvae.train.metrics import MetricsTable, active_units
+from lidcvae.train.step import LossTerms, backward_and_step, loss_terms
+
+__all__ = ["train", "Trainer", "lr_schedule"]
+
+log = logging.getLogger(__name__)
+
+
+def train(config: dict[str, Any], run_dir: str | Path, resume: bool = False) -> Path:
+    """Train the configured model on the configured dataset; returns the best checkpoint's path.
+
+    Args:
+        config: full config (validated again here, so defaults are filled).
+        run_dir: output folder (see the module docstring).
+        resume: continue from ``run_dir/checkpoints/last.pt`` when it exists (model, optimizer,
+            scheduler, scaler, RNG states, epoch and step), else start afresh.
+
+    Raises:
+        NonFiniteError: a loss term or the gradient became NaN/Inf; the last good checkpoint is kept.
+    """
+    config = validate_config(config)
+    train_config = TrainConfig.from_dict(config["train"])
+    group = setup_process_group(train_config.resolve_device())
+    try:
+        return Trainer(config, train_config, Path(run_dir), group).fit(resume)
+    finally:
+        teardown_process_group(group)
+
+
+def lr_schedule(train_config: TrainConfig, total_steps: int):
+    """Multiplier of the peak lr at each step: linear warm-up, then constant or cosine to ``min_lr_ratio``."""
+
+    def multiplier(step: int) -> float:
+        if step < train_config.lr_warmup_steps:
+            return (step + 1) / train_config.lr_warmup_steps
+        if train_config.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - train_config.lr_warmup_steps) / max(1, total_steps - train_config.lr_warmup_steps))
+        floor = train_config.min_lr_ratio
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return multiplier
+
+
+class Trainer:
+    """State of one run: model, optimiser, data, progress; ``fit`` runs it to the last epoch."""
+
+    def __init__(self, config: dict[str, Any], train_config: TrainConfig, run_dir: Path, group: ProcessGroup) -> None:
+        self.config, self.train_config, self.run_dir, self.group = config, train_config, run_dir, group
+        self.checkpoint_dir = run_dir / "checkpoints"
+        _seed_everything(train_config.seed + group.rank, train_config.deterministic)
+        torch.set_num_threads(train_config.threads)
+        self.augment_generator = torch.Generator().manual_seed(train_config.seed + group.rank)
+        self.train_data = _to_device(load_split(config, "train"), group.device)
+        self.val_data = _to_device(load_split(config, "val"), group.device)
+        if len(self.train_data) == 0:
+            raise ValueError("the train split is empty: nothing to train on")
+        self.model: VAE = build_model(config["model"]).to(group.device)
+        self.forward = self._wrap_model()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_config.lr, betas=train_config.betas,
+                                          weight_decay=train_config.weight_decay)
+        self.steps_per_epoch = len(self._batches(0))
+        total_steps = self.steps_per_epoch * train_config.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_schedule(train_config, total_steps))
+        self.scaler = torch.amp.GradScaler(group.device.type, enabled=False)  # bf16 needs no loss scaling
+        self.autocast_dtype = train_config.autocast_dtype(group.device)
+        self.epoch, self.step, self.best_val_loss = 0, 0, math.inf
+
+    def _wrap_model(self):
+        forward = self.model
+        if self.group.distributed:
+            device_ids = [self.group.device.index] if self.group.device.type == "cuda" else None
+            forward = DistributedDataParallel(self.model, device_ids=device_ids)
+        if self.train_config.compile:
+            forward = torch.compile(forward)
+        return forward
+
+    def fit(self, resume: bool = False) -> Path:
+        """Train from the start or from ``last.pt`` to ``train.epochs``; returns ``best.pt``."""
+        last = self.checkpoint_dir / "last.pt"
+        if resume and last.is_file():
+            self._restore(read_checkpoint(last, self.group.device))
+        elif resume:
+            log.warning("--resume: no checkpoint at %s, starting from scratch", last)
+        if self.group.is_main:
+            self._start_outputs(resumed=self.epoch > 0)
+        while self.epoch < self.train_config.epochs:
+            self._run_epoch()
+        if self.group.is_main:
+            self.writer.close()
+        return self.checkpoint_dir / "best.pt"
+
+    def _start_outputs(self, resumed: bool) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for partial in self.checkpoint_dir.glob(".tmp-*"):  # left by a kill mid-write; never a real checkpoint
+            partial.unlink(missing_ok=True)
+        if not resumed:
+            for stale in (self.checkpoint_dir / "best.pt", self.checkpoint_dir / "last.pt"):
+                stale.unlink(missing_ok=True)
+        with atomic_path(self.run_dir / "config.yaml") as tmp:
+            tmp.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        self.metrics = MetricsTable(self.run_dir / "metrics.csv", resume_epoch=self.epoch)
+        self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step if resumed else None)
+        log.info("training %s on %s: %d train / %d val samples, %d steps per epoch, device %s x%d, precision %s",
+                 self.config["model"]["name"], self.config["dataset"], len(self.train_data), len(self.val_data),
+                 self.steps_per_epoch, self.group.device, self.group.world_size, self.autocast_dtype or "fp32")
+
+    def _batches(self, epoch: int) -> list[torch.Tensor]:
+        """This rank's shuffled index batches of ``epoch``; a short last batch is dropped (BatchNorm)."""
+        sampler = DistributedSampler(range(len(self.train_data)), num_replicas=self.group.world_size,
+                                     rank=self.group.rank, shuffle=True, seed=self.train_config.seed)
+        sampler.set_epoch(epoch)
+        indices = torch.tensor(list(sampler), dtype=torch.long)
+        batches = list(indices.split(self.train_config.batch_size))
+        if len(batches) > 1 and len(batches[-1]) < self.train_config.batch_size:
+            batches.pop()
+        return batches
+
+    def _run_epoch(self) -> None:
+        self.model.train()
+        started = time.perf_counter()
+        sums = torch.zeros(4, dtype=torch.float64)  # reconstruction·n, kl·n, total·n, n
+        bar = tqdm(self._batches(self.epoch), desc=f"epoch {self.epoch + 1}/{self.train_config.epochs}",
+                   disable=not (self.group.is_main and self.train_config.progress), leave=False, dynamic_ncols=True)
+        for batch_indices in bar:
+            reconstruction, kl, total, grad_norm = self._train_step(batch_indices)
+            sums += torch.tensor([reconstruction, kl, total, 1.0], dtype=torch.float64) * len(batch_indices)
+            bar.set_postfix(rec=f"{reconstruction:.4g}", kl=f"{kl:.4g}", gnorm=f"{grad_norm:.3g}", refresh=False)
+        seconds = time.perf_counter() - started
+        sums = all_reduce_sum(sums.to(self.group.device), self.group).cpu()
+        self.epoch += 1
+        train_terms = (sums[:3] / sums[3]).tolist()
+        val_terms, n_active = self._validate()
+        self._end_epoch(train_terms, val_terms, n_active, int(sums[3]) / seconds, seconds)
+
+    def _train_step(self, batch_indices: torch.Tensor) -> list[float]:
+        x = self.train_data.images[batch_indices.to(self.train_data.images.device)]
+        augment = self.train_config.augment
+        if x.dim() == 5 and (augment.get("flips") or augment.get("rot90")):
+            x = augment_batch(x, self.augment_generator, augment.get("flips", False), augment.get("rot90", False))
+        beta = self.train_config.kl_weight(self.step)
+        terms = loss_terms(self.forward, self.model, x, beta, self.autocast_dtype)
+        values = backward_and_step(terms, self.forward, self.optimizer, self.train_config.grad_clip, self.step)
+        self.scheduler.step()
+        if self.group.is_main:
+            self._log_step(values, beta)
+        self.step += 1
+        return values
+
+    def _log_step(self, values: list[float], beta: float) -> None:
+        for name, value in zip(("reconstruction", "kl", "total", "grad_norm"), values):
+            self.writer.add_scalar(f"train/{name}", value, self.step)
+        self.writer.add_scalar("train/beta", beta, self.step)
+        self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.step)
+
+    @torch.no_grad()
+    def _validate(self) -> tuple[list[float], int]:
+        """(reconstruction, kl, total) at the target β over val (train when val is empty), and active units."""
+        data = self.val_data if len(self.val_data) else self.train_data
+        self.model.eval()
+        sums, means = torch.zeros(3, dtype=torch.float64), []
+        for batch in data.images.split(2 * self.train_config.batch_size):
+            terms: LossTerms = loss_terms(self.model, self.model, batch, self.train_config.beta, self.autocast_dtype)
+            sums += torch.tensor([terms.reconstruction.item(), terms.kl.item(), terms.total.item()]) * len(batch)
+            means.append(terms.posterior_mean.float().cpu())
+        self.model.train()
+        return (sums / len(data)).tolist(), active_units(torch.cat(means), self.train_config.active_unit_threshold)
+
+    def _end_epoch(self, train_terms: list[float], val_terms: list[float], n_active: int,
+                   samples_per_s: float, seconds: float) -> None:
+        """Log, write metrics and checkpoints (best before last: last.pt is the commit point of an epoch)."""
+        rng = gather_objects(capture_rng(self.augment_generator), self.group)
+        improved = val_terms[2] < self.best_val_loss
+        self.best_val_loss = min(self.best_val_loss, val_terms[2])
+        if not self.group.is_main:
+            return
+        row = self._metrics_row(train_terms, val_terms, n_active, samples_per_s, seconds)
+        self.metrics.append(row)
+        for name in ("reconstruction", "kl", "total"):
+            self.writer.add_scalar(f"val/{name}", row[f"val_{name}"], self.step)
+        self.writer.add_scalar("val/active_units", n_active, self.step)
+        self.writer.flush()
+        checkpoint = self._checkpoint(rng)
+        if improved:
+            save_checkpoint(self.checkpoint_dir / "best.pt", checkpoint)
+        save_checkpoint(self.checkpoint_dir / "last.pt", checkpoint)
+        log.info("epoch %d/%d step %d | train rec %.2f kl %.2f total %.2f | val rec %.2f kl %.2f total %.2f%s | "
+                 "AU %d/%d | β %.3g lr %.3g | %.1f samples/s", self.epoch, self.train_config.epochs, self.step,
+                 *train_terms, *val_terms, " *" if improved else "", n_active, self.model.latent_size,
+                 row["beta"], row["lr"], samples_per_s)
+
+    def _metrics_row(self, train_terms, val_terms, n_active, samples_per_s, seconds) -> dict[str, Any]:
+        sigma = getattr(self.model, "sigma", None)
+        sigma2 = float(sigma.log_sigma2.exp()) if sigma is not None else float("nan")
+        names = ("reconstruction", "kl", "total")
+        return {"epoch": self.epoch, "step": self.step,
+                **{f"train_{n}": v for n, v in zip(names, train_terms)},
+                **{f"val_{n}": v for n, v in zip(names, val_terms)},
+                "beta": self.train_config.kl_weight(self.step - 1), "lr": self.optimizer.param_groups[0]["lr"],
+                "sigma2": sigma2, "active_units": n_active, "samples_per_s": samples_per_s, "epoch_seconds": seconds}
+
+    def _checkpoint(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
+                "epoch": self.epoch, "step": self.step, "best_val_loss": self.best_val_loss, "config": self.config}
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        if checkpoint["config"]["model"] != self.config["model"]:
+            raise ValueError("--resume: the model section differs from the checkpoint's; start a new run_dir")
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        rng_states = checkpoint["rng"]
+        if self.group.rank < len(rng_states):
+            restore_rng(rng_states[self.group.rank], self.augment_generator)
+        self.epoch, self.step, self.best_val_loss = checkpoint["epoch"], checkpoint["step"], checkpoint["best_val_loss"]
+        log.info("resumed from epoch %d, step %d (best val loss %.2f)", self.epoch, self.step, self.best_val_loss)
+
+
+def _seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def _to_device(data: LabelledImages, device: torch.device) -> LabelledImages:
+    return LabelledImages(data.images.to(device), data.table)
