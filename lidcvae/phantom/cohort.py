@@ -8,11 +8,12 @@ extraction reads it exactly as it reads a LIDC-IDRI download.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from lidcvae import lidc
+from lidcvae.io import atomic_path
 from lidcvae.phantom.anatomy import add_airways_and_vessels, chest_background, finish_scan, lung_masks
 from lidcvae.phantom.dicom_writer import SeriesIdentity, write_ct_series
 from lidcvae.phantom.geometry import SeriesGeometry
@@ -40,7 +42,7 @@ class PhantomConfig:
     noise_hu: float = 15.0
     min_readers: int = 3
     clearance_mm: float = 4.0
-    workers: int = 1
+    workers: int = 2
 
     @classmethod
     def from_dict(cls, section: dict[str, Any]) -> PhantomConfig:
@@ -134,12 +136,16 @@ def _write_one(out_dir: str, series_uid: str, config: PhantomConfig) -> dict[str
     }
 
 
-def write_phantom_cohort(out_dir: str | os.PathLike, config: PhantomConfig | dict[str, Any]) -> pd.DataFrame:
+def write_phantom_cohort(
+    out_dir: str | os.PathLike, config: PhantomConfig | dict[str, Any], record_path: str | os.PathLike | None = None
+) -> pd.DataFrame:
     """Write the phantom cohort under ``out_dir/<PatientID>/<StudyUID>/<SeriesUID>/<z>.dcm``.
 
     Args:
         out_dir: the DICOM root to write.
         config: a ``PhantomConfig`` or the ``phantom`` config section.
+        record_path: when given, a JSON record of the cohort (config and the table below) is
+            written there last, atomically: the cohort's completion marker.
 
     Returns:
         One row per series: patient_id, series_instance_uid, slices, nodules, build_s, write_s,
@@ -155,6 +161,11 @@ def write_phantom_cohort(out_dir: str | os.PathLike, config: PhantomConfig | dic
     else:
         rows = [_write_one(str(out_dir), uid, config) for uid in series]
     for row in rows:
-        log.info("%(patient_id)s: %(slices)d slices, %(nodules)d nodules, %(build_s).1f s build, %(write_s).1f s write, %(bytes)d bytes", row)
-    return pd.DataFrame(rows)
+        log.info("%(patient_id)s: %(slices)d slices, %(nodules)d nodules, build %(build_s).1f s, write %(write_s).1f s, %(bytes)d bytes", row)
+    table = pd.DataFrame(rows)
+    if record_path is not None:
+        record = {"config": asdict(config), "dicom_root": str(out_dir), "series": table.to_dict(orient="records")}
+        with atomic_path(record_path) as tmp:
+            tmp.write_text(json.dumps(record, indent=2, default=float))
+    return table
 

