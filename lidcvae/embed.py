@@ -13,7 +13,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
@@ -106,15 +105,21 @@ def hu_window_from_config(model_config: Mapping[str, Any]) -> HUWindow:
     return HUWindow()
 
 
-def load_manifest_images(manifest: pd.DataFrame, hu_window: HUWindow) -> torch.Tensor:
-    """NIfTI patches named by ``image_path`` (absolute) → (N, 1, Z, Y, X) float32 in model scale.
+def load_manifest_images(manifest: pd.DataFrame, model_config: Mapping[str, Any], patch_fit: str = "crop") -> torch.Tensor:
+    """NIfTI patches named by ``image_path`` (absolute) → (N, 1, S, S, S) float32 in model scale.
 
-    NIfTI arrays are (x, y, z); the model sees (z, y, x) like every stage outside the files.
+    Goes through the training data loader's own steps (read as (z, y, x) HU, fit to
+    ``model.input_size``, window by ``model.hu_window``), so unseen nodules get exactly the inputs
+    training gave.
     """
-    patches = [np.asarray(nib.load(path).dataobj, np.float32).transpose(2, 1, 0) for path in manifest["image_path"]]
-    if not patches:
-        return torch.zeros((0, 1, 1, 1, 1))
-    return torch.from_numpy(hu_window.to_unit(np.stack(patches))[:, None].copy())
+    from lidcvae.data.lidc import fit_patch, load_patch_hu
+
+    if manifest.empty:
+        size = model_config.get("input_size", 64)
+        return torch.zeros((0, 1, size, size, size))
+    patches = torch.from_numpy(np.stack([load_patch_hu(path) for path in manifest["image_path"]])).unsqueeze(1).float()
+    patches = fit_patch(patches, model_config.get("input_size", patches.shape[-1]), patch_fit)
+    return hu_window_from_config(model_config).to_unit(patches).contiguous()
 
 
 def _load_model(checkpoint: str | os.PathLike):
@@ -135,7 +140,7 @@ def embed_manifest(
 
     model, config = _load_model(checkpoint)
     manifest = read_manifest(manifest_path)
-    images = load_manifest_images(manifest, hu_window_from_config(config.get("model", {})))
+    images = load_manifest_images(manifest, config.get("model", {}), config.get("train", {}).get("patch_fit", "crop"))
     embeddings = embed_images(model, images, manifest, batch_size, device)
     write_parquet(embeddings, out_path)
     return embeddings

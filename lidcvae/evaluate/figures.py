@@ -149,7 +149,8 @@ def plot_loss_curves(history: pd.DataFrame, path: str | os.PathLike) -> None:
 
 def plot_latent_pca(posterior_mean: np.ndarray, labels: pd.Series, path: str | os.PathLike, label_names: dict | None = None) -> None:
     """2-D PCA of the posterior means (N, D), coloured by label (missing labels grey)."""
-    components = PCA(n_components=2).fit_transform(posterior_mean) if len(posterior_mean) > 2 else np.zeros((len(posterior_mean), 2))
+    varies = len(posterior_mean) > 2 and np.var(posterior_mean, axis=0).sum() > 0
+    components = PCA(n_components=2).fit_transform(posterior_mean) if varies else np.zeros((len(posterior_mean), 2))
     figure, axis = plt.subplots(figsize=(5.5, 4.5))
     missing = labels.isna().to_numpy()
     axis.scatter(*components[missing].T, c="lightgrey", s=14, label="unlabelled")

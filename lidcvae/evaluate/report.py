@@ -62,8 +62,14 @@ def render_report(
     figures: Sequence[tuple[str, str | os.PathLike]],
     warnings: Sequence[str] = (),
     notes: Sequence[str] = (),
+    sections: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """The report page as one HTML string; ``figures`` are (caption, PNG path) pairs."""
+    """The report page as one HTML string.
+
+    Args:
+        figures: (caption, PNG path) pairs, inlined as base64.
+        sections: (heading, trusted HTML fragment) pairs placed after the metrics, e.g. the MNIST size table.
+    """
     rows = "".join(
         f'<tr><td>{html.escape(k)}</td><td class="value">{html.escape(v)}</td></tr>' for k, v in flatten_metrics(metrics)
     )
@@ -72,6 +78,7 @@ def render_report(
         _box("warnings", "Warnings", warnings),
         _box("notes", "Notes", notes),
         f"<h2>Metrics</h2><table><tr><th>metric</th><th>value</th></tr>{rows}</table>",
+        *(f"<h2>{html.escape(heading)}</h2>{fragment}" for heading, fragment in sections),
         "<h2>Figures</h2>",
     ]
     for caption, path in figures:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,8 +118,18 @@ def _warn(messages: list[str]) -> list[str]:
 
 
 def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.DataFrame, out_dir: str | os.PathLike,
-                   settings: EvaluateSettings, hu_window: HUWindow | None = None, history: pd.DataFrame | None = None) -> dict:
-    """Compute every metric, draw every figure and write metrics.json and report.html under ``out_dir``."""
+                   settings: EvaluateSettings, hu_window: HUWindow | None = None, history: pd.DataFrame | None = None,
+                   sections: Sequence[tuple[str, str]] = ()) -> dict:
+    """Compute every metric, draw every figure and write metrics.json and report.html under ``out_dir``.
+
+    Args:
+        model: the trained VAE (put in eval mode here).
+        splits: data by split name; ``settings.splits`` are evaluated, ``train`` gives the mean patch.
+        embeddings: the embed stage's table (posterior means/log-variances and labels, every split).
+        hu_window: the model's HU window for CT (HU² metrics, lung-window figures); None for other images.
+        history: the trainer's metrics.csv for the loss curves.
+        sections: extra (heading, HTML fragment) pairs for the report.
+    """
     out_dir, model = Path(out_dir), model.eval()
     figure_dir = out_dir / "figures"
     metrics: dict[str, Any] = {"splits": {}}
@@ -147,7 +157,7 @@ def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.D
     metrics["warnings"], metrics["notes"] = warnings, notes
     with atomic_path(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2))
-    write_report(out_dir / "report.html", "lidcvae evaluation report", _report_metrics(metrics), made, warnings, notes)
+    write_report(out_dir / "report.html", "lidcvae evaluation report", _report_metrics(metrics), made, warnings, notes, sections)
     return metrics
 
 
@@ -163,7 +173,7 @@ def _report_metrics(metrics: dict) -> dict:
 
 
 def evaluate_run(checkpoint: str | os.PathLike, embeddings_path: str | os.PathLike, run_dir: str | os.PathLike,
-                 out_dir: str | os.PathLike, config: Mapping[str, Any]) -> dict:
+                 out_dir: str | os.PathLike, config: Mapping[str, Any], extra_html: Sequence[str | os.PathLike] = ()) -> dict:
     """Load a checkpoint, its data splits and embeddings, then ``evaluate_model``.
 
     Args:
@@ -171,13 +181,15 @@ def evaluate_run(checkpoint: str | os.PathLike, embeddings_path: str | os.PathLi
         embeddings_path: the table written by ``lidcvae.embed.embed_manifest``.
         run_dir: folder holding the training history metrics.csv (itself or its ``train/``).
         out_dir: where metrics.json, figures/ and report.html go.
-        config: the validated workflow config (its ``evaluate`` section and the data settings).
+        config: the validated workflow config (its ``evaluate`` section and the data settings); the
+            checkpoint's own ``model`` and ``train`` sections decide how inputs are prepared.
+        extra_html: HTML fragments to include in the report (e.g. the MNIST size table), if they exist.
     """
     from lidcvae.data import load_split
     from lidcvae.train.checkpoint import load_model
 
     model, model_config = load_model(checkpoint, map_location="cpu")
-    full = {**dict(config), "model": {**dict(config.get("model", {})), **dict(model_config.get("model", {}))}}
+    full = {**dict(config), **{k: model_config[k] for k in ("model", "train") if k in model_config}}
     hu_window = None if config.get("dataset") == "mnist" else hu_window_from_config(full["model"])
     splits = {}
     for split in ("train", "val", "test"):
@@ -186,4 +198,5 @@ def evaluate_run(checkpoint: str | os.PathLike, embeddings_path: str | os.PathLi
     history_path = find_history(run_dir)
     history = pd.read_csv(history_path) if history_path else None
     settings = EvaluateSettings.from_dict(dict(config.get("evaluate", {})))
-    return evaluate_model(model, splits, read_embeddings(embeddings_path), out_dir, settings, hu_window, history)
+    sections = [(Path(p).stem, Path(p).read_text()) for p in extra_html if Path(p).is_file()]
+    return evaluate_model(model, splits, read_embeddings(embeddings_path), out_dir, settings, hu_window, history, sections)
