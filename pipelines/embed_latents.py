@@ -7,7 +7,6 @@ Command line (any manifest in the extract format, including nodules the model ne
 Without --manifest, every split of the config's dataset is embedded (e.g. --config configs/mnist.yaml).
 """
 
-from __future__ import annotations
 
 import argparse
 import sys

@@ -8,7 +8,6 @@ Command line:
         --out-dir results/phantom/evaluate --config configs/default.yaml --set evaluate.iwae_samples=100
 """
 
-from __future__ import annotations
 
 import argparse
 import sys

@@ -6,7 +6,6 @@ Command line (the whole cohort in one process):
 From Snakemake, the same library runs as three rules: index, one job per series, gather (see rules/extract.smk).
 """
 
-from __future__ import annotations
 
 import argparse
 import sys

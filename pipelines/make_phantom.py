@@ -7,7 +7,6 @@ From Snakemake: rules/phantom.smk (params from config["phantom"]).
 Writes DIR/<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>/<z>.dcm and, with --record, a JSON record.
 """
 
-from __future__ import annotations
 
 import argparse
 import sys

@@ -7,7 +7,6 @@ Command line:
 Writes OUT/table.csv, OUT/table.html (a fragment the report includes) and OUT/runs/h<H>_z<D>/.
 """
 
-from __future__ import annotations
 
 import argparse
 import sys

@@ -8,7 +8,6 @@ Several GPUs (or CPU processes with gloo), DistributedDataParallel:
 From Snakemake (rules/train.smk) with train.gpus > 1, this script relaunches itself under torchrun.
 """
 
-from __future__ import annotations
 
 import argparse
 import logging
