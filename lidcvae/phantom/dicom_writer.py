@@ -109,7 +109,7 @@ def write_ct_slice(
     meta.ImplementationVersionName = f"LIDCVAE_{__version__}"
     ds.file_meta = meta
     stored = (slice_hu.astype(np.int32) - RESCALE_INTERCEPT).clip(0, 2**BITS_STORED - 1).astype(np.uint16)
-    ds.compress(RLELossless, stored, encoding_plugin="pydicom")
+    ds.compress(RLELossless, stored, encoding_plugin="pydicom", generate_instance_uid=False)
     with atomic_path(path) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
     return path
