@@ -1,11 +1,10 @@
 # Stage 3, embed: posterior means and log-variances of every nodule (every digit for MNIST), in eval mode.
 EMBED = RESULTS / "embed"
-TRAINED_CHECKPOINT = RESULTS / "train" / "checkpoints" / "best.pt"
 
 
 def embed_inputs(wildcards):
     """The checkpoint, plus the manifest for CT (MNIST digits come from the dataset loader)."""
-    inputs = {"checkpoint": str(TRAINED_CHECKPOINT)}
+    inputs = {"checkpoint": rules.train.output.best}
     if config["dataset"] == "lidc":
         inputs["manifest"] = str(RESULTS / "extract" / "manifest.parquet")
     return inputs

@@ -3,8 +3,12 @@ EVALUATE = RESULTS / "evaluate"
 
 
 def evaluate_inputs(wildcards):
-    """Checkpoint and embeddings; for MNIST also the model-size table the report includes."""
-    inputs = {"checkpoint": str(TRAINED_CHECKPOINT), "embeddings": str(EMBED / "embeddings.parquet")}
+    """Checkpoint, training history and embeddings; for MNIST also the model-size table the report includes."""
+    inputs = {
+        "checkpoint": rules.train.output.best,
+        "history": rules.train.output.metrics,
+        "embeddings": rules.embed.output.embeddings,
+    }
     if config["dataset"] == "mnist":
         inputs["extra_html"] = [str(RESULTS / "mnist_table" / "table.html")]
     return inputs
@@ -18,8 +22,8 @@ rule evaluate:
         report=EVALUATE / "report.html",
         figures=directory(EVALUATE / "figures"),
     params:
-        run_dir=str(RESULTS / "train"),
-        out_dir=str(EVALUATE),
+        run_dir=lambda wildcards, input: str(Path(input.history).parent),
+        out_dir=lambda wildcards, output: str(Path(output.metrics).parent),
     log:
         LOGS / "evaluate.log",
     benchmark:
