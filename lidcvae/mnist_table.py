@@ -76,10 +76,8 @@ def train_size_variant(config: Mapping[str, Any], run_dir: str | os.PathLike) ->
     from lidcvae.train.checkpoint import load_model
 
     run_dir = Path(run_dir)
-    last = run_dir / "checkpoints" / "last.pt"
-    if not last.is_file():
-        train(dict(config), run_dir)
-    model, _ = load_model(last)
+    train(dict(config), run_dir)
+    model, _ = load_model(run_dir / "checkpoints" / "last.pt")
     return model
 
 
