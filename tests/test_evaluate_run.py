@@ -20,7 +20,7 @@ FIGURES = {"reconstruction_montage", "prior_samples", "interpolation", "loss_cur
 def _run(model, tmp_path, event_shape=(1, 8, 8, 8), count=30, patients=10):
     table = synthetic_table(count, patients)
     images = torch.rand(count, *event_shape, generator=torch.Generator().manual_seed(0))
-    splits = {name: SplitData(images[torch.as_tensor((table["split"] == name).to_numpy())], table[table["split"] == name].reset_index(drop=True))
+    splits = {name: SplitData(images[torch.tensor((table["split"] == name).to_numpy())], table[table["split"] == name].reset_index(drop=True))
               for name in ("train", "val", "test")}
     embeddings = pd.concat([embed_images(model, s.images, s.table) for s in splits.values()], ignore_index=True)
     history = pd.DataFrame({"epoch": [1, 2, 3], "train_reconstruction": [9.0, 5, 4], "train_kl": [1.0, 2, 1.5]})
