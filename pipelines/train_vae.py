@@ -76,7 +76,7 @@ def run_from_snakemake(smk) -> None:
     requested = run_dir / "requested_config.yaml"
     requested.parent.mkdir(parents=True, exist_ok=True)
     requested.write_text(yaml.safe_dump(config, sort_keys=False))
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={gpus}", __file__,
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", __file__,
                "--config", str(requested), "--run-dir", str(run_dir), "--log", smk.log[0] + ".rank0"]
     sys.exit(subprocess.call(command))
 
