@@ -1,0 +1,84 @@
+"""MNIST through the shared stages: configs/mnist.yaml, the common trainer, and the model-size table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from lidcvae.config import load_config
+from lidcvae.mnist_table import TABLE_COLUMNS, build_size_table, score_model, size_variant_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _mnist_config(mnist_dir: Path, tmp_path: Path, **overrides) -> dict:
+    return load_config(
+        REPO_ROOT / "configs" / "mnist.yaml",
+        {"mnist.data_dir": str(mnist_dir), "results_dir": str(tmp_path), "train.progress": False, **overrides},
+    )
+
+
+def test_mnist_config_is_the_reference_recipe(mnist_dir, tmp_path):
+    config = _mnist_config(mnist_dir, tmp_path)
+    model, train = config["model"], config["train"]
+    assert (config["dataset"], model["name"], model["likelihood"]) == ("mnist", "mlp_vae", "bernoulli")
+    assert (model["hidden_sizes"], model["latent_size"]) == ([400], 20)
+    assert (train["batch_size"], train["lr"], train["schedule"]) == (128, 0.001, "constant")
+    assert config["mnist"]["table"]["importance_samples"] == 1000
+
+
+def test_common_trainer_lowers_test_loss_on_real_digits(mnist_dir, tmp_path):
+    from lidcvae.data import load_split
+    from lidcvae.models import build_model
+    from lidcvae.train import train
+    from lidcvae.train.checkpoint import load_model
+
+    config = _mnist_config(mnist_dir, tmp_path, **{"train.epochs": 4})  # 4 × 62 = 248 steps
+    test = load_split(config, "test").images
+    torch.manual_seed(0)
+    start = score_model(build_model(config["model"]), test, importance_samples=1)["elbo"]
+    train(config, tmp_path / "run")
+    trained, _ = load_model(tmp_path / "run" / "checkpoints" / "last.pt")
+    end = score_model(trained, test, importance_samples=1)["elbo"]
+    assert start < -500, start  # untrained: ≈ −784·log 2 nats per digit
+    assert end > -170, f"test ELBO {start:.1f} → {end:.1f} nats after 248 steps"
+    history = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert history["train_total"].iloc[-1] < 0.8 * history["train_total"].iloc[0]
+
+
+def test_size_variant_resizes_only_the_mlp():
+    config = {"name": "mnist", "model": {"name": "mlp_vae", "hidden_sizes": [400], "latent_size": 20, "likelihood": "bernoulli"}}
+    variant = size_variant_config(config, 200, 10)
+    assert variant["model"] == {"name": "mlp_vae", "hidden_sizes": [200], "latent_size": 10, "likelihood": "bernoulli"}
+    assert variant["name"] == "mnist_h200_z10" and config["model"]["hidden_sizes"] == [400]
+
+
+def test_size_table_scores_every_size_and_writes_csv_and_html(mnist_dir, tmp_path):
+    overrides = {"train.epochs": 1, "mnist.limit": 512, "mnist.table.test_limit": 64, "mnist.table.importance_samples": 20}
+    config = _mnist_config(mnist_dir, tmp_path, **overrides)
+    table = build_size_table(config, tmp_path / "table", sizes=[[32, 4], [16, 2]])
+    assert list(table.columns) == TABLE_COLUMNS and len(table) == 2
+    assert table[["hidden_size", "latent_size"]].values.tolist() == [[32, 4], [16, 2]]
+    assert (table["elbo"] < 0).all() and (table["log_likelihood"] < 0).all()
+    assert (table["log_likelihood"] >= table["elbo"]).all()  # IWAE_k ≥ ELBO on average over 64 digits
+    assert table["mse"].between(0.0, 0.25).all()
+    assert pd.read_csv(tmp_path / "table" / "table.csv").shape == (2, len(TABLE_COLUMNS))
+    html = (tmp_path / "table" / "table.html").read_text()
+    assert "IWAE k=20" in html and "32 / 4" in html and "1 epochs each" in html
+
+
+@pytest.mark.slow
+def test_iwae_bound_tightens_with_more_samples(mnist_dir, tmp_path):
+    from lidcvae.data import load_split
+    from lidcvae.train import train
+    from lidcvae.train.checkpoint import load_model
+
+    config = _mnist_config(mnist_dir, tmp_path, **{"train.epochs": 2})
+    train(config, tmp_path / "run")
+    model, _ = load_model(tmp_path / "run" / "checkpoints" / "last.pt")
+    test = load_split(config, "test").images[:200]
+    bounds = [score_model(model, test, importance_samples=k)["log_likelihood"] for k in (1, 10, 100)]
+    assert bounds[0] < bounds[1] < bounds[2]
