@@ -101,3 +101,15 @@ def test_augment_batch_is_reproducible_from_the_generator_state() -> None:
     again = augment_batch(patches, torch.Generator().manual_seed(3))
     assert torch.equal(first, again)
     assert not torch.equal(first, patches)
+
+
+def test_augment_batch_cpu_path_matches_torch_ops() -> None:
+    patches = torch.rand(6, 1, 5, 5, 5)
+    augmented = augment_batch(patches, torch.Generator().manual_seed(7))
+    generator = torch.Generator().manual_seed(7)
+    flips = torch.rand(6, 3, generator=generator) < 0.5
+    turns = torch.randint(0, 4, (6,), generator=generator)
+    for index in range(6):
+        dims = [d + 1 for d in range(3) if flips[index, d]]
+        expected = patches[index].flip(dims).rot90(int(turns[index]), (2, 3))
+        assert torch.equal(augmented[index], expected)

@@ -1,12 +1,13 @@
 """Random flips and axial 90° rotations of a batch of cubic patches, drawn per patch, on any device.
 
-Applied to whole batches on the training device, so augmentation costs a few tensor copies per step
-rather than a data-loader pipeline. Randomness comes from an explicit ``torch.Generator`` whose state the
+Applied to whole batches on the training device, one copy per patch, so augmentation costs
+milliseconds per step rather than a data-loader pipeline. Randomness comes from an explicit ``torch.Generator`` whose state the
 trainer checkpoints, so a resumed run draws the same augmentations.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 __all__ = ["augment_batch"]
@@ -31,20 +32,23 @@ def augment_batch(
         (B, C, S, S, S), a new tensor (the input is not modified).
     """
     batch = patches.shape[0]
-    if flips:
-        flip_mask = torch.rand(batch, len(_SPATIAL_DIMS), generator=generator) < 0.5
-        for axis, dim in enumerate(_SPATIAL_DIMS):
-            patches = _where_per_patch(flip_mask[:, axis], patches.flip(dim), patches)
-    if rot90:
-        quarter_turns = torch.randint(0, 4, (batch,), generator=generator)
-        rotated = patches
-        for k in range(1, 4):
-            rotated = _where_per_patch(quarter_turns == k, patches.rot90(k, _AXIAL_DIMS), rotated)
-        patches = rotated
-    return patches
+    flip_mask = torch.rand(batch, len(_SPATIAL_DIMS), generator=generator) < 0.5
+    quarter_turns = torch.randint(0, 4, (batch,), generator=generator)
+    # per patch, axes counted without the batch axis
+    flip_dims = [[dim - 1 for dim, flip in zip(_SPATIAL_DIMS, row) if flip and flips] for row in flip_mask.tolist()]
+    turns = [k if rot90 else 0 for k in quarter_turns.tolist()]
+    if patches.device.type == "cpu":
+        return _augment_numpy(patches, flip_dims, turns)
+    axial = [dim - 1 for dim in _AXIAL_DIMS]
+    return torch.stack([patch.flip(dims).rot90(k, axial) for patch, dims, k in zip(patches, flip_dims, turns)])
 
 
-def _where_per_patch(choose: torch.Tensor, if_true: torch.Tensor, if_false: torch.Tensor) -> torch.Tensor:
-    """Pick per patch: ``choose`` (B,) bool on CPU."""
-    choose = choose.to(if_true.device).view(-1, *([1] * (if_true.dim() - 1)))
-    return torch.where(choose, if_true, if_false)
+def _augment_numpy(patches: torch.Tensor, flip_dims: list[list[int]], turns: list[int]) -> torch.Tensor:
+    """CPU path: numpy flips and rotations are strided views, so each patch costs one copy (torch.flip gathers)."""
+    source = patches.detach().numpy()
+    augmented = np.empty_like(source)
+    axial = tuple(dim - 1 for dim in _AXIAL_DIMS)
+    for index, (dims, k) in enumerate(zip(flip_dims, turns)):
+        view = np.flip(source[index], dims) if dims else source[index]
+        augmented[index] = np.rot90(view, k, axial)
+    return torch.from_numpy(augmented)

@@ -261,7 +261,7 @@ def _seed_everything(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.benchmark = not deterministic  # fixed 64³ shapes: let cuDNN pick its fastest kernels
 
 
 def _to_device(data: LabelledImages, device: torch.device) -> LabelledImages:
