@@ -16,8 +16,8 @@ class TrainConfig:
     """Optimisation, loss weighting, augmentation and runtime settings of one training run."""
 
     seed: int = 0
-    epochs: int = 8
-    batch_size: int = 8
+    epochs: int = 20
+    batch_size: int = 4
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0

@@ -143,13 +143,13 @@ class Trainer:
                  self.steps_per_epoch, self.group.device, self.group.world_size, self.autocast_dtype or "fp32")
 
     def _batches(self, epoch: int) -> list[torch.Tensor]:
-        """This rank's shuffled index batches of ``epoch``; a short last batch is dropped (BatchNorm)."""
+        """This rank's shuffled index batches of ``epoch``; a last batch of one patch is dropped (BatchNorm)."""
         sampler = DistributedSampler(range(len(self.train_data)), num_replicas=self.group.world_size,
                                      rank=self.group.rank, shuffle=True, seed=self.train_config.seed)
         sampler.set_epoch(epoch)
         indices = torch.tensor(list(sampler), dtype=torch.long)
         batches = list(indices.split(self.train_config.batch_size))
-        if len(batches) > 1 and len(batches[-1]) < self.train_config.batch_size:
+        if len(batches) > 1 and len(batches[-1]) == 1:
             batches.pop()
         return batches
 
