@@ -193,7 +193,6 @@ def finish_scan(volume: np.ndarray, geometry: SeriesGeometry, noise_hu: float, r
     smoothed = ndimage.gaussian_filter(volume, sigma_px, mode="nearest")
     noise = rng.standard_normal(volume.shape, dtype=np.float32)
     noise = ndimage.gaussian_filter(noise, (0.0, 0.6, 0.6))
-    # a Gaussian filter of width s shrinks white noise's std by ~ 1 / (2 s sqrt(pi)) per axis
     noise *= noise_hu / max(float(noise.std()), 1e-6)
     smoothed += noise
     return np.clip(np.rint(smoothed), -1024, 3071).astype(np.int16)
