@@ -14,7 +14,7 @@ import pandas as pd
 from lidcvae import lidc
 from lidcvae.extract.manifest import FAILURE_COLUMNS, malignancy_label
 from lidcvae.extract.patches import PatchGrid, fractional_index, sample, write_nifti
-from lidcvae.extract.series import SeriesError, SeriesGeometry, read_slices, series_geometry
+from lidcvae.extract.series import SeriesError, SeriesGeometry, SlabReader, series_geometry
 
 __all__ = ["ExtractSettings", "ScanResult", "extract_scan"]
 
@@ -93,9 +93,12 @@ def _mask_patch(nodule: lidc.NoduleAnnotation, grid: PatchGrid, geometry: Series
     return (values >= 0.5).astype(np.uint8)
 
 
-def _nodule_row(nodule, index, record, geometry, stack, settings, out_dir) -> dict:
+def _nodule_row(nodule, index, record, geometry, slabs: SlabReader, settings, out_dir) -> dict:
     k_row_col, centre = _centroid_mm(nodule, geometry, record.slice_z_mm)
     grid = PatchGrid(centre, settings.patch_size, settings.spacing_mm)
+    # One slice of margin beyond the cube so interpolation at its faces has both neighbours.
+    margin_mm = float(np.max(np.diff(record.slice_z_mm), initial=1.0))
+    stack = slabs.slab(grid.axis_mm(2)[0] - margin_mm, grid.axis_mm(2)[-1] + margin_mm)
     y_index, x_index = _in_plane_indices(grid, geometry)
     z_index = fractional_index(grid.axis_mm(2), stack.slice_z_mm) if stack.hu.shape[0] else np.full(grid.size, np.nan)
     patch_hu, inside = sample(stack.hu, z_index, y_index, x_index, fill=settings.pad_hu, order=settings.spline_order)
@@ -158,18 +161,16 @@ def extract_scan(files: pd.DataFrame, out_dir: str | Path, settings: ExtractSett
         geometry = series_geometry(files, record.slice_z_mm)
         nodules = lidc.nodule_annotations(series_uid, settings.consensus_level, settings.cluster_tolerance_mm)
         nodules = [n for n in nodules if n.readers >= settings.min_readers]
-        centres_z = [_centroid_mm(n, geometry, record.slice_z_mm)[1][2] for n in nodules]
-        reach_mm = settings.patch_size * settings.spacing_mm / 2 + 2 * float(np.max(np.diff(record.slice_z_mm), initial=1.0))
-        stack = read_slices(geometry, min(centres_z, default=0) - reach_mm, max(centres_z, default=0) + reach_mm)
     except (SeriesError, KeyError) as error:
         failures.append(_failure(files, str(error)))
         return ScanResult(pd.DataFrame(rows), pd.DataFrame(failures, columns=FAILURE_COLUMNS))
+    slabs = SlabReader(geometry)  # pylidc orders nodules by z, so neighbouring slabs share slices
     for index, nodule in enumerate(nodules, start=1):
         if not np.isin(np.flatnonzero(nodule.consensus_mask.any(axis=(1, 2))) + nodule.bbox_start[0], geometry.database_k).any():
             failures.append(_failure(files, f"nodule {index}: none of its annotated slices is on disk", index))
             continue
         try:
-            rows.append(_nodule_row(nodule, index, record, geometry, stack, settings, out_dir))
+            rows.append(_nodule_row(nodule, index, record, geometry, slabs, settings, out_dir))
         except (SeriesError, ValueError) as error:
             failures.append(_failure(files, f"nodule {index}: {error}", index))
     log.info("%s: %d nodule(s), %d failure(s)", record.patient_id, len(rows), len(failures))

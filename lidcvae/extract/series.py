@@ -14,7 +14,7 @@ import pandas as pd
 import pydicom
 from pydicom.pixels import apply_modality_lut
 
-__all__ = ["SeriesError", "SeriesGeometry", "SliceStack", "series_geometry", "read_slices"]
+__all__ = ["SeriesError", "SeriesGeometry", "SliceStack", "SlabReader", "series_geometry", "read_slices"]
 
 AXIAL = "1\\0\\0\\0\\1\\0"
 #: Stored HU are clipped to the CT range; values below (e.g. the -2000/-3024 outside the scanner's
@@ -109,22 +109,45 @@ def series_geometry(files: pd.DataFrame, database_z_mm: np.ndarray) -> SeriesGeo
     )
 
 
+def _read_hu(path: str, shape_yx: tuple[int, int]) -> np.ndarray:
+    """One slice as HU, (Y, X) int16 clipped to ``HU_RANGE``; errors name the file."""
+    try:
+        dataset = pydicom.dcmread(path)
+        slice_hu = apply_modality_lut(dataset.pixel_array, dataset)
+    except Exception as error:  # pydicom raises many types for damaged pixel data
+        raise SeriesError(f"{path}: cannot decode pixel data ({type(error).__name__}: {error})") from error
+    if slice_hu.shape != shape_yx:
+        raise SeriesError(f"{path}: pixel array {slice_hu.shape} does not match Rows/Columns {shape_yx}")
+    return np.clip(np.rint(slice_hu), *HU_RANGE).astype(np.int16)
+
+
 def read_slices(geometry: SeriesGeometry, z_min_mm: float, z_max_mm: float) -> SliceStack:
     """Read the slices with z in [z_min_mm, z_max_mm] as HU (int16, clipped to ``HU_RANGE``).
 
     Raises:
         SeriesError: a file's pixel data cannot be decoded or has the wrong shape; names the file.
     """
-    keep = np.flatnonzero((geometry.slice_z_mm >= z_min_mm) & (geometry.slice_z_mm <= z_max_mm))
-    hu = np.empty((keep.size, *geometry.shape_yx), dtype=np.int16)
-    for out_index, slice_index in enumerate(keep):
-        path = geometry.files[slice_index]
-        try:
-            dataset = pydicom.dcmread(path)
-            slice_hu = apply_modality_lut(dataset.pixel_array, dataset)
-        except Exception as error:  # pydicom raises many types for damaged pixel data
-            raise SeriesError(f"{path}: cannot decode pixel data ({type(error).__name__}: {error})") from error
-        if slice_hu.shape != geometry.shape_yx:
-            raise SeriesError(f"{path}: pixel array {slice_hu.shape} does not match Rows/Columns {geometry.shape_yx}")
-        hu[out_index] = np.clip(np.rint(slice_hu), *HU_RANGE)
-    return SliceStack(hu=hu, slice_z_mm=geometry.slice_z_mm[keep])
+    return SlabReader(geometry).slab(z_min_mm, z_max_mm)
+
+
+class SlabReader:
+    """Reads a series slab by slab, keeping in memory only the slices of the latest slab.
+
+    Moving through nodules in z order re-uses the slices two neighbouring slabs share, so each file is
+    decoded about once while memory stays at one slab, not one scan.
+    """
+
+    def __init__(self, geometry: SeriesGeometry) -> None:
+        self.geometry = geometry
+        self._slices: dict[int, np.ndarray] = {}
+
+    def slab(self, z_min_mm: float, z_max_mm: float) -> SliceStack:
+        """The slices with z in [z_min_mm, z_max_mm]: (Z, Y, X) int16 HU and their z (mm)."""
+        z_mm = self.geometry.slice_z_mm
+        keep = np.flatnonzero((z_mm >= z_min_mm) & (z_mm <= z_max_mm))
+        self._slices = {i: self._slices.get(i) for i in keep}
+        for i in keep:
+            if self._slices[i] is None:
+                self._slices[i] = _read_hu(self.geometry.files[i], self.geometry.shape_yx)
+        hu = np.stack([self._slices[i] for i in keep]) if keep.size else np.empty((0, *self.geometry.shape_yx), np.int16)
+        return SliceStack(hu=hu, slice_z_mm=z_mm[keep])
