@@ -14,6 +14,7 @@ include: "pipelines/rules/extract.smk"
 include: "pipelines/rules/train.smk"
 include: "pipelines/rules/embed.smk"
 include: "pipelines/rules/evaluate.smk"
+include: "pipelines/rules/mnist.smk"
 
 
 rule all:
