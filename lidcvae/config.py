@@ -37,8 +37,22 @@ def config_schema() -> dict[str, Any]:
     return schema
 
 
-def _with_defaults(validator_class: type) -> type:
-    """Extend a jsonschema validator so that ``properties`` fills in missing ``default`` values."""
+def _parse_text(value: Any, subschema: dict[str, Any]) -> Any:
+    """YAML-parse a string where the schema wants another type (Snakemake's ``--config a='{b: 2}'``
+    passes nested values as text)."""
+    allowed = subschema.get("type", [])
+    allowed = [allowed] if isinstance(allowed, str) else allowed
+    if not isinstance(value, str) or not allowed or "string" in allowed:
+        return value
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+
+
+def _with_defaults(validator_class: type, parse_text: bool) -> type:
+    """Extend a jsonschema validator so that ``properties`` fills in missing ``default`` values
+    (and, with ``parse_text``, parses command-line text into the type the schema asks for)."""
     validate_properties = validator_class.VALIDATORS["properties"]
 
     def fill_then_validate(validator, properties, instance, schema):
@@ -46,23 +60,27 @@ def _with_defaults(validator_class: type) -> type:
             for key, subschema in properties.items():
                 if "default" in subschema and key not in instance:
                     instance[key] = copy.deepcopy(subschema["default"])
+                elif parse_text and key in instance:
+                    instance[key] = _parse_text(instance[key], subschema)
         yield from validate_properties(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(validator_class, {"properties": fill_then_validate})
 
 
-_Validator = _with_defaults(jsonschema.Draft202012Validator)
+_VALIDATORS = {parse: _with_defaults(jsonschema.Draft202012Validator, parse) for parse in (False, True)}
 
 
-def validate_config(config: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
+def validate_config(config: Mapping[str, Any], source: str = "config", parse_text: bool = False) -> dict[str, Any]:
     """Return a deep copy of ``config`` with defaults filled, or raise ``ConfigError``.
 
     Args:
         config: the parsed config mapping.
         source: where it came from (a file name), quoted in error messages.
+        parse_text: YAML-parse string values where the schema wants a number, list, mapping ...
+            (for values typed on a command line).
     """
     resolved = copy.deepcopy(dict(config))
-    errors = sorted(_Validator(config_schema()).iter_errors(resolved), key=lambda e: list(e.path))
+    errors = sorted(_VALIDATORS[parse_text](config_schema()).iter_errors(resolved), key=lambda e: list(e.path))
     if errors:
         lines = [f"{source}: invalid config"]
         for error in errors:

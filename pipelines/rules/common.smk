@@ -1,4 +1,4 @@
-# Shared by every rule file: the validated config, output locations, and the file lists that
+# Shared by every rule file -- the validated config, output locations, and the file lists that
 # depend on the data (the per-scan extraction jobs).
 import sys
 from pathlib import Path
@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))  # the lidcvae package, also whe
 
 from lidcvae.config import validate_config
 
-config.update(validate_config(config, source="snakemake config"))
+config.update(validate_config(config, source="snakemake config", parse_text=True))
 
 RESULTS = Path(config["results_dir"]) / config["name"]
 SCRIPTS = Path(workflow.basedir) / "pipelines"
