@@ -1,23 +1,17 @@
-# Stage 2, train: the VAE on the extracted manifest (LIDC / phantom) or on MNIST (no input file).
+# Stage 2, train: the VAE on the extracted manifest (LIDC / phantom), or on MNIST (no input file).
 # train.gpus > 1 runs torchrun with one DDP process per GPU; `resources: gpu` tells the scheduler.
 TRAIN = RESULTS / "train"
 
 
-def train_inputs(wildcards):
-    if config["dataset"] == "mnist":
-        return {}
-    return {"manifest": str(RESULTS / "extract" / "manifest.parquet")}
-
-
 rule train:
     input:
-        unpack(train_inputs),
+        unpack(lambda wildcards: {} if config["dataset"] == "mnist" else {"manifest": RESULTS / "extract" / "manifest.parquet"}),
     output:
         best=TRAIN / "checkpoints" / "best.pt",
         last=TRAIN / "checkpoints" / "last.pt",
         metrics=TRAIN / "metrics.csv",
     params:
-        run_dir=str(TRAIN),
+        run_dir=lambda wildcards, output: str(Path(output.metrics).parent),
     log:
         LOGS / "train.log",
     benchmark:
@@ -25,7 +19,7 @@ rule train:
     threads: config["train"]["threads"]
     resources:
         gpu=config["train"]["gpus"],
-        mem_mb=16000 if config["dataset"] == "lidc" and config["dicom_root"] else 4000,
+        mem_mb=16000 if config["dicom_root"] else 4000,
         runtime=24 * 60 if config["dicom_root"] else 30,
     script:
         "../train_vae.py"
