@@ -130,3 +130,33 @@ def test_active_units_counts_dimensions_that_vary() -> None:
     means[:, 0] = torch.linspace(-1, 1, 100)
     means[:, 1] = torch.linspace(-0.05, 0.05, 100)
     assert active_units(means, 0.01) == 1
+
+
+@pytest.mark.parametrize("grad_clip, expected_max", [({"mode": "value", "max": 0.01}, 0.01), ({"mode": "none"}, None)])
+def test_clipping_by_value_bounds_each_gradient(grad_clip: dict, expected_max) -> None:
+    from lidcvae.models import build_model
+    from lidcvae.train.step import backward_and_step, loss_terms
+
+    torch.manual_seed(0)
+    model = build_model({"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2]})
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    terms = loss_terms(model, model, torch.rand(2, 1, 16, 16, 16), beta=1.0)
+    reconstruction, kl, total, grad_norm = backward_and_step(terms, model, optimizer, grad_clip, step=0)
+    largest = max(p.grad.abs().max().item() for p in model.parameters() if p.grad is not None)
+    assert total == pytest.approx(reconstruction + kl, rel=1e-6) and grad_norm > 1.0
+    if expected_max is None:
+        assert largest > 1.0
+    else:
+        assert largest == pytest.approx(expected_max)
+
+
+def test_clipping_by_norm_rescales_the_total_norm() -> None:
+    from lidcvae.models import build_model
+    from lidcvae.train.step import backward_and_step, loss_terms
+
+    model = build_model({"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2]})
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    terms = loss_terms(model, model, torch.rand(2, 1, 16, 16, 16), beta=1.0)
+    *_, grad_norm_before = backward_and_step(terms, model, optimizer, {"mode": "norm", "max": 2.0}, step=0)
+    after = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+    assert grad_norm_before > 2.0 and after.item() == pytest.approx(2.0, rel=1e-4)

@@ -149,7 +149,7 @@ class Trainer:
         sampler.set_epoch(epoch)
         indices = torch.tensor(list(sampler), dtype=torch.long)
         batches = list(indices.split(self.train_config.batch_size))
-        if len(batches) > 1 and len(batches[-1]) == 1:
+        if len(batches) > 1 and len(batches[-1]) == 1 < self.train_config.batch_size:
             batches.pop()
         return batches
 
