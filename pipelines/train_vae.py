@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lidcvae.cli import setup_logging  # noqa: E402
 from lidcvae.config import ConfigError, load_config  # noqa: E402
+from lidcvae.io import atomic_path  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,8 +75,8 @@ def run_from_snakemake(smk) -> None:
     if gpus <= 1:
         sys.exit(_train(config, run_dir, resume=False))
     requested = run_dir / "requested_config.yaml"
-    requested.parent.mkdir(parents=True, exist_ok=True)
-    requested.write_text(yaml.safe_dump(config, sort_keys=False))
+    with atomic_path(requested) as tmp:
+        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", __file__,
                "--config", str(requested), "--run-dir", str(run_dir), "--log", smk.log[0] + ".rank0"]
     sys.exit(subprocess.call(command))
