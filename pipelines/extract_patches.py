@@ -48,15 +48,15 @@ def run_from_snakemake(smk) -> None:
     from lidcvae.extract.cohort import scan_part_paths
     from lidcvae.io import read_parquet, write_parquet
 
-    out_dir = Path(smk.params.out_dir)
     settings = ExtractSettings.from_dict(smk.config["extract"])
     if smk.params.step == "index":
         index, unreadable = index_dicom_tree(smk.params.dicom_root, threads=smk.threads)
         write_parquet(unreadable, smk.output.unreadable)
         write_parquet(index, smk.output.index)
     elif smk.params.step == "scan":
-        extract_series_part(read_parquet(smk.input.index), smk.wildcards.series, out_dir, settings)
+        extract_series_part(read_parquet(smk.input.index), smk.wildcards.series, Path(smk.params.out_dir), settings)
     else:
+        out_dir = Path(smk.params.out_dir)
         parts = [scan_part_paths(out_dir, uid) for uid in smk.params.series]
         gather_manifest(parts, out_dir, settings, pd.read_parquet(smk.input.unreadable))
 

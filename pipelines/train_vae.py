@@ -65,19 +65,22 @@ def _train(config: dict, run_dir: Path, resume: bool) -> int:
 
 
 def run_from_snakemake(smk) -> None:
-    """rules/train.smk: one process, or torchrun with ``train.gpus`` processes."""
+    """rules/train.smk: one process, or torchrun with ``train.gpus`` GPU (``train.cpu_processes`` CPU) processes."""
     setup_logging(smk.log[0])
     config = dict(smk.config)
     if smk.input.get("manifest"):
         config["train"] = {**config["train"], "manifest": str(smk.input.manifest)}
     run_dir = Path(smk.params.run_dir)
     gpus = int(config["train"]["gpus"])
-    if gpus <= 1:
+    processes = gpus if gpus > 0 else int(config["train"]["cpu_processes"])
+    if processes <= 1:
         sys.exit(_train(config, run_dir, resume=False))
+    if gpus == 0:
+        config["train"] = {**config["train"], "device": "cpu"}
     requested = run_dir / "requested_config.yaml"
     with atomic_path(requested) as tmp:
         tmp.write_text(yaml.safe_dump(config, sort_keys=False))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", __file__,
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", __file__,
                "--config", str(requested), "--run-dir", str(run_dir), "--log", smk.log[0] + ".rank0"]
     sys.exit(subprocess.call(command))
 

@@ -13,6 +13,7 @@ RESULTS = Path(config["results_dir"]) / config["name"]
 SCRIPTS = Path(workflow.basedir) / "pipelines"
 LOGS = RESULTS / "logs"
 BENCHMARKS = RESULTS / "benchmarks"
+CONDA_ENV = "../envs/lidcvae.yaml"
 
 
 def dicom_root():
@@ -52,3 +53,23 @@ def extract_parts(wildcards):
     """Every per-series part table the gather step reads."""
     folder = RESULTS / "extract" / "scans"
     return [str(folder / f"{uid}.{part}.parquet") for uid in extract_series(wildcards) for part in ("nodules", "failures")]
+
+
+def embed_inputs(wildcards):
+    """The checkpoint, plus the manifest for CT (MNIST digits come from the dataset loader)."""
+    inputs = {"checkpoint": rules.train.output.best}
+    if config["dataset"] == "lidc":
+        inputs["manifest"] = str(RESULTS / "extract" / "manifest.parquet")
+    return inputs
+
+
+def evaluate_inputs(wildcards):
+    """Checkpoint, training history and embeddings; for MNIST also the model-size table the report includes."""
+    inputs = {
+        "checkpoint": rules.train.output.best,
+        "history": rules.train.output.metrics,
+        "embeddings": rules.embed.output.embeddings,
+    }
+    if config["dataset"] == "mnist":
+        inputs["extra_html"] = [str(RESULTS / "mnist_table" / "table.html")]
+    return inputs

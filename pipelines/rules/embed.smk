@@ -2,14 +2,6 @@
 EMBED = RESULTS / "embed"
 
 
-def embed_inputs(wildcards):
-    """The checkpoint, plus the manifest for CT (MNIST digits come from the dataset loader)."""
-    inputs = {"checkpoint": rules.train.output.best}
-    if config["dataset"] == "lidc":
-        inputs["manifest"] = str(RESULTS / "extract" / "manifest.parquet")
-    return inputs
-
-
 rule embed:
     input:
         unpack(embed_inputs),
@@ -26,5 +18,7 @@ rule embed:
     resources:
         mem_mb=8000,
         runtime=60,
+    conda:
+        CONDA_ENV
     script:
         "../embed_latents.py"

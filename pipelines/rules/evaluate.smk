@@ -2,18 +2,6 @@
 EVALUATE = RESULTS / "evaluate"
 
 
-def evaluate_inputs(wildcards):
-    """Checkpoint, training history and embeddings; for MNIST also the model-size table the report includes."""
-    inputs = {
-        "checkpoint": rules.train.output.best,
-        "history": rules.train.output.metrics,
-        "embeddings": rules.embed.output.embeddings,
-    }
-    if config["dataset"] == "mnist":
-        inputs["extra_html"] = [str(RESULTS / "mnist_table" / "table.html")]
-    return inputs
-
-
 rule evaluate:
     input:
         unpack(evaluate_inputs),
@@ -32,5 +20,7 @@ rule evaluate:
     resources:
         mem_mb=16000,
         runtime=240,
+    conda:
+        CONDA_ENV
     script:
         "../evaluate.py"

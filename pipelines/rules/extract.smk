@@ -13,7 +13,6 @@ checkpoint extract_index:
     params:
         step="index",
         dicom_root=dicom_root(),
-        out_dir=str(EXTRACT),
     log:
         LOGS / "extract_index.log",
     benchmark:
@@ -22,6 +21,8 @@ checkpoint extract_index:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        CONDA_ENV
     script:
         "../extract_patches.py"
 
@@ -34,7 +35,7 @@ rule extract_scan:
         failures=EXTRACT / "scans" / "{series}.failures.parquet",
     params:
         step="scan",
-        out_dir=str(EXTRACT),
+        out_dir=lambda wildcards, output: str(Path(output.failures).parent.parent),
     log:
         LOGS / "extract" / "{series}.log",
     benchmark:
@@ -45,6 +46,8 @@ rule extract_scan:
     resources:
         mem_mb=3000,
         runtime=10,
+    conda:
+        CONDA_ENV
     script:
         "../extract_patches.py"
 
@@ -58,7 +61,7 @@ rule extract_gather:
         failures=EXTRACT / "failures.parquet",
     params:
         step="gather",
-        out_dir=str(EXTRACT),
+        out_dir=lambda wildcards, output: str(Path(output.manifest).parent),
         series=extract_series,
     log:
         LOGS / "extract_gather.log",
@@ -68,5 +71,7 @@ rule extract_gather:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        CONDA_ENV
     script:
         "../extract_patches.py"

@@ -8,7 +8,7 @@ rule mnist_table:
         csv=MNIST_TABLE / "table.csv",
         html=MNIST_TABLE / "table.html",
     params:
-        out_dir=str(MNIST_TABLE),
+        out_dir=lambda wildcards, output: str(Path(output.csv).parent),
     log:
         LOGS / "mnist_table.log",
     benchmark:
@@ -17,5 +17,7 @@ rule mnist_table:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        CONDA_ENV
     script:
         "../mnist_table.py"

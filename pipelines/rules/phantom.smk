@@ -20,5 +20,7 @@ if not config["dicom_root"]:
         resources:
             mem_mb=3000,
             runtime=30,
+        conda:
+            CONDA_ENV
         script:
             "../make_phantom.py"

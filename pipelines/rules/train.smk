@@ -21,5 +21,7 @@ rule train:
         gpu=config["train"]["gpus"],
         mem_mb=16000 if config["dicom_root"] else 4000,
         runtime=24 * 60 if config["dicom_root"] else 30,
+    conda:
+        CONDA_ENV
     script:
         "../train_vae.py"
