@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from run-dir/checkpoints/last.pt if present")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override config keys, e.g. train.epochs=20 model.latent_size=128 (values parsed as YAML)")
-    parser.add_argument("--log", type=Path, help="also log to this file")
+    parser.add_argument("--log-file", "--log", dest="log", type=Path, help="also log to this file")
     args = parser.parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
     setup_logging(args.log if rank == 0 else None, logging.INFO if rank == 0 else logging.WARNING)
@@ -80,8 +80,11 @@ def run_from_snakemake(smk) -> None:
     requested = run_dir / "requested_config.yaml"
     with atomic_path(requested) as tmp:
         tmp.write_text(yaml.safe_dump(config, sort_keys=False))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", __file__,
-               "--config", str(requested), "--run-dir", str(run_dir), "--log", smk.log[0] + ".rank0"]
+    # The original script, not Snakemake's copy (which would re-enter this function in every rank);
+    # --log-file, because torchrun's parser would read an abbreviation like --log as its own option.
+    script = Path(smk.scriptdir) / "train_vae.py"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", str(script),
+               "--config", str(requested), "--run-dir", str(run_dir), "--log-file", smk.log[0] + ".rank0"]
     sys.exit(subprocess.call(command))
 
 

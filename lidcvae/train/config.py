@@ -35,6 +35,7 @@ class TrainConfig:
     deterministic: bool = False
     device: str = "auto"
     gpus: int = 0
+    cpu_processes: int = 0
     threads: int = 2
     active_unit_threshold: float = 0.01
     progress: bool = True
