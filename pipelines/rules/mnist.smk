@@ -13,7 +13,7 @@ rule mnist_table:
         LOGS / "mnist_table.log",
     benchmark:
         BENCHMARKS / "mnist_table.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
