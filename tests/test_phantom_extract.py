@@ -55,5 +55,6 @@ def test_consensus_mask_lies_on_the_painted_nodule(extracted):
         shell = ndimage.binary_dilation(consensus, iterations=3) & ~ndimage.binary_dilation(consensus, iterations=2)
         assert np.median(image_hu[consensus]) - np.median(image_hu[shell]) > 250, row.nodule_id
         dice = _half_maximum_dice(image_hu, consensus)
-        # below ~10 mm on 3–5 mm slices the 1 mm resampling of image and mask part ways by a voxel
-        assert dice >= (0.8 if consensus.sum() >= 500 else 0.5), (row.nodule_id, dice)
+        # Under ~6 mm (100 voxels at 1 mm) one voxel of partial volume at the edge is a large share of
+        # the nodule, and the painted image is smoothed where the mask is not.
+        assert dice >= (0.8 if consensus.sum() >= 100 else 0.7), (row.nodule_id, dice)

@@ -84,13 +84,26 @@ def _in_plane_indices(grid: PatchGrid, geometry: SeriesGeometry, start: tuple[in
 
 
 def _mask_patch(nodule: lidc.NoduleAnnotation, grid: PatchGrid, geometry: SeriesGeometry, database_z_mm: np.ndarray) -> np.ndarray:
-    """The consensus mask resampled onto the patch (linear, thresholded at 0.5): (S, S, S) uint8."""
-    start = nodule.bbox_start
-    depth, height, width = nodule.consensus_mask.shape
-    z_index = fractional_index(grid.axis_mm(2), database_z_mm[start[0]:start[0] + depth])
+    """The consensus mask resampled onto the patch (linear, thresholded at 0.5): (S, S, S) uint8.
+
+    The mask gets a border of empty voxels first, so it fades out over one voxel beyond its outermost
+    slice and pixel, as each voxel stands for a slab, not a point (a one-slice nodule stays visible).
+    """
+    mask = np.pad(nodule.consensus_mask.astype(np.float32), 1)
+    start = nodule.bbox_start - 1
+    depth, height, width = mask.shape
+    z_index = fractional_index(grid.axis_mm(2), _z_at(np.arange(start[0], start[0] + depth), database_z_mm))
     y_index, x_index = _in_plane_indices(grid, geometry, (start[1], start[2]), (height, width))
-    values, _ = sample(nodule.consensus_mask.astype(np.float32), z_index, y_index, x_index, fill=0.0)
+    values, _ = sample(mask, z_index, y_index, x_index, fill=0.0)
     return (values >= 0.5).astype(np.uint8)
+
+
+def _z_at(slice_k: np.ndarray, database_z_mm: np.ndarray) -> np.ndarray:
+    """z (mm) of slice indices, extrapolated one spacing at a time beyond the series' ends."""
+    spacing = float(np.median(np.diff(database_z_mm))) if database_z_mm.size > 1 else 1.0
+    z = np.interp(slice_k, np.arange(database_z_mm.size), database_z_mm)
+    z = np.where(slice_k < 0, database_z_mm[0] + slice_k * spacing, z)
+    return np.where(slice_k >= database_z_mm.size, database_z_mm[-1] + (slice_k - database_z_mm.size + 1) * spacing, z)
 
 
 def _nodule_row(nodule, index, record, geometry, slabs: SlabReader, settings, out_dir) -> dict:
