@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lidcvae.intensity import HUWindow
 from lidcvae.io import read_parquet, write_parquet
 from lidcvae.models.base import VAE
 
@@ -28,8 +27,6 @@ __all__ = [
     "posterior_arrays",
     "encode_batches",
     "embed_images",
-    "hu_window_from_config",
-    "load_manifest_images",
     "embed_manifest",
     "embed_dataset",
     "read_embeddings",
@@ -95,31 +92,6 @@ def embed_images(
     return pd.concat([table, latents], axis=1).reset_index(drop=True)
 
 
-def hu_window_from_config(model_config: Mapping[str, Any]) -> HUWindow:
-    """The model's HU window from ``model.hu_window`` ({lower_hu, upper_hu} or [lower, upper]); default if absent."""
-    window = model_config.get("hu_window")
-    if isinstance(window, Mapping):
-        return HUWindow(float(window["lower_hu"]), float(window["upper_hu"]))
-    if isinstance(window, (list, tuple)):
-        return HUWindow(float(window[0]), float(window[1]))
-    return HUWindow()
-
-
-def load_manifest_images(manifest: pd.DataFrame, model_config: Mapping[str, Any], patch_fit: str = "crop") -> torch.Tensor:
-    """NIfTI patches named by ``image_path`` (absolute) → (N, 1, S, S, S) float32 in model scale.
-
-    Goes through the training data loader's own steps (read as (z, y, x) HU, fit to
-    ``model.input_size``, window by ``model.hu_window``), so unseen nodules get exactly the inputs
-    training gave.
-    """
-    from lidcvae.data.lidc import fit_patch, load_patch_hu
-
-    if manifest.empty:
-        size = model_config.get("input_size", 64)
-        return torch.zeros((0, 1, size, size, size))
-    patches = torch.from_numpy(np.stack([load_patch_hu(path) for path in manifest["image_path"]])).unsqueeze(1).float()
-    patches = fit_patch(patches, model_config.get("input_size", patches.shape[-1]), patch_fit)
-    return hu_window_from_config(model_config).to_unit(patches).contiguous()
 
 
 def _load_model(checkpoint: str | os.PathLike):
@@ -136,11 +108,12 @@ def embed_manifest(
     device: str = "cpu",
 ) -> pd.DataFrame:
     """Embed every nodule of a manifest (extract format) with a trained checkpoint; write Parquet atomically."""
+    from lidcvae.data.lidc import images_from_table
     from lidcvae.extract.manifest import read_manifest
 
     model, config = _load_model(checkpoint)
     manifest = read_manifest(manifest_path)
-    images = load_manifest_images(manifest, config.get("model", {}), config.get("train", {}).get("patch_fit", "crop"))
+    images = images_from_table(manifest, config.get("model", {}), config.get("train", {}).get("patch_fit", "crop"))
     embeddings = embed_images(model, images, manifest, batch_size, device)
     write_parquet(embeddings, out_path)
     return embeddings

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +21,12 @@ class HUWindow:
 
     lower_hu: float = -1000.0
     upper_hu: float = 400.0
+
+    @classmethod
+    def from_config(cls, model_config: Mapping[str, Any]) -> HUWindow:
+        """The window in ``model.hu_window`` ([lower, upper] HU), or the default when absent."""
+        window = model_config.get("hu_window")
+        return cls() if window is None else cls(float(window[0]), float(window[1]))
 
     @property
     def width_hu(self) -> float:

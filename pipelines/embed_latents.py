@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lidcvae.cli import setup_logging  # noqa: E402
+from lidcvae.cli import config_from_args, setup_logging  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,9 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.manifest:
         table = embed_manifest(args.checkpoint, args.manifest, args.out, args.batch_size, args.device)
     else:
-        from lidcvae.config import load_config
-
-        table = embed_dataset(args.checkpoint, load_config(args.config), args.out, args.batch_size, args.device)
+        table = embed_dataset(args.checkpoint, config_from_args(parser, args.config, []), args.out, args.batch_size, args.device)
     print(f"{len(table)} rows → {args.out}")
     return 0
 

@@ -46,7 +46,7 @@ def run_from_snakemake(smk) -> None:
 
     from lidcvae.extract import ExtractSettings, extract_series_part, gather_manifest, index_dicom_tree
     from lidcvae.extract.cohort import scan_part_paths
-    from lidcvae.io import read_parquet, write_parquet
+    from lidcvae.io import write_parquet
 
     settings = ExtractSettings.from_dict(smk.config["extract"])
     if smk.params.step == "index":
@@ -54,7 +54,9 @@ def run_from_snakemake(smk) -> None:
         write_parquet(unreadable, smk.output.unreadable)
         write_parquet(index, smk.output.index)
     elif smk.params.step == "scan":
-        extract_series_part(read_parquet(smk.input.index), smk.wildcards.series, Path(smk.params.out_dir), settings)
+        uid = smk.wildcards.series
+        files = pd.read_parquet(smk.input.index, filters=[("series_instance_uid", "==", uid)])  # this series' rows only
+        extract_series_part(files, uid, Path(smk.params.out_dir), settings)
     else:
         out_dir = Path(smk.params.out_dir)
         parts = [scan_part_paths(out_dir, uid) for uid in smk.params.series]

@@ -44,10 +44,10 @@ def test_mismatched_images_and_table_are_refused():
         embed.embed_images(TinyLinearVAE(), torch.rand(3, 1, 4, 4, 4), synthetic_table(4, 2))
 
 
-@pytest.mark.parametrize("window, expected", [({"lower_hu": -1200, "upper_hu": 600}, HUWindow(-1200, 600)),
+@pytest.mark.parametrize("window, expected", [([-1200, 600], HUWindow(-1200, 600)),
                                               ([-900, 300], HUWindow(-900, 300)), (None, HUWindow())])
 def test_hu_window_is_read_from_the_model_config(window, expected):
-    assert embed.hu_window_from_config({"hu_window": window}) == expected
+    assert HUWindow.from_config({"hu_window": window}) == expected
 
 
 def _write_manifest(folder, patches_zyx):
@@ -67,7 +67,9 @@ def test_manifest_images_come_back_in_zyx_order_and_model_scale(tmp_path):
     manifest_path = _write_manifest(tmp_path, [patch])
     from lidcvae.extract.manifest import read_manifest
 
-    images = embed.load_manifest_images(read_manifest(manifest_path), {"hu_window": [-1000, 400], "input_size": 6})
+    from lidcvae.data.lidc import images_from_table
+
+    images = images_from_table(read_manifest(manifest_path), {"hu_window": [-1000, 400], "input_size": 6})
     assert images.shape == (1, 1, 4, 5, 6) and images.dtype == torch.float32  # input_size = edge: nothing cropped
     assert images[0, 0, 3, 0, 0] == 1.0 and images.sum() == 1.0
 

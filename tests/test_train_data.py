@@ -15,7 +15,8 @@ import torch
 from lidcvae.config import validate_config
 from lidcvae.data import load_split
 from lidcvae.data.augment import augment_batch
-from lidcvae.data.lidc import fit_patch, load_patch_hu, read_manifest_table
+from lidcvae.data.lidc import fit_patch, load_patch_hu
+from lidcvae.extract.manifest import read_manifest
 
 TINY_MODEL = {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2]}
 
@@ -58,7 +59,7 @@ def tiny_config(sample_manifest: Path) -> dict:
 
 def test_load_split_windows_and_crops_the_extracted_patches(sample_manifest: Path, tiny_config: dict) -> None:
     train = load_split(tiny_config, "train")
-    table = read_manifest_table(sample_manifest)
+    table = read_manifest(sample_manifest)
     assert train.images.shape == (int((table["split"] == "train").sum()), 1, 16, 16, 16)
     assert train.images.dtype == torch.float32
     assert {"id", "split", "label", "nodule_id", "consensus_diameter_mm"} <= set(train.table.columns)

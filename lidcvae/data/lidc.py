@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from lidcvae.data import LabelledImages
+from lidcvae.extract.manifest import read_manifest
 from lidcvae.intensity import HUWindow
 
-__all__ = ["load", "manifest_path", "read_manifest_table", "load_patch_hu", "fit_patch"]
+__all__ = ["load", "manifest_path", "images_from_table", "load_patch_hu", "fit_patch"]
 
 # Patch files are gzip NIfTI: zlib releases the GIL, so a few threads decode them in parallel.
 _READ_THREADS = 4
@@ -27,20 +28,6 @@ def manifest_path(config: dict[str, Any]) -> Path:
     if configured:
         return Path(configured)
     return Path(config.get("results_dir", "results")) / config.get("name", "phantom") / "extract" / "manifest.parquet"
-
-
-def read_manifest_table(path: Path) -> pd.DataFrame:
-    """The manifest with absolute ``image_path``/``mask_path`` (the extract stage's reader when present)."""
-    try:
-        from lidcvae.extract.manifest import read_manifest
-    except ImportError:
-        read_manifest = None
-    if read_manifest is not None:
-        return read_manifest(path)
-    table = pd.read_parquet(path)
-    for column in ("image_path", "mask_path"):
-        table[column] = [str((path.parent / p).resolve()) for p in table[column]]
-    return table
 
 
 def load_patch_hu(image_path: str | Path) -> np.ndarray:
@@ -72,16 +59,29 @@ def load(config: dict[str, Any], split: str) -> LabelledImages:
     path = manifest_path(config)
     if not path.is_file():
         raise FileNotFoundError(f"manifest not found: {path} (run the extract stage, or set train.manifest)")
-    table = read_manifest_table(path)
+    table = read_manifest(path)
     table = table[table["split"] == split].reset_index(drop=True)
     table.insert(0, "id", table["nodule_id"].astype(str))
-    model_config = config.get("model", {})
-    size = model_config.get("input_size", 64)
+    images = images_from_table(table, config.get("model", {}), config.get("train", {}).get("patch_fit", "crop"))
+    return LabelledImages(images, table)
+
+
+def images_from_table(table: pd.DataFrame, model_config: dict[str, Any], patch_fit: str = "crop") -> torch.Tensor:
+    """The patches named by ``table['image_path']`` (absolute) as model input: (N, 1, S, S, S) float32.
+
+    Read as (z, y, x) HU, fitted to ``model.input_size`` (S; patches are kept as they are when the
+    config has none), windowed by ``model.hu_window`` to [0, 1].
+    Training and embedding both go through here, so unseen nodules get exactly the inputs training got.
+    """
+    size = model_config.get("input_size")
     if table.empty:
-        return LabelledImages(torch.zeros(0, 1, size, size, size), table)
+        return torch.zeros(0, 1, *(size or 64,) * 3)
     with ThreadPoolExecutor(_READ_THREADS) as pool:
         patches_hu = list(pool.map(load_patch_hu, table["image_path"]))
-    images = torch.from_numpy(np.stack(patches_hu)).unsqueeze(1)
-    images = fit_patch(images.float(), size, config.get("train", {}).get("patch_fit", "crop"))
-    window = HUWindow(*model_config.get("hu_window", (-1000.0, 400.0)))
-    return LabelledImages(window.to_unit(images).contiguous(), table)
+    shapes = {patch.shape for patch in patches_hu}
+    if len(shapes) > 1:
+        odd = next(p for p, patch in zip(table["image_path"], patches_hu) if patch.shape != patches_hu[0].shape)
+        raise ValueError(f"{odd}: patch shape differs from the others ({sorted(shapes)})")
+    images = torch.from_numpy(np.stack(patches_hu)).unsqueeze(1).float()
+    images = images if size is None else fit_patch(images, size, patch_fit)
+    return HUWindow.from_config(model_config).to_unit(images).contiguous()

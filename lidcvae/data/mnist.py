@@ -9,6 +9,7 @@ empty by default, can be held out of the train part.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import logging
@@ -37,7 +38,6 @@ __all__ = [
     "MnistSplit",
     "mnist_split",
     "load",
-    "load_mnist_split",
 ]
 
 logger = logging.getLogger(__name__)
@@ -239,7 +239,18 @@ def _digit_table(source: str, labels: np.ndarray, splits: np.ndarray) -> pd.Data
 def _all_digits(
     data_dir: Path, train_fraction: float, val_fraction: float, seed: int
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """Every digit found in ``data_dir`` with its split assigned, as (N, 28, 28) uint8 and a table."""
+    """Every digit found in ``data_dir`` with its split assigned, as (N, 28, 28) uint8 and a table.
+
+    Decompressed once per folder (and file state): each stage loads several splits.
+    """
+    state = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in data_dir.iterdir() if "ubyte" in p.name))
+    return _all_digits_of(data_dir.resolve(), state, train_fraction, val_fraction, seed)
+
+
+@functools.lru_cache(maxsize=2)
+def _all_digits_of(
+    data_dir: Path, file_state: tuple, train_fraction: float, val_fraction: float, seed: int
+) -> tuple[np.ndarray, pd.DataFrame]:
     test_images, test_labels = _read_pair(data_dir, "t10k")
     if not _has_pair(data_dir, "train"):
         splits = _assign_splits(len(test_labels), train_fraction, val_fraction, seed)
@@ -315,6 +326,3 @@ def load(config: dict[str, Any], split: str):
         limit=section.get("limit"),
     )
     return LabelledImages(images=digits.images, table=digits.table)
-
-
-load_mnist_split = load

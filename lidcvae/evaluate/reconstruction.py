@@ -7,7 +7,7 @@ from skimage.metrics import structural_similarity
 
 from lidcvae.intensity import HUWindow
 
-__all__ = ["per_sample_mse", "psnr_db", "structural_similarity_per_sample", "reconstruction_metrics"]
+__all__ = ["per_sample_mse", "psnr_db", "structural_similarity_per_sample"]
 
 
 def per_sample_mse(inputs: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
@@ -35,35 +35,3 @@ def structural_similarity_per_sample(inputs: np.ndarray, reconstructions: np.nda
         win_size = min(7, *(s if s % 2 else s - 1 for s in image.shape))
         scores.append(structural_similarity(image, reconstruction, data_range=1.0, win_size=win_size))
     return np.asarray(scores)
-
-
-def reconstruction_metrics(
-    inputs: np.ndarray,
-    reconstructions: np.ndarray,
-    mean_patch: np.ndarray,
-    hu_window: HUWindow | None = None,
-) -> dict[str, float]:
-    """Averages over samples of MSE, PSNR and SSIM, beside the dataset-mean-patch baseline.
-
-    Args:
-        inputs: (N, *event_shape) in model scale [0, 1].
-        reconstructions: (N, *event_shape) decoder means for the posterior mean, same scale.
-        mean_patch: (*event_shape) the dataset's mean input, the best constant "reconstruction".
-        hu_window: the model's HU window; when given, MSE is also reported in HU².
-
-    Returns:
-        ``mse_normalised``, ``psnr_db``, ``ssim``, ``mean_patch_mse_normalised`` and, with a window,
-        ``mse_hu2`` and ``mean_patch_mse_hu2``.
-    """
-    mse = per_sample_mse(inputs, reconstructions)
-    baseline = per_sample_mse(inputs, np.broadcast_to(mean_patch, inputs.shape))
-    metrics = {
-        "mse_normalised": float(mse.mean()),
-        "psnr_db": float(np.mean(psnr_db(mse))),
-        "ssim": float(structural_similarity_per_sample(inputs, reconstructions).mean()),
-        "mean_patch_mse_normalised": float(baseline.mean()),
-    }
-    if hu_window is not None:
-        metrics["mse_hu2"] = metrics["mse_normalised"] * hu_window.width_hu**2
-        metrics["mean_patch_mse_hu2"] = metrics["mean_patch_mse_normalised"] * hu_window.width_hu**2
-    return metrics

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lidcvae.embed import hu_window_from_config, posterior_arrays, read_embeddings
+from lidcvae.embed import posterior_arrays, read_embeddings
 from lidcvae.evaluate import figures
 from lidcvae.evaluate.collapse import (
     active_units, collapse_warnings, kl_per_dimension, pca_dimension_suggestion, posterior_mean_variance,
@@ -193,7 +193,7 @@ def evaluate_run(checkpoint: str | os.PathLike, embeddings_path: str | os.PathLi
 
     model, model_config = load_model(checkpoint, map_location="cpu")
     full = {**dict(config), **{k: model_config[k] for k in ("model", "train") if k in model_config}}
-    hu_window = None if config.get("dataset") == "mnist" else hu_window_from_config(full["model"])
+    hu_window = None if config.get("dataset") == "mnist" else HUWindow.from_config(full["model"])
     splits = {}
     for split in ("train", "val", "test"):
         loaded = load_split(full, split)

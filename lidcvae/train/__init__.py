@@ -6,9 +6,20 @@ Public entry points: ``train(config, run_dir, resume=False) -> best checkpoint p
 
 from __future__ import annotations
 
-from lidcvae.train.checkpoint import load_model, read_checkpoint, save_checkpoint
-from lidcvae.train.config import TrainConfig
-from lidcvae.train.loop import train
-from lidcvae.train.step import NonFiniteError
+from importlib import import_module
+from typing import Any
 
 __all__ = ["train", "load_model", "read_checkpoint", "save_checkpoint", "TrainConfig", "NonFiniteError"]
+
+# Resolved on first use, so that embed/evaluate loading a checkpoint don't import the training loop
+# (and TensorBoard with it).
+_HOMES = {
+    "train": "loop", "load_model": "checkpoint", "read_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "TrainConfig": "config", "NonFiniteError": "step",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'lidcvae.train' has no attribute {name!r}")
+    return getattr(import_module(f"lidcvae.train.{_HOMES[name]}"), name)

@@ -73,7 +73,7 @@ def restore_rng(state: dict[str, Any], augment_generator: torch.Generator) -> No
     version, mt_state, gauss = state["python"]
     random.setstate((version, tuple(mt_state), gauss))
     numpy_state = state["numpy"]
-    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
+    np.random.set_state(("MT19937", numpy_state["keys"].cpu().numpy().astype(np.uint32), numpy_state["position"],
                          numpy_state["has_gauss"], numpy_state["cached_gauss"]))
     torch.set_rng_state(state["torch"].cpu())
     augment_generator.set_state(state["augment"].cpu())

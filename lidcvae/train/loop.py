@@ -116,7 +116,8 @@ class Trainer:
         """Train from the start or from ``last.pt`` to ``train.epochs``; returns ``best.pt``."""
         last = self.checkpoint_dir / "last.pt"
         if resume and last.is_file():
-            self._restore(read_checkpoint(last, self.group.device))
+            # Read on the CPU: RNG states must stay there; load_state_dict moves weights and optimizer state.
+            self._restore(read_checkpoint(last, "cpu"))
         elif resume:
             log.warning("--resume: no checkpoint at %s, starting from scratch", last)
         if self.group.is_main:

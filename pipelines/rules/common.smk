@@ -1,5 +1,6 @@
 # Shared by every rule file -- the validated config, output locations, and the file lists that
 # depend on the data (the per-scan extraction jobs).
+import functools
 import sys
 from pathlib import Path
 
@@ -42,11 +43,15 @@ def phantom_ready(wildcards):
 
 def extract_series(wildcards):
     """CT series found by the DICOM index (restricted to `patients`), known once the checkpoint ran."""
+    return _ct_series_in(checkpoints.extract_index.get().output.index)
+
+
+@functools.cache
+def _ct_series_in(index_path):
     import pandas as pd
     from lidcvae.extract.cohort import ct_series
 
-    index = pd.read_parquet(checkpoints.extract_index.get().output.index)
-    return ct_series(index, config["patients"])
+    return ct_series(pd.read_parquet(index_path, columns=["series_instance_uid", "patient_id", "modality"]), config["patients"])
 
 
 def extract_parts(wildcards):
