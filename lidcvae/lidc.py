@@ -121,6 +121,11 @@ class NoduleAnnotation:
     characteristics: dict[str, float]
     annotation_ids: tuple[int, ...]
 
+    @property
+    def slice_k(self) -> np.ndarray:
+        """(n,) indices, in the full series, of the slices the consensus mask touches."""
+        return np.flatnonzero(self.consensus_mask.any(axis=(1, 2))) + self.bbox_start[0]
+
 
 def _record(scan: Any) -> ScanRecord:
     return ScanRecord(

@@ -106,9 +106,19 @@ def _z_at(slice_k: np.ndarray, database_z_mm: np.ndarray) -> np.ndarray:
     return np.where(slice_k >= database_z_mm.size, database_z_mm[-1] + (slice_k - database_z_mm.size + 1) * spacing, z)
 
 
-def _nodule_row(nodule, index, record, geometry, slabs: SlabReader, settings, out_dir) -> dict:
-    k_row_col, centre = _centroid_mm(nodule, geometry, record.slice_z_mm)
-    grid = PatchGrid(centre, settings.patch_size, settings.spacing_mm)
+def _mask_coverage(nodule: lidc.NoduleAnnotation, geometry: SeriesGeometry) -> float:
+    """Fraction of the nodule's annotated slices that are on disk."""
+    return float(np.isin(nodule.slice_k, geometry.database_k).mean())
+
+
+def _cut_patches(nodule: lidc.NoduleAnnotation, grid: PatchGrid, record: lidc.ScanRecord, geometry: SeriesGeometry,
+                 slabs: SlabReader, settings: ExtractSettings) -> tuple[np.ndarray, np.ndarray, float, bool]:
+    """Image and mask patches on ``grid``.
+
+    Returns:
+        ``(patch_hu, mask, coverage, edge)``: (S, S, S) int16 HU and uint8 mask; the fraction of patch
+        voxels with real image data; whether the cube leaves the full scan.
+    """
     # One slice of margin beyond the cube so interpolation at its faces has both neighbours.
     margin_mm = float(np.max(np.diff(record.slice_z_mm), initial=1.0))
     stack = slabs.slab(grid.axis_mm(2)[0] - margin_mm, grid.axis_mm(2)[-1] + margin_mm)
@@ -116,18 +126,24 @@ def _nodule_row(nodule, index, record, geometry, slabs: SlabReader, settings, ou
     z_index = fractional_index(grid.axis_mm(2), stack.slice_z_mm) if stack.hu.shape[0] else np.full(grid.size, np.nan)
     patch_hu, inside = sample(stack.hu, z_index, y_index, x_index, fill=settings.pad_hu, order=settings.spline_order)
     mask = _mask_patch(nodule, grid, geometry, record.slice_z_mm)
-
     full_z = fractional_index(grid.axis_mm(2), record.slice_z_mm)
     edge = bool(np.isnan(full_z).any() or np.isnan(y_index).any() or np.isnan(x_index).any())
-    mask_k = np.flatnonzero(nodule.consensus_mask.any(axis=(1, 2))) + nodule.bbox_start[0]
-    voxel_mm3 = geometry.spacing_yx_mm.prod() * float(np.median(np.diff(record.slice_z_mm)))
-    volume_mm3 = float(nodule.consensus_mask.sum() * voxel_mm3)
+    return np.rint(patch_hu).astype(np.int16), mask, float(inside.mean()), edge
 
+
+def _nodule_row(nodule: lidc.NoduleAnnotation, index: int, record: lidc.ScanRecord, geometry: SeriesGeometry,
+                slabs: SlabReader, settings: ExtractSettings, out_dir: Path) -> dict[str, Any]:
+    """Cut and write one nodule's patches; its manifest row (paths relative to ``out_dir``)."""
+    k_row_col, centre = _centroid_mm(nodule, geometry, record.slice_z_mm)
+    grid = PatchGrid(centre, settings.patch_size, settings.spacing_mm)
+    patch_hu, mask, coverage, edge = _cut_patches(nodule, grid, record, geometry, slabs, settings)
     nodule_id = f"{record.patient_id}_s{record.scan_id:04d}_n{index:02d}"
     patient_dir = Path("patches") / record.patient_id
     image_path, mask_path = patient_dir / f"{nodule_id}_image.nii.gz", patient_dir / f"{nodule_id}_mask.nii.gz"
-    write_nifti(np.rint(patch_hu).astype(np.int16), grid, out_dir / image_path)
+    write_nifti(patch_hu, grid, out_dir / image_path)
     write_nifti(mask, grid, out_dir / mask_path)
+    voxel_mm3 = geometry.spacing_yx_mm.prod() * float(np.median(np.diff(record.slice_z_mm)))
+    volume_mm3 = float(nodule.consensus_mask.sum() * voxel_mm3)
     return {
         "nodule_id": nodule_id,
         "patient_id": record.patient_id,
@@ -142,8 +158,8 @@ def _nodule_row(nodule, index, record, geometry, slabs: SlabReader, settings, ou
         **nodule.characteristics,
         "label": malignancy_label(nodule.characteristics["malignancy"]),
         "edge": edge,
-        "coverage": float(inside.mean()),
-        "mask_coverage": float(np.isin(mask_k, geometry.database_k).mean()),
+        "coverage": coverage,
+        "mask_coverage": _mask_coverage(nodule, geometry),
         "image_path": str(image_path),
         "mask_path": str(mask_path),
         "patch_size": settings.patch_size,
@@ -179,7 +195,7 @@ def extract_scan(files: pd.DataFrame, out_dir: str | Path, settings: ExtractSett
         return ScanResult(pd.DataFrame(rows), pd.DataFrame(failures, columns=FAILURE_COLUMNS))
     slabs = SlabReader(geometry)  # pylidc orders nodules by z, so neighbouring slabs share slices
     for index, nodule in enumerate(nodules, start=1):
-        if not np.isin(np.flatnonzero(nodule.consensus_mask.any(axis=(1, 2))) + nodule.bbox_start[0], geometry.database_k).any():
+        if _mask_coverage(nodule, geometry) == 0:
             failures.append(_failure(files, f"nodule {index}: none of its annotated slices is on disk", index))
             continue
         try:
