@@ -56,6 +56,53 @@ def test_non_dicom_and_truncated_files_are_reported_and_the_rest_extracted(lidc_
     assert len(scan_failure) == 1 and victim.name in scan_failure["reason"].iloc[0]
 
 
+def test_files_truncated_in_the_header_or_with_broken_tags_are_named(lidc_sample, tmp_path):
+    root = _link_tree(lidc_sample, tmp_path / "dicom")
+    folder_2 = _series_folder(root, "LIDC-IDRI-0002")
+    cut, bent = sorted(folder_2.glob("*.dcm"))[5:7]
+    data = cut.read_bytes()
+    cut.unlink()
+    cut.write_bytes(data[:153])  # inside the file meta header
+    dataset = pydicom.dcmread(bent)
+    dataset.ImagePositionPatient = dataset.ImagePositionPatient[:2]
+    bent.unlink()
+    dataset.save_as(bent)
+
+    manifest, failures = extract_cohort(root, tmp_path / "out", progress=False)
+
+    assert list(manifest["patient_id"]) == ["LIDC-IDRI-0001"]
+    reasons = dict(zip(failures["path"].fillna(""), failures["reason"]))
+    for victim in (cut, bent):
+        assert f"{victim}: not a readable CT DICOM header" in reasons[str(victim)]
+    scan_failure = failures[failures["patient_id"] == "LIDC-IDRI-0002"]
+    assert len(scan_failure) == 1 and "2 slice(s) missing" in scan_failure["reason"].iloc[0]
+
+
+def test_a_failing_write_fails_that_nodule_only_and_leaves_no_file(lidc_sample, tmp_path, monkeypatch):
+    from lidcvae.extract import scan
+    from lidcvae.io import atomic_path
+
+    real_write = scan.write_nifti
+
+    def disk_full_for_0002_masks(patch, grid, path):
+        if "LIDC-IDRI-0002" in str(path) and str(path).endswith("_mask.nii.gz"):
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(b"half a NIfTI")
+                raise OSError(28, "No space left on device")
+        real_write(patch, grid, path)
+
+    monkeypatch.setattr(scan, "write_nifti", disk_full_for_0002_masks)
+    out = tmp_path / "out"
+
+    manifest, failures = extract_cohort(lidc_sample, out, progress=False)
+
+    assert list(manifest["patient_id"]) == ["LIDC-IDRI-0001"]
+    row = failures.set_index("patient_id").loc["LIDC-IDRI-0002"]
+    assert row.nodule_index == 1 and "unexpected OSError" in row.reason and "No space left" in row.reason
+    assert not list((out / "patches" / "LIDC-IDRI-0002").iterdir())
+    assert not list(out.rglob(".tmp-*"))
+
+
 def test_series_missing_from_database_is_a_failure_row(lidc_sample, tmp_path):
     root = _link_tree(lidc_sample, tmp_path / "dicom", patients=("LIDC-IDRI-0001",))
     foreign = root / "LIDC-IDRI-9999" / "study" / "series"

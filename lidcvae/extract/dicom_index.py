@@ -75,7 +75,9 @@ def read_header(path: Path) -> dict:
             "cols": int(header.Columns),
             "orientation": "\\".join(f"{float(v):g}" for v in header.ImageOrientationPatient),
         }
-    except (pydicom.errors.InvalidDicomError, AttributeError, KeyError, TypeError, ValueError, OSError, EOFError) as error:
+    except Exception as error:  # noqa: BLE001 - pydicom raises a dozen types on malformed files
+        # (struct.error, BytesLengthException, IndexError on a 2-value ImagePositionPatient, ...); any of
+        # them means "this file is unusable", and that must never stop the walk over the others.
         raise ValueError(f"{path}: not a readable CT DICOM header ({type(error).__name__}: {error})") from error
 
 

