@@ -17,9 +17,13 @@ from __future__ import annotations
 import configparser
 import os
 import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -61,7 +65,7 @@ def pylidc() -> ModuleType:
     if not hasattr(configparser, "SafeConfigParser"):
         configparser.SafeConfigParser = configparser.ConfigParser  # removed in Python 3.12
     os.environ.setdefault("MPLBACKEND", "Agg")  # pylidc imports pyplot at import time
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _matplotlib_outside_home():
         warnings.simplefilter("ignore")
         import pylidc as pl
     # pylidc's __init__ re-exports the Scan class under the name of its module; the module itself
@@ -69,6 +73,27 @@ def pylidc() -> ModuleType:
     scan_module = sys.modules["pylidc.Scan"]
     scan_module._get_dicom_file_path_from_config_file = lambda: _dicom_root
     return pl
+
+
+@contextmanager
+def _matplotlib_outside_home() -> Iterator[None]:
+    """Keep the matplotlib that pylidc drags in from reading or writing ``~/.config``/``~/.cache``.
+
+    matplotlib resolves its config and font-cache folder once, while pyplot is first imported, so
+    pointing ``MPLCONFIGDIR`` at a temp folder just for that import is enough. Skipped when the user
+    set ``MPLCONFIGDIR`` or matplotlib is already imported (then it is the caller's matplotlib).
+    """
+    if "MPLCONFIGDIR" in os.environ or "matplotlib" in sys.modules:
+        yield
+        return
+    user = getattr(os, "getuid", lambda: "user")()
+    folder = Path(tempfile.gettempdir()) / f"lidcvae-matplotlib-{user}"
+    folder.mkdir(exist_ok=True)
+    os.environ["MPLCONFIGDIR"] = str(folder)
+    try:
+        yield
+    finally:
+        del os.environ["MPLCONFIGDIR"]
 
 
 def use_dicom_root(root: str | os.PathLike) -> None:

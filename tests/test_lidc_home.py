@@ -1,4 +1,4 @@
-"""pylidc gets its DICOM root from lidcvae, never from (or into) the user's ~/.pylidcrc."""
+"""pylidc gets its DICOM root from lidcvae, never from (or into) ~/.pylidcrc; nothing lands in the home."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ print(len(images), images[0].PatientID)
 
 
 def _load_with_home(home: Path, dicom_root: Path) -> str:
-    env = {**os.environ, "HOME": str(home), "MPLCONFIGDIR": str(home.parent / "mpl")}
+    unset = ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")
+    env = {name: value for name, value in os.environ.items() if name not in unset}
+    env["HOME"] = str(home)
     result = subprocess.run(
         [sys.executable, "-c", LOAD_WITH_PYLIDC, str(dicom_root)], env=env, capture_output=True, text=True
     )
