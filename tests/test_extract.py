@@ -83,6 +83,11 @@ def test_patch_affine_places_patch_in_patient_coordinates(sample_extraction):
     itk_image = sitk.ReadImage(row.image_path)
     assert np.allclose(itk_image.TransformContinuousIndexToPhysicalPoint([31.5, 31.5, 31.5]), centroid_lps, atol=1e-3)
     assert np.allclose(itk_image.GetSpacing(), 1.0)
+    # The whole affine, not only the centre: every corner lands on the same point in both libraries.
+    for corner in [(0, 0, 0), (63, 0, 0), (0, 63, 0), (0, 0, 63), (63, 63, 63)]:
+        ras = (image.affine @ np.array([*corner, 1.0]))[:3]
+        lps = itk_image.TransformIndexToPhysicalPoint(corner)
+        assert np.allclose(ras * [-1, -1, 1], lps, atol=1e-4), corner
     assert np.array_equal(sitk.GetArrayFromImage(itk_image).transpose(2, 1, 0), np.asarray(image.dataobj))
 
 
