@@ -60,6 +60,26 @@ def test_slurm_profile_plans_grouped_extraction_and_a_gpu_training_job(phantom_d
     assert "gpu=2" in train_block and "cpus_per_task=8" in train_block
 
 
+def test_slurm_profile_sizes_a_bundle_of_extraction_jobs_like_one_node_job():
+    """The SLURM request of one bundle, by Snakemake's own group-sizing rule, from the profile's numbers."""
+    from types import SimpleNamespace
+
+    from snakemake.resources import GroupResources, Resources
+
+    profile = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
+    bundle = int(dict(item.split("=") for item in profile["group-components"])["extract"])
+    scan = {**profile["set-resources"]["extract_scan"], "_cores": profile["set-threads"]["extract_scan"]}
+    jobs = [SimpleNamespace(resources=dict(scan), pipe_group=None) for _ in range(bundle)]
+
+    # As under the SLURM executor: only --cores constrains a group (no --resources given).
+    limits = Resources.from_mapping({"_cores": profile["cores"]})
+    request = GroupResources.basic_layered([jobs], limits, run_local=False)
+
+    assert bundle == 50 and request["_cores"] == request["cpus_per_task"] == 8
+    assert request["mem_mb"] == 8 * scan["mem_mb"]
+    assert request["runtime"] == -(-bundle // 8) * scan["runtime"]  # 7 rounds of 8 scans
+
+
 @pytest.mark.slow
 def test_two_process_training_through_the_rule_writes_one_set_of_checkpoints(lidc_sample, tmp_path):
     config = _write_config(
