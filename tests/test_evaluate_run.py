@@ -42,6 +42,7 @@ def test_evaluation_writes_metrics_figures_and_a_report(tmp_path):
     assert set(metrics["probe"]["results"]) >= {"latent_means", "consensus_diameter_mm"}
     assert {p.stem for p in (tmp_path / "figures").glob("*.png")} == FIGURES
     assert page.count("data:image/png;base64,") == len(FIGURES) and "id='extra'" in page
+    assert any("window [-1000, 400] HU" in note for note in metrics["notes"]) and "window [-1000, 400] HU" in page
     assert imread(tmp_path / "figures" / "reconstruction_montage.png").shape[:2] == (2 * (2 * 8 + 2), 2 * (4 * 28 + 3 * 6))
 
 
@@ -61,3 +62,4 @@ def test_two_dimensional_images_without_hu_window_are_evaluated_too(tmp_path):
     metrics = evaluate_model(model, splits, embed_images(model, splits["test"].images, table), tmp_path, settings)
     assert "mse_hu2" not in metrics["splits"]["test"] and "probe" not in metrics
     assert any("loss curves not drawn" in note for note in metrics["notes"])
+    assert not any("HU²" in note for note in metrics["notes"])

@@ -49,6 +49,18 @@ def find_history(run_dir: str | os.PathLike) -> Path | None:
     return None
 
 
+def _scope_notes(hu_window: HUWindow | None) -> list[str]:
+    """What each number is computed on, for a reader who would otherwise have to read this module."""
+    notes = ["ELBO, IWAE, MSE / PSNR / SSIM and active units are per split; KL per dimension, the dim(z) "
+             "suggestion, the PCA scatter and the malignancy probe use every embedded nodule, train included "
+             "(the probe's folds keep each patient on one side; the encoder never saw a label)."]
+    if hu_window is not None:
+        window = f"[{hu_window.lower_hu:g}, {hu_window.upper_hu:g}] HU"
+        notes.append(f"MSE in HU² is measured inside the model's window {window} (voxels outside it are "
+                     "clipped before encoding) and scaled by its width², not on raw HU.")
+    return notes
+
+
 def _mean_patch(splits: Mapping[str, SplitData], evaluated: str) -> np.ndarray:
     """Mean training input (the best constant reconstruction); the evaluated split's mean without a train split."""
     source = splits.get("train")
@@ -142,6 +154,7 @@ def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.D
         if not made:
             made = _image_figures(model, result, splits[name], settings, hu_window, figure_dir)
     notes += [f"split '{s}' has no samples; not evaluated" for s in settings.splits if s not in metrics["splits"]]
+    notes += _scope_notes(hu_window)
     metrics["collapse"], kl_figure = _collapse_section(embeddings, settings, figure_dir)
     if history is not None:
         figures.plot_loss_curves(history, figure_dir / "loss_curves.png")
