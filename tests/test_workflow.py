@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -81,11 +82,12 @@ def test_slurm_profile_sizes_a_bundle_of_extraction_jobs_like_one_node_job():
 
 
 @pytest.mark.slow
-def test_two_process_training_through_the_rule_writes_one_set_of_checkpoints(lidc_sample, tmp_path):
+def test_two_process_training_through_the_rule_writes_one_set_of_checkpoints_the_later_stages_read(lidc_sample, tmp_path):
     config = _write_config(
         tmp_path / "ddp.yaml", name="ddp", results_dir=str(tmp_path / "results"), dicom_root=str(lidc_sample),
         model={"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2]},
         train={"epochs": 2, "batch_size": 1, "cpu_processes": 2, "threads": 1, "progress": False},
+        evaluate={"iwae_samples": 4, "probe": {"bootstrap_samples": 10}},
     )
     run_dir = tmp_path / "results" / "ddp" / "train"
     result = _snakemake(str(run_dir / "checkpoints" / "best.pt"), "--cores", "2", "--configfile", str(config), workdir=tmp_path)
@@ -96,3 +98,18 @@ def test_two_process_training_through_the_rule_writes_one_set_of_checkpoints(lid
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
     checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert checkpoint["epoch"] == 2
+
+    # A user embedding nodules with the trained model from the shell, and the workflow going on from it.
+    manifest = tmp_path / "results" / "ddp" / "extract" / "manifest.parquet"
+    embedded = tmp_path / "by_hand.parquet"
+    script = subprocess.run([sys.executable, str(REPO / "pipelines" / "embed_latents.py"), "--checkpoint",
+                             str(run_dir / "checkpoints" / "best.pt"), "--manifest", str(manifest), "--out", str(embedded)],
+                            capture_output=True, text=True)
+    assert script.returncode == 0, script.stderr[-3000:]
+    table = pd.read_parquet(embedded)
+    assert list(table["nodule_id"]) == list(pd.read_parquet(manifest)["nodule_id"])
+    assert [c for c in table.columns if c.startswith("z")] == [f"z{i:03d}" for i in range(8)]
+    report = tmp_path / "results" / "ddp" / "evaluate" / "report.html"
+    rest = _snakemake(str(report), "--cores", "2", "--configfile", str(config), workdir=tmp_path)
+    assert rest.returncode == 0, rest.stderr[-3000:]
+    assert "<h2>Metrics</h2>" in report.read_text()
