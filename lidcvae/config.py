@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
@@ -18,13 +19,33 @@ from typing import Any
 import jsonschema
 import yaml
 
-__all__ = ["ConfigError", "config_schema", "load_config", "validate_config", "set_dotted"]
+__all__ = ["ConfigError", "config_schema", "load_config", "validate_config", "set_dotted", "yaml_load"]
 
 SECTIONS = ("phantom", "extract", "model", "train", "embed", "evaluate", "mnist", "cluster")
 
 
 class ConfigError(ValueError):
     """A config key is unknown, mistyped or out of range; the message names the key."""
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats: ``1e-3`` is a number, not the string YAML 1.1 makes it."""
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML text as every config reader here does (safe, YAML 1.2 floats)."""
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 @cache
@@ -45,7 +66,7 @@ def _parse_text(value: Any, subschema: dict[str, Any]) -> Any:
     if not isinstance(value, str) or not allowed or "string" in allowed:
         return value
     try:
-        return yaml.safe_load(value)
+        return yaml_load(value)
     except yaml.YAMLError:
         return value
 
@@ -91,11 +112,18 @@ def validate_config(config: Mapping[str, Any], source: str = "config", parse_tex
 
 
 def set_dotted(config: dict[str, Any], dotted_key: str, value: Any) -> None:
-    """Set ``config['a']['b'] = value`` for ``dotted_key='a.b'``, creating sections as needed."""
+    """Set ``config['a']['b'] = value`` for ``dotted_key='a.b'``, creating sections as needed.
+
+    Raises:
+        ConfigError: a part of the key before the last names a value, not a section (``train.epochs.x``).
+    """
     *parents, leaf = dotted_key.split(".")
     node = config
-    for part in parents:
+    for depth, part in enumerate(parents, start=1):
         node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            section = ".".join(parents[:depth])
+            raise ConfigError(f"key '{dotted_key}': '{section}' is a value ({node!r}), not a section with keys")
     node[leaf] = value
 
 
@@ -112,7 +140,10 @@ def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, A
         source = str(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = yaml_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({error})") from error
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a config must be a mapping of keys, got {type(loaded).__name__}")
         config = loaded
