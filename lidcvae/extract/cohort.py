@@ -2,7 +2,9 @@
 
 Each series writes its own part tables (``scans/<SeriesUID>.nodules.parquet`` and
 ``.failures.parquet``) atomically, so a killed run resumes where it stopped and a bad scan only
-produces a failure row. Snakemake runs the same three steps as separate jobs (index, per-series
+produces a failure row. A full disk or a permission / I/O error stops the run instead and writes no
+part, so the series is extracted again on the rerun. Patches of different geometries (patch size,
+spacing) are never mixed in one folder: resume and gather refuse. Snakemake runs the same three steps as separate jobs (index, per-series
 extract, gather); the command-line script runs them in one process with a worker pool.
 """
 
@@ -22,11 +24,16 @@ from tqdm.auto import tqdm
 from lidcvae.extract.dicom_index import index_dicom_tree
 from lidcvae.extract.manifest import FAILURE_COLUMNS, MANIFEST_COLUMNS, assign_splits
 from lidcvae.extract.scan import ExtractSettings, extract_scan
-from lidcvae.io import read_parquet, write_parquet
+from lidcvae.io import path_under, read_parquet, write_parquet
 
-__all__ = ["ct_series", "scan_part_paths", "extract_series_part", "gather_manifest", "extract_cohort"]
+__all__ = ["GeometryMismatchError", "ct_series", "scan_part_paths", "extract_series_part", "gather_manifest",
+           "check_part_geometry", "extract_cohort"]
 
 log = logging.getLogger(__name__)
+
+
+class GeometryMismatchError(ValueError):
+    """Patches already in the output folder have another patch size or spacing than the config asks for."""
 
 
 def ct_series(index: pd.DataFrame, patients: Sequence[str] | None = None) -> list[str]:
@@ -38,9 +45,29 @@ def ct_series(index: pd.DataFrame, patients: Sequence[str] | None = None) -> lis
 
 
 def scan_part_paths(out_dir: str | os.PathLike, series_uid: str) -> tuple[Path, Path]:
-    """(nodules part, failures part) of one series."""
+    """(nodules part, failures part) of one series; ``UnsafePathError`` if the UID would leave ``scans/``."""
     scans = Path(out_dir) / "scans"
-    return scans / f"{series_uid}.nodules.parquet", scans / f"{series_uid}.failures.parquet"
+    return (path_under(scans, f"{series_uid}.nodules.parquet", what="SeriesInstanceUID"),
+            path_under(scans, f"{series_uid}.failures.parquet", what="SeriesInstanceUID"))
+
+
+def _geometries(nodules: pd.DataFrame) -> set[tuple[int, float]]:
+    """The distinct (patch size in voxels, spacing in mm) of manifest rows."""
+    return {(int(size), float(spacing)) for size, spacing in zip(nodules["patch_size"], nodules["spacing_mm"])}
+
+
+def _mismatch(found: tuple[int, float], settings: ExtractSettings, where: str, out_dir: Path) -> GeometryMismatchError:
+    size, spacing = found
+    return GeometryMismatchError(
+        f"{where} holds {size}³ patches at {spacing:g} mm, but extract.patch_size / extract.spacing_mm ask for "
+        f"{settings.patch_size}³ at {settings.spacing_mm:g} mm; geometries are never mixed: extract into a new "
+        f"folder (another run name) or delete {out_dir}")
+
+
+def check_part_geometry(nodules_part: Path, settings: ExtractSettings, out_dir: str | os.PathLike) -> None:
+    """Raise ``GeometryMismatchError`` if a finished part's patches differ in size or spacing from ``settings``."""
+    for found in _geometries(read_parquet(nodules_part)) - {(settings.patch_size, float(settings.spacing_mm))}:
+        raise _mismatch(found, settings, str(nodules_part), Path(out_dir))
 
 
 def extract_series_part(files: pd.DataFrame, series_uid: str, out_dir: str | os.PathLike, settings: ExtractSettings) -> None:
@@ -63,6 +90,8 @@ def gather_manifest(part_paths: Sequence[tuple[Path, Path]], out_dir: str | os.P
     out_dir = Path(out_dir)
     nodule_parts = [read_parquet(n) for n, _ in part_paths]
     manifest = pd.concat([p for p in nodule_parts if len(p)], ignore_index=True) if any(len(p) for p in nodule_parts) else pd.DataFrame(columns=MANIFEST_COLUMNS)
+    for found in _geometries(manifest) - {(settings.patch_size, float(settings.spacing_mm))}:
+        raise _mismatch(found, settings, f"{out_dir / 'scans'}", out_dir)
     split = {"train": 0.7, "val": 0.15, "salt": "lidcvae", **settings.split}
     manifest["split"] = assign_splits(manifest["patient_id"], split["train"], split["val"], split["salt"]) if len(manifest) else pd.Series(dtype=str)
     manifest["label"] = manifest["label"].astype("Int64")
@@ -75,6 +104,10 @@ def gather_manifest(part_paths: Sequence[tuple[Path, Path]], out_dir: str | os.P
     write_parquet(manifest, out_dir / "manifest.parquet")
     write_parquet(failures, out_dir / "failures.parquet")
     log.info("manifest: %d nodule(s) from %d scan(s); %d failure row(s)", len(manifest), manifest["series_instance_uid"].nunique(), len(failures))
+    if manifest.empty:
+        reasons = failures["reason"].value_counts().head(3)
+        log.warning("no nodules were found in %d CT series (most common reasons: %s); see %s", len(part_paths),
+                    "; ".join(f"{n}× {r}" for r, n in reasons.items()) or "none recorded", out_dir / "failures.parquet")
     return manifest, failures
 
 
@@ -95,6 +128,9 @@ def extract_cohort(dicom_root: str | os.PathLike, out_dir: str | os.PathLike, ex
 
     Raises:
         DicomRootError: ``dicom_root`` does not exist or holds no DICOM file.
+        GeometryMismatchError: ``out_dir`` holds patches of another size or spacing.
+        StorageError: disk full, permission denied or I/O error; finished series are kept, the rest
+            is extracted on the rerun.
     """
     from lidcvae.config import validate_config
 
@@ -105,7 +141,12 @@ def extract_cohort(dicom_root: str | os.PathLike, out_dir: str | os.PathLike, ex
     write_parquet(index, out_dir / "dicom_index.parquet")
     series = ct_series(index, patients)
     parts = [scan_part_paths(out_dir, uid) for uid in series]
-    todo = [uid for uid, (_, failures_part) in zip(series, parts) if not failures_part.exists()]
+    # The failures part is written last, so it marks a series done; only data problems ever fill it.
+    done = [uid for uid, (nodules_part, failures_part) in zip(series, parts) if failures_part.exists() and nodules_part.exists()]
+    done_set = set(done)
+    for uid in done:
+        check_part_geometry(scan_part_paths(out_dir, uid)[0], settings, out_dir)
+    todo = [uid for uid in series if uid not in done_set]
     if len(todo) < len(series):
         log.info("resuming: %d of %d series already extracted", len(series) - len(todo), len(series))
     files_of = dict(tuple(index.groupby("series_instance_uid")))

@@ -15,6 +15,8 @@ import pandas as pd
 import pydicom
 from tqdm.auto import tqdm
 
+from lidcvae.io import UnsafePathError, raise_if_environment, safe_name
+
 __all__ = ["INDEX_COLUMNS", "DicomRootError", "find_dicom_files", "read_header", "index_dicom_tree"]
 
 log = logging.getLogger(__name__)
@@ -35,16 +37,22 @@ class DicomRootError(FileNotFoundError):
 
 
 def find_dicom_files(root: str | os.PathLike) -> list[Path]:
-    """Every ``*.dcm`` file under ``root`` (hidden files skipped), sorted for a stable order."""
+    """Every ``*.dcm`` file under ``root`` (hidden files skipped), sorted for a stable order.
+
+    Symlinked folders are followed (a download assembled from links to several disks), each real
+    folder once, so a link back up the tree cannot loop.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DicomRootError(f"DICOM root does not exist or is not a folder: {root}")
-    files = [
-        Path(folder) / name
-        for folder, _, names in os.walk(root)
-        for name in names
-        if name.lower().endswith(".dcm") and not name.startswith(".")
-    ]
+    files, seen = [], set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        stat = os.stat(folder)
+        if (stat.st_dev, stat.st_ino) in seen:
+            subfolders.clear()
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        files += [Path(folder) / name for name in names if name.lower().endswith(".dcm") and not name.startswith(".")]
     return sorted(files)
 
 
@@ -52,8 +60,10 @@ def read_header(path: Path) -> dict:
     """One index row from a file's header (pixel data is not read).
 
     Raises:
-        ValueError: the file is not DICOM, is truncated before the header ends, or lacks a tag the
-            extraction needs; the message names the file.
+        ValueError: the file is not DICOM, is truncated before the header ends, lacks a tag the
+            extraction needs, or has a PatientID / SeriesInstanceUID unfit for a file name (they name
+            the output files); the message names the file.
+        StorageError: the file cannot be read for a reason of the machine (permission, I/O error).
     """
     try:
         header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
@@ -61,9 +71,9 @@ def read_header(path: Path) -> dict:
         row_spacing, col_spacing = (float(v) for v in header.PixelSpacing)
         return {
             "path": str(path),
-            "patient_id": str(header.PatientID),
+            "patient_id": safe_name(str(header.PatientID), "PatientID"),
             "study_instance_uid": str(header.StudyInstanceUID).strip(),
-            "series_instance_uid": str(header.SeriesInstanceUID).strip(),
+            "series_instance_uid": safe_name(str(header.SeriesInstanceUID).strip(), "SeriesInstanceUID"),
             "modality": str(header.get("Modality", "")),
             "instance_number": int(header.get("InstanceNumber", 0) or 0),
             "x0_mm": position[0],
@@ -75,7 +85,10 @@ def read_header(path: Path) -> dict:
             "cols": int(header.Columns),
             "orientation": "\\".join(f"{float(v):g}" for v in header.ImageOrientationPatient),
         }
+    except UnsafePathError as error:
+        raise ValueError(f"{path}: {error}") from error
     except Exception as error:  # noqa: BLE001 - pydicom raises a dozen types on malformed files
+        raise_if_environment(error, path, "reading")
         # (struct.error, BytesLengthException, IndexError on a 2-value ImagePositionPatient, ...); any of
         # them means "this file is unusable", and that must never stop the walk over the others.
         raise ValueError(f"{path}: not a readable CT DICOM header ({type(error).__name__}: {error})") from error

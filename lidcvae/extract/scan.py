@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from lidcvae import lidc
+from lidcvae.io import path_under, raise_if_environment
 from lidcvae.extract.manifest import FAILURE_COLUMNS, malignancy_label
 from lidcvae.extract.patches import PatchGrid, fractional_index, sample, write_nifti
 from lidcvae.extract.series import SeriesError, SeriesGeometry, SlabReader, series_geometry
@@ -138,8 +139,8 @@ def _nodule_row(nodule: lidc.NoduleAnnotation, index: int, record: lidc.ScanReco
     grid = PatchGrid(centre, settings.patch_size, settings.spacing_mm)
     patch_hu, mask, coverage, edge = _cut_patches(nodule, grid, record, geometry, slabs, settings)
     nodule_id = f"{record.patient_id}_s{record.scan_id:04d}_n{index:02d}"
-    patient_dir = Path("patches") / record.patient_id
-    image_path, mask_path = patient_dir / f"{nodule_id}_image.nii.gz", patient_dir / f"{nodule_id}_mask.nii.gz"
+    image_path = path_under("patches", record.patient_id, f"{nodule_id}_image.nii.gz", what="PatientID")
+    mask_path = path_under("patches", record.patient_id, f"{nodule_id}_mask.nii.gz", what="PatientID")
     write_nifti(patch_hu, grid, out_dir / image_path)
     try:
         write_nifti(mask, grid, out_dir / mask_path)
@@ -172,7 +173,10 @@ def _nodule_row(nodule: lidc.NoduleAnnotation, index: int, record: lidc.ScanReco
 
 
 def extract_scan(files: pd.DataFrame, out_dir: str | Path, settings: ExtractSettings) -> ScanResult:
-    """Extract all nodules of one series; a problem becomes a failure row, never an exception.
+    """Extract all nodules of one series; a problem of the data becomes a failure row, never an exception.
+
+    A problem of the machine (disk full, permission denied, I/O error) is raised as ``StorageError``
+    instead: recorded as a failure it would mark the series done and lose its nodules for good.
 
     Args:
         files: index rows of one series (``dicom_index.INDEX_COLUMNS``).
@@ -188,6 +192,7 @@ def extract_scan(files: pd.DataFrame, out_dir: str | Path, settings: ExtractSett
     try:
         _extract_nodules(files, Path(out_dir), settings, rows, failures)
     except Exception as error:  # noqa: BLE001 - whatever one scan throws, the cohort goes on
+        raise_if_environment(error)
         log.exception("series %s: unexpected error", files["series_instance_uid"].iloc[0])
         failures.append(_failure(files, _unexpected(error)))
     return ScanResult(pd.DataFrame(rows), pd.DataFrame(failures, columns=FAILURE_COLUMNS))
@@ -210,6 +215,7 @@ def _extract_nodules(files: pd.DataFrame, out_dir: Path, settings: ExtractSettin
         nodules = lidc.nodule_annotations(series_uid, settings.consensus_level, settings.cluster_tolerance_mm)
         nodules = [n for n in nodules if n.readers >= settings.min_readers]
     except (SeriesError, KeyError) as error:
+        raise_if_environment(error)
         failures.append(_failure(files, str(error)))
         return
     slabs = SlabReader(geometry)  # pylidc orders nodules by z, so neighbouring slabs share slices
@@ -220,8 +226,10 @@ def _extract_nodules(files: pd.DataFrame, out_dir: Path, settings: ExtractSettin
         try:
             rows.append(_nodule_row(nodule, index, record, geometry, slabs, settings, out_dir))
         except (SeriesError, ValueError) as error:
+            raise_if_environment(error)
             failures.append(_failure(files, f"nodule {index}: {error}", index))
         except Exception as error:  # noqa: BLE001 - keep the scan's other nodules
+            raise_if_environment(error)
             log.exception("%s nodule %d: unexpected error", record.patient_id, index)
             failures.append(_failure(files, f"nodule {index}: {_unexpected(error)}", index))
     log.info("%s: %d nodule(s), %d failure(s)", record.patient_id, len(rows), len(failures))

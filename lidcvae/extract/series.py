@@ -14,6 +14,8 @@ import pandas as pd
 import pydicom
 from pydicom.pixels import apply_modality_lut
 
+from lidcvae.io import raise_if_environment
+
 __all__ = ["SeriesError", "SeriesGeometry", "SliceStack", "SlabReader", "series_geometry"]
 
 AXIAL = "1\\0\\0\\0\\1\\0"
@@ -115,6 +117,7 @@ def _read_hu(path: str, shape_yx: tuple[int, int]) -> np.ndarray:
         dataset = pydicom.dcmread(path)
         slice_hu = apply_modality_lut(dataset.pixel_array, dataset)
     except Exception as error:  # pydicom raises many types for damaged pixel data
+        raise_if_environment(error, path, "reading")
         raise SeriesError(f"{path}: cannot decode pixel data ({type(error).__name__}: {error})") from error
     if slice_hu.shape != shape_yx:
         raise SeriesError(f"{path}: pixel array {slice_hu.shape} does not match Rows/Columns {shape_yx}")

@@ -12,6 +12,7 @@ Everything in it is a tensor, number, string, list or dict, so the safe unpickle
 
 from __future__ import annotations
 
+import io
 import random
 from pathlib import Path
 from typing import Any
@@ -19,25 +20,50 @@ from typing import Any
 import numpy as np
 import torch
 
-from lidcvae.io import atomic_path
+from lidcvae.io import atomic_path, raise_if_environment
 from lidcvae.models import VAE, build_model
 
-__all__ = ["save_checkpoint", "read_checkpoint", "load_model", "capture_rng", "restore_rng"]
+__all__ = ["CheckpointError", "save_checkpoint", "read_checkpoint", "load_model", "capture_rng", "restore_rng"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is truncated, corrupt, unsafe to unpickle or not a lidcvae checkpoint; names the file."""
 
 
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
-    """Write ``checkpoint`` to ``path`` atomically: a kill mid-write leaves the previous file whole."""
+    """Write ``checkpoint`` to ``path`` atomically: a kill mid-write leaves the previous file whole.
+
+    Serialised in memory first: torch's own file writer reports a full disk as "unexpected pos", a
+    plain write says ``StorageError: disk full writing <path>``.
+    """
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
     with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+        tmp.write_bytes(buffer.getbuffer())
     return Path(path)
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint dict safely (``weights_only=True``)."""
+    """Load a checkpoint dict safely (``weights_only=True``).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CheckpointError: the file is damaged, holds objects the safe unpickler refuses, or lacks the
+            ``model`` and ``config`` entries; the message names the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - zip, pickle and torch each raise their own types
+        raise_if_environment(error, path, "reading")
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{path}: not a readable lidcvae checkpoint, truncated or corrupt "
+                              f"({type(error).__name__}: {reason})") from error
+    if not isinstance(checkpoint, dict) or not {"model", "config"} <= set(checkpoint):
+        raise CheckpointError(f"{path}: not a lidcvae checkpoint (no 'model' and 'config' entries)")
+    return checkpoint
 
 
 def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> tuple[VAE, dict[str, Any]]:

@@ -27,33 +27,38 @@ from tqdm import tqdm
 
 from lidcvae.config import validate_config
 from lidcvae.data import LabelledImages, load_split
+from lidcvae.data.lidc import manifest_path
 from lidcvae.data.augment import augment_batch
 from lidcvae.io import atomic_path
 from lidcvae.models import VAE, build_model
 from lidcvae.train.checkpoint import capture_rng, read_checkpoint, restore_rng, save_checkpoint
 from lidcvae.train.config import TrainConfig
+from lidcvae.train.identity import identity_differences, run_identity
 from lidcvae.train.distributed import (
     ProcessGroup, all_reduce_sum, gather_objects, setup_process_group, teardown_process_group,
 )
 from lidcvae.train.metrics import MetricsTable, active_units
-from lidcvae.train.step import LossTerms, backward_and_step, loss_terms
+from lidcvae.train.step import LossTerms, NonFiniteError, backward_and_step, loss_terms
 
 __all__ = ["train", "Trainer", "lr_schedule"]
 
 log = logging.getLogger(__name__)
 
 
-def train(config: dict[str, Any], run_dir: str | Path, resume: bool = False) -> Path:
+def train(config: dict[str, Any], run_dir: str | Path, resume: bool | str = False) -> Path:
     """Train the configured model on the configured dataset; returns the best checkpoint's path.
 
     Args:
         config: full config (validated again here, so defaults are filled).
         run_dir: output folder (see the module docstring).
-        resume: continue from ``run_dir/checkpoints/last.pt`` when it exists (model, optimizer,
-            scheduler, scaler, RNG states, epoch and step), else start afresh.
+        resume: ``True``: continue from ``run_dir/checkpoints/last.pt`` when it exists (model, optimizer,
+            scheduler, scaler, RNG states, epoch and step) at this config's lr, betas and weight decay;
+            ``"same"``: continue only when the checkpoint was made with the same settings and data
+            (``identity.run_identity``), else start afresh (the Snakemake rule); ``False``: start afresh.
 
     Raises:
-        NonFiniteError: a loss term or the gradient became NaN/Inf; the last good checkpoint is kept.
+        NonFiniteError: a loss term, the gradient or the validation loss became NaN/Inf; the last good
+            checkpoint is kept.
     """
     config = validate_config(config)
     train_config = TrainConfig.from_dict(config["train"])
@@ -102,6 +107,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(group.device.type, enabled=False)  # bf16 needs no loss scaling
         self.autocast_dtype = train_config.autocast_dtype(group.device)
         self.epoch, self.step, self.best_val_loss = 0, 0, math.inf
+        manifest = manifest_path(config) if config["dataset"] == "lidc" else None
+        self.identity = run_identity(config, manifest)
 
     def _wrap_model(self):
         forward = self.model
@@ -112,12 +119,17 @@ class Trainer:
             forward = torch.compile(forward)
         return forward
 
-    def fit(self, resume: bool = False) -> Path:
+    def fit(self, resume: bool | str = False) -> Path:
         """Train from the start or from ``last.pt`` to ``train.epochs``; returns ``best.pt``."""
         last = self.checkpoint_dir / "last.pt"
         if resume and last.is_file():
             # Read on the CPU: RNG states must stay there; load_state_dict moves weights and optimizer state.
-            self._restore(read_checkpoint(last, "cpu"))
+            checkpoint = read_checkpoint(last, "cpu")
+            differences = identity_differences(checkpoint.get("identity"), self.identity)
+            if resume == "same" and differences:
+                log.info("%s was made with other settings or data (%s): training from scratch", last, ", ".join(differences))
+            else:
+                self._restore(checkpoint)
         elif resume:
             log.warning("--resume: no checkpoint at %s, starting from scratch", last)
         if self.group.is_main:
@@ -169,6 +181,7 @@ class Trainer:
         self.epoch += 1
         train_terms = (sums[:3] / sums[3]).tolist()
         val_terms, n_active = self._validate()
+        self._check_validation(val_terms)
         self._end_epoch(train_terms, val_terms, n_active, int(sums[3]) / seconds, seconds)
 
     def _train_step(self, batch_indices: torch.Tensor) -> list[float]:
@@ -203,6 +216,15 @@ class Trainer:
             means.append(terms.posterior_mean.float().cpu())
         self.model.train()
         return (sums / len(data)).tolist(), active_units(torch.cat(means), self.train_config.active_unit_threshold)
+
+    def _check_validation(self, val_terms: list[float]) -> None:
+        """Stop before this epoch is saved when a validation term is NaN/Inf (weights that fit the
+        train batches can still blow up on unseen patches)."""
+        for name, value in zip(("reconstruction term", "KL term", "total loss"), val_terms):
+            if not math.isfinite(value):
+                raise NonFiniteError(
+                    f"epoch {self.epoch}: validation {name} is {value}; stopping before this epoch is saved. The last "
+                    f"good checkpoint {self.checkpoint_dir / 'last.pt'} is kept; lower train.lr and continue with --resume.")
 
     def _end_epoch(self, train_terms: list[float], val_terms: list[float], n_active: int,
                    samples_per_s: float, seconds: float) -> None:
@@ -240,7 +262,8 @@ class Trainer:
     def _checkpoint(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
-                "epoch": self.epoch, "step": self.step, "best_val_loss": self.best_val_loss, "config": self.config}
+                "epoch": self.epoch, "step": self.step, "best_val_loss": self.best_val_loss, "config": self.config,
+                "identity": self.identity}
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         if checkpoint["config"]["model"] != self.config["model"]:
@@ -249,11 +272,31 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.scaler.load_state_dict(checkpoint["scaler"])
+        self._apply_optimizer_settings(checkpoint["config"]["train"])
         rng_states = checkpoint["rng"]
         if self.group.rank < len(rng_states):
             restore_rng(rng_states[self.group.rank], self.augment_generator)
         self.epoch, self.step, self.best_val_loss = checkpoint["epoch"], checkpoint["step"], checkpoint["best_val_loss"]
         log.info("resumed from epoch %d, step %d (best val loss %.2f)", self.epoch, self.step, self.best_val_loss)
+
+
+    def _apply_optimizer_settings(self, saved: dict[str, Any]) -> None:
+        """Train on at this config's lr, betas and weight decay, not the checkpoint's (restored above).
+
+        The schedule's multiplier at the current step (warm-up, cosine over this config's epochs) is
+        applied to the new peak lr, as if the run had had it from the start.
+        """
+        config = self.train_config
+        for group in self.optimizer.param_groups:
+            group.update(initial_lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+            group["lr"] = config.lr * self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+        self.scheduler.base_lrs = [config.lr] * len(self.optimizer.param_groups)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        for key in ("lr", "betas", "weight_decay", "schedule", "lr_warmup_steps", "min_lr_ratio", "epochs"):
+            old, new = saved.get(key), self.train_config.to_dict()[key]
+            if old is not None and old != new:
+                log.warning("--resume: train.%s changed from %s to %s; training continues with %s (lr now %.3g)",
+                            key, old, new, new, self.optimizer.param_groups[0]["lr"])
 
 
 def _seed_everything(seed: int, deterministic: bool) -> None:

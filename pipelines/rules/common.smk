@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir)))  # the lidcvae package, also when not pip-installed
 
 from lidcvae.config import validate_config
+from lidcvae.train.identity import run_settings
 
 config.update(validate_config(config, source="snakemake config", parse_text=True))
 
@@ -54,6 +55,11 @@ def _ct_series_in(index_path):
     return ct_series(pd.read_parquet(index_path, columns=["series_instance_uid", "patient_id", "modality"]), config["patients"])
 
 
+def extract_scan_settings():
+    """The extract keys that change a scan's patches (workers only changes speed): the rule's params."""
+    return {key: value for key, value in config["extract"].items() if key not in ("workers", "split")}
+
+
 def extract_parts(wildcards):
     """Every per-series part table the gather step reads."""
     folder = RESULTS / "extract" / "scans"
@@ -69,10 +75,9 @@ def embed_inputs(wildcards):
 
 
 def evaluate_inputs(wildcards):
-    """Checkpoint, training history and embeddings; for MNIST also the model-size table the report includes."""
+    """Checkpoint and embeddings; for MNIST also the model-size table the report includes."""
     inputs = {
         "checkpoint": rules.train.output.best,
-        "history": rules.train.output.metrics,
         "embeddings": rules.embed.output.embeddings,
     }
     if config["dataset"] == "mnist":

@@ -10,7 +10,8 @@ rule evaluate:
         report=EVALUATE / "report.html",
         figures=directory(EVALUATE / "figures"),
     params:
-        run_dir=lambda wildcards, input: str(Path(input.history).parent),
+        run_dir=lambda wildcards, input: str(Path(input.checkpoint).parent),  # metrics.csv: the training history
+        settings=config["evaluate"],
         out_dir=lambda wildcards, output: str(Path(output.metrics).parent),
     log:
         LOGS / "evaluate.log",

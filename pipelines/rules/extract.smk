@@ -4,6 +4,10 @@
 EXTRACT = RESULTS / "extract"
 
 
+wildcard_constraints:
+    series=r"[0-9A-Za-z][0-9A-Za-z._-]*",  # a UID as a file name: never '..' or a path (the index rejects those)
+
+
 checkpoint extract_index:
     input:
         phantom_ready,
@@ -35,6 +39,7 @@ rule extract_scan:
         failures=EXTRACT / "scans" / "{series}.failures.parquet",
     params:
         step="scan",
+        settings=extract_scan_settings(),  # a changed patch geometry reruns every scan
         out_dir=lambda wildcards, output: str(Path(output.failures).parent.parent),
     log:
         LOGS / "extract" / "{series}.log",
@@ -61,6 +66,7 @@ rule extract_gather:
         failures=EXTRACT / "failures.parquet",
     params:
         step="gather",
+        split=config["extract"]["split"],
         out_dir=lambda wildcards, output: str(Path(output.manifest).parent),
         series=extract_series,
     log:

@@ -9,6 +9,7 @@ rule mnist_table:
         html=MNIST_TABLE / "table.html",
     params:
         out_dir=lambda wildcards, output: str(Path(output.csv).parent),
+        settings=run_settings(config) if config["dataset"] == "mnist" else None,
     log:
         LOGS / "mnist_table.log",
     benchmark:

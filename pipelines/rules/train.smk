@@ -1,5 +1,9 @@
 # Stage 2, train: the VAE on the extracted manifest (LIDC / phantom), or on MNIST (no input file).
 # train.gpus > 1 runs torchrun with one DDP process per GPU; `resources: gpu` tells the scheduler.
+# The declared output is model.pt, a hard link to checkpoints/best.pt made when training ends: Snakemake
+# deletes a job's outputs before it reruns and after it fails, so the checkpoints, metrics.csv and
+# tensorboard/ are kept out of them, and a killed or failed run continues from its own last.pt when
+# that was made with the same settings (params, which also rerun the rule when they change) and data.
 TRAIN = RESULTS / "train"
 
 
@@ -7,11 +11,10 @@ rule train:
     input:
         unpack(lambda wildcards: {} if config["dataset"] == "mnist" else {"manifest": RESULTS / "extract" / "manifest.parquet"}),
     output:
-        best=TRAIN / "checkpoints" / "best.pt",
-        last=TRAIN / "checkpoints" / "last.pt",
-        metrics=TRAIN / "metrics.csv",
+        best=TRAIN / "model.pt",
     params:
-        run_dir=lambda wildcards, output: str(Path(output.metrics).parent),
+        run_dir=lambda wildcards, output: str(Path(output.best).parent),
+        settings=run_settings(config),
     log:
         LOGS / "train.log",
     benchmark:
