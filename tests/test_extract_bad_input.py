@@ -14,6 +14,7 @@ from lidcvae.config import ConfigError, load_config
 from lidcvae.extract import DicomRootError, extract_cohort
 from lidcvae.extract.cohort import scan_part_paths
 from lidcvae.extract.manifest import assign_splits
+from lidcvae.io import StorageError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,7 +79,7 @@ def test_files_truncated_in_the_header_or_with_broken_tags_are_named(lidc_sample
     assert len(scan_failure) == 1 and "2 slice(s) missing" in scan_failure["reason"].iloc[0]
 
 
-def test_a_failing_write_fails_that_nodule_only_and_leaves_no_file(lidc_sample, tmp_path, monkeypatch):
+def test_a_full_disk_writing_a_mask_stops_the_run_and_leaves_no_half_patch(lidc_sample, tmp_path, monkeypatch):
     from lidcvae.extract import scan
     from lidcvae.io import atomic_path
 
@@ -94,12 +95,12 @@ def test_a_failing_write_fails_that_nodule_only_and_leaves_no_file(lidc_sample, 
     monkeypatch.setattr(scan, "write_nifti", disk_full_for_0002_masks)
     out = tmp_path / "out"
 
-    manifest, failures = extract_cohort(lidc_sample, out, progress=False)
+    # A full disk is no fault of the scan: recorded as a failure row it would mark the series done for good.
+    with pytest.raises(StorageError, match="disk full writing .*LIDC-IDRI-0002_s0013_n01_mask.nii.gz"):
+        extract_cohort(lidc_sample, out, progress=False)
 
-    assert list(manifest["patient_id"]) == ["LIDC-IDRI-0001"]
-    row = failures.set_index("patient_id").loc["LIDC-IDRI-0002"]
-    assert row.nodule_index == 1 and "unexpected OSError" in row.reason and "No space left" in row.reason
-    assert not list((out / "patches" / "LIDC-IDRI-0002").iterdir())
+    assert not list((out / "patches" / "LIDC-IDRI-0002").iterdir())  # its image went with the failed mask
+    assert len(list((out / "scans").glob("*.failures.parquet"))) == 1  # 0001 done, 0002 not
     assert not list(out.rglob(".tmp-*"))
 
 

@@ -90,7 +90,7 @@ def test_two_process_training_through_the_rule_writes_one_set_of_checkpoints_the
         evaluate={"iwae_samples": 4, "probe": {"bootstrap_samples": 10}},
     )
     run_dir = tmp_path / "results" / "ddp" / "train"
-    result = _snakemake(str(run_dir / "checkpoints" / "best.pt"), "--cores", "2", "--configfile", str(config), workdir=tmp_path)
+    result = _snakemake(str(run_dir / "model.pt"), "--cores", "2", "--configfile", str(config), workdir=tmp_path)
 
     assert result.returncode == 0, result.stderr[-3000:]
     log = (tmp_path / "results" / "ddp" / "logs" / "train.log.rank0").read_text()
@@ -98,6 +98,7 @@ def test_two_process_training_through_the_rule_writes_one_set_of_checkpoints_the
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
     checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert checkpoint["epoch"] == 2
+    assert (run_dir / "model.pt").samefile(run_dir / "checkpoints" / "best.pt")  # the rule's output: a hard link
 
     # A user embedding nodules with the trained model from the shell, and the workflow going on from it.
     manifest = tmp_path / "results" / "ddp" / "extract" / "manifest.parquet"
