@@ -57,6 +57,7 @@ def clean_extraction(lidc_sample: Path, tmp_path_factory) -> tuple[pd.DataFrame,
 # --- 1. environment errors stop the run and mark nothing done ---------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("code, words", [(errno.ENOSPC, "disk full"), (errno.EACCES, "permission denied")])
 def test_full_disk_or_permission_error_mid_extraction_stops_and_the_rerun_extracts_everything(
         lidc_sample, clean_extraction, tmp_path, monkeypatch, code, words):
@@ -92,6 +93,7 @@ def test_full_disk_or_permission_error_mid_extraction_stops_and_the_rerun_extrac
     assert done[0].stat().st_mtime_ns == finished_at  # the finished series was kept, not redone
 
 
+@pytest.mark.slow
 def test_a_full_disk_reported_without_errno_still_stops_before_the_done_marker(lidc_sample, tmp_path, monkeypatch):
     """pyarrow reports ENOSPC as a bare OSError with the C library's text; the failures part is never written."""
     real_to_parquet = pd.DataFrame.to_parquet
@@ -205,6 +207,7 @@ def _copy_series(source_folder: Path, target_folder: Path, **tags: str) -> None:
         dataset.save_as(target_folder / path.name)
 
 
+@pytest.mark.slow
 def test_hostile_uids_and_patient_ids_write_nothing_outside_the_extraction_folder(lidc_sample, tmp_path):
     root = tmp_path / "deep" / "dicom"
     real_series = next((lidc_sample / "LIDC-IDRI-0001").glob("*/*"))
@@ -338,6 +341,7 @@ def test_symlinked_patient_folders_are_followed_once_even_with_a_loop(lidc_sampl
     assert len(found) == len(real) == len({p.resolve() for p in found})
 
 
+@pytest.mark.slow
 def test_a_cohort_without_nodules_says_so_in_one_line(lidc_sample, tmp_path, caplog):
     root = tmp_path / "dicom"
     _copy_series(next((lidc_sample / "LIDC-IDRI-0001").glob("*/*")), root / "other", SeriesInstanceUID="1.2.826.0.1.3680043.8.498.1")
