@@ -93,7 +93,8 @@ def check_finite(values: list[float], step: int, model: nn.Module) -> None:
             where = f" (first in {_first_nonfinite_grad(model)})" if name == "gradient norm" else ""
             raise NonFiniteError(
                 f"step {step}: {name} is {value}{where}; stopping without taking this step. "
-                "The last good checkpoint is kept; lower train.lr, enable train.grad_clip or kl warm-up."
+                "The last good checkpoint is kept; lower train.lr (or enable train.grad_clip, KL warm-up) and "
+                "continue with --resume, which trains at the new settings."
             )
 
 
