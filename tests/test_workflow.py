@@ -45,7 +45,7 @@ def phantom_dicom_root(tmp_path_factory) -> Path:
 def test_slurm_profile_plans_grouped_extraction_and_a_gpu_training_job(phantom_dicom_root, tmp_path):
     pytest.importorskip("snakemake_executor_plugin_slurm", reason="install the slurm extra: pip install -e '.[slurm]'")
     config = _write_config(tmp_path / "cluster.yaml", name="lidc", results_dir=str(tmp_path / "results"),
-                           dicom_root=str(phantom_dicom_root), train={"gpus": 2})
+                           dicom_root=str(phantom_dicom_root), train={"gpus": 2, "threads": 8})
     index = tmp_path / "results" / "lidc" / "extract" / "dicom_index.parquet"
     # The index is a checkpoint: once it exists the plan holds one extraction job per scan.
     built = _snakemake(str(index), "--cores", "1", "--configfile", str(config), workdir=tmp_path)
@@ -58,7 +58,13 @@ def test_slurm_profile_plans_grouped_extraction_and_a_gpu_training_job(phantom_d
     assert "Group job extract" in text
     assert text.count("rule extract_scan:") == 2
     train_block = text.split("rule train:")[1].split("rule ")[0]
-    assert "gpu=2" in train_block and "cpus_per_task=8" in train_block
+    assert "gpu=2" in train_block and "cpus_per_task=8" in train_block and "mem_mb=64000" in train_block
+
+    # The profile's one override for a small node: --cores caps every job's threads, CPUs and memory.
+    small = _snakemake("--profile", str(SLURM_PROFILE), "--configfile", str(config), "--dry-run", "--cores", "2", workdir=tmp_path)
+    assert small.returncode == 0, small.stderr
+    train_block = (small.stdout + small.stderr).split("rule train:")[1].split("rule ")[0]
+    assert "cpus_per_task=2" in train_block and "mem_mb=16000" in train_block
 
 
 def test_slurm_profile_sizes_a_bundle_of_extraction_jobs_like_one_node_job():
@@ -69,7 +75,9 @@ def test_slurm_profile_sizes_a_bundle_of_extraction_jobs_like_one_node_job():
 
     profile = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
     bundle = int(dict(item.split("=") for item in profile["group-components"])["extract"])
-    scan = {**profile["set-resources"]["extract_scan"], "_cores": profile["set-threads"]["extract_scan"]}
+    threads = profile["set-threads"]["extract_scan"]
+    assert profile["default-resources"]["cpus_per_task"] == "threads"  # a job's CPUs are its threads
+    scan = {**profile["set-resources"]["extract_scan"], "_cores": threads, "cpus_per_task": threads}
     jobs = [SimpleNamespace(resources=dict(scan), pipe_group=None) for _ in range(bundle)]
 
     # As under the SLURM executor: only --cores constrains a group (no --resources given).
@@ -79,6 +87,9 @@ def test_slurm_profile_sizes_a_bundle_of_extraction_jobs_like_one_node_job():
     assert bundle == 50 and request["_cores"] == request["cpus_per_task"] == 8
     assert request["mem_mb"] == 8 * scan["mem_mb"]
     assert request["runtime"] == -(-bundle // 8) * scan["runtime"]  # 7 rounds of 8 scans
+    # --cores 2 on a small node: 2 at a time, 2 CPUs and 2 x 3 GB, 25 rounds.
+    small = GroupResources.basic_layered([jobs], Resources.from_mapping({"_cores": 2}), run_local=False)
+    assert small["cpus_per_task"] == 2 and small["mem_mb"] == 2 * scan["mem_mb"] and small["runtime"] == 25 * scan["runtime"]
 
 
 @pytest.mark.slow
