@@ -52,9 +52,12 @@ def yaml_load(text: str) -> Any:
 def config_schema() -> dict[str, Any]:
     """The full JSON schema: top-level keys with each stage section spliced in."""
     schemas = resources.files("lidcvae") / "schemas"
-    schema = yaml.safe_load((schemas / "config.yaml").read_text())
+    # libyaml's parser when PyYAML has it: the same documents, ~15x faster than the pure-Python one
+    # (which took ~0.25 s per process, a tenth of a one-scan extraction job).
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    schema = yaml.load((schemas / "config.yaml").read_text(), Loader=loader)
     for section in SECTIONS:
-        schema["properties"][section] = yaml.safe_load((schemas / f"{section}.yaml").read_text())
+        schema["properties"][section] = yaml.load((schemas / f"{section}.yaml").read_text(), Loader=loader)
     return schema
 
 

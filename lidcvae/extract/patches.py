@@ -7,6 +7,7 @@ patient coordinates (LPS). Only the region under the cube is interpolated, never
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -75,9 +76,15 @@ def sample(volume: np.ndarray, z_index: np.ndarray, y_index: np.ndarray, x_index
         lows.append(low)
         crops.append(slice(low, high))
     region = volume[tuple(crops)].astype(np.float32)
-    zz, yy, xx = np.meshgrid(z_index - lows[0], y_index - lows[1], x_index - lows[2], indexing="ij")
-    coordinates = np.stack([zz[inside], yy[inside], xx[inside]])
-    values[inside] = ndimage.map_coordinates(region, coordinates, order=order, mode="nearest", prefilter=order > 1)
+    # (3, Nz, Ny, Nx) voxel coordinates into the region, written axis by axis (no meshgrid copies).
+    coordinates = np.empty((3, *inside.shape))
+    coordinates[0] = (z_index - lows[0])[:, None, None]
+    coordinates[1] = (y_index - lows[1])[None, :, None]
+    coordinates[2] = (x_index - lows[2])[None, None, :]
+    interpolate = functools.partial(ndimage.map_coordinates, region, order=order, mode="nearest", prefilter=order > 1)
+    if inside.all():  # the usual case: the cube lies within the scan, no per-voxel selection needed
+        return interpolate(coordinates), inside
+    values[inside] = interpolate(coordinates[:, inside])
     return values, inside
 
 

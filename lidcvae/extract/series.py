@@ -115,13 +115,30 @@ def _read_hu(path: str, shape_yx: tuple[int, int]) -> np.ndarray:
     """One slice as HU, (Y, X) int16 clipped to ``HU_RANGE``; errors name the file."""
     try:
         dataset = pydicom.dcmread(path)
-        slice_hu = apply_modality_lut(dataset.pixel_array, dataset)
+        stored = dataset.pixel_array
+        if stored.shape != shape_yx:
+            raise SeriesError(f"{path}: pixel array {stored.shape} does not match Rows/Columns {shape_yx}")
+        return _stored_to_hu(stored, dataset)
+    except SeriesError:
+        raise
     except Exception as error:  # pydicom raises many types for damaged pixel data
         raise_if_environment(error, path, "reading")
         raise SeriesError(f"{path}: cannot decode pixel data ({type(error).__name__}: {error})") from error
-    if slice_hu.shape != shape_yx:
-        raise SeriesError(f"{path}: pixel array {slice_hu.shape} does not match Rows/Columns {shape_yx}")
-    return np.clip(np.rint(slice_hu), *HU_RANGE).astype(np.int16)
+
+
+def _stored_to_hu(stored: np.ndarray, dataset: pydicom.Dataset) -> np.ndarray:
+    """Stored values (Y, X) to HU, (Y, X) int16 clipped to ``HU_RANGE``, as ``apply_modality_lut`` + rint.
+
+    CT slices almost always carry RescaleSlope 1 and an integer intercept: then the HU are the stored
+    integers plus the intercept, added in int32: exact, and it skips pydicom's float64 route, which cost
+    about as much as decoding the slice (benchmarks/RESULTS.md). Anything else takes the float route.
+    """
+    has_rescale = "ModalityLUTSequence" not in dataset and "RescaleSlope" in dataset and "RescaleIntercept" in dataset
+    if has_rescale and float(dataset.RescaleSlope) == 1.0 and float(dataset.RescaleIntercept).is_integer():
+        hu = stored.astype(np.int32) + int(float(dataset.RescaleIntercept))
+    else:
+        hu = np.rint(apply_modality_lut(stored, dataset))
+    return np.clip(hu, *HU_RANGE).astype(np.int16)
 
 
 class SlabReader:
