@@ -4,7 +4,9 @@ The reader takes the standard idx files (LeCun et al. 1998, http://yann.lecun.co
 gzip-compressed or plain, from a local folder. Where only the 10,000 ``t10k`` digits are present (the
 project's shared test data), they are split by a seeded permutation into a train and a test part;
 where the 60,000 ``train`` digits are present too, the standard 60k/10k split is used. A val split,
-empty by default, can be held out of the train part.
+empty by default, can be held out of the train part. ``train_limit`` / ``test_limit`` cap the train part
+and the test split for quick runs (the smoke test, the tests); a capped train file is decompressed only
+as far as the digits used.
 """
 
 from __future__ import annotations
@@ -68,45 +70,57 @@ class MnistDownloadError(RuntimeError):
     """No mirror delivered a file with the expected SHA-256 (offline, blocked, or corrupt)."""
 
 
-def _open_bytes(path: Path) -> bytes:
-    opener = gzip.open if path.suffix == ".gz" else open
+def _read_bytes(stream, path: Path, size: int = -1) -> bytes:
     try:
-        with opener(path, "rb") as stream:
-            return stream.read()
+        return stream.read(size)
     except (OSError, EOFError) as error:  # gzip raises these on a truncated or non-gzip file
         raise IdxFormatError(f"{path}: cannot read ({error})") from error
 
 
-def read_idx(path: str | os.PathLike, expected_dims: int | None = None) -> np.ndarray:
+def read_idx(path: str | os.PathLike, expected_dims: int | None = None, limit: int | None = None) -> np.ndarray:
     """Read one idx file of unsigned bytes (gzip or plain) into a uint8 array of its stated shape.
 
     Args:
         path: ``*-idx3-ubyte[.gz]`` (images, (N, 28, 28)) or ``*-idx1-ubyte[.gz]`` (labels, (N,)).
         expected_dims: the number of dimensions the file must declare, or None to accept any.
+        limit: read (and decompress) only the first ``limit`` records along the first axis; None reads
+            the whole file. With a limit, only the records read are checked for truncation.
+
+    Returns:
+        uint8 array (min(N, limit), ...) in file order.
 
     Raises:
         IdxFormatError: wrong magic number, unexpected number of dimensions, or a payload shorter or
             longer than the header's shape; the message names the file.
     """
     path = Path(path)
-    raw = _open_bytes(path)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _UBYTE:
-        magic = raw[:4].hex() or "<empty>"
-        raise IdxFormatError(f"{path}: not an unsigned-byte idx file (magic number 0x{magic}, expected 0x000008..)")
-    ndim = raw[3]
-    if expected_dims is not None and ndim != expected_dims:
-        raise IdxFormatError(f"{path}: header declares {ndim} dimensions, expected {expected_dims}")
-    header_size = 4 + 4 * ndim
-    if len(raw) < header_size:
-        raise IdxFormatError(f"{path}: truncated header ({len(raw)} bytes, need {header_size})")
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    payload = len(raw) - header_size
-    if payload != int(np.prod(shape)):
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        stream = opener(path, "rb")
+    except OSError as error:
+        raise IdxFormatError(f"{path}: cannot read ({error})") from error
+    with stream:
+        magic = _read_bytes(stream, path, 4)
+        if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] != _UBYTE:
+            raise IdxFormatError(
+                f"{path}: not an unsigned-byte idx file (magic number 0x{magic.hex() or '<empty>'}, expected 0x000008..)"
+            )
+        ndim = magic[3]
+        if expected_dims is not None and ndim != expected_dims:
+            raise IdxFormatError(f"{path}: header declares {ndim} dimensions, expected {expected_dims}")
+        dims = _read_bytes(stream, path, 4 * ndim)
+        if len(dims) < 4 * ndim:
+            raise IdxFormatError(f"{path}: truncated header ({4 + len(dims)} bytes, need {4 + 4 * ndim})")
+        shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
+        if limit is not None and ndim > 0:
+            shape = (min(shape[0], limit), *shape[1:])
+        payload = _read_bytes(stream, path, int(np.prod(shape)) if limit is not None else -1)
+    if len(payload) != int(np.prod(shape)):
         raise IdxFormatError(
-            f"{path}: payload is {payload} bytes but the header's shape {shape} needs {int(np.prod(shape))}"
+            f"{path}: payload is {len(payload)} bytes but the header's shape {shape} needs {int(np.prod(shape))}"
             " (truncated or corrupt file)"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape)
+    return np.frombuffer(payload, dtype=np.uint8).reshape(shape)
 
 
 def find_idx_file(data_dir: str | os.PathLike, name: str) -> Path | None:
@@ -184,11 +198,12 @@ def _download_one(name: str, target: Path, mirrors: Sequence[str], timeout_s: fl
     )
 
 
-def _read_pair(data_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 28, 28) uint8 and labels (N,) uint8 of one idx pair (``train`` or ``t10k``)."""
-    images = read_idx(find_idx_file(data_dir, f"{prefix}-images-idx3-ubyte"), _EXPECTED_DIMS["images"])
+def _read_pair(data_dir: Path, prefix: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 28, 28) uint8 and labels (N,) uint8 of one idx pair (``train`` or ``t10k``), the first
+    ``limit`` only when given (only those are decompressed)."""
+    images = read_idx(find_idx_file(data_dir, f"{prefix}-images-idx3-ubyte"), _EXPECTED_DIMS["images"], limit)
     labels_path = find_idx_file(data_dir, f"{prefix}-labels-idx1-ubyte")
-    labels = read_idx(labels_path, _EXPECTED_DIMS["labels"])
+    labels = read_idx(labels_path, _EXPECTED_DIMS["labels"], limit)
     if len(images) != len(labels):
         raise IdxFormatError(f"{labels_path}: {len(labels)} labels for {len(images)} images")
     return images, labels
@@ -212,15 +227,20 @@ class MnistSplit:
     table: pd.DataFrame
 
 
-def _assign_splits(count: int, train_fraction: float, val_fraction: float, seed: int) -> np.ndarray:
+def _assign_splits(
+    count: int, train_fraction: float, val_fraction: float, seed: int, train_limit: int | None = None
+) -> np.ndarray:
     """Split name per row by a seeded permutation: ``train_fraction`` of the rows form the train part
-    (its last ``val_fraction`` goes to val), the rest is test."""
+    (its last ``val_fraction`` goes to val), the rest is test. With ``train_limit``, only the first
+    ``train_limit`` rows of the train part (in permutation order) are kept; the others are "unused"."""
     order = np.random.default_rng(seed).permutation(count)
     n_train_part = int(round(train_fraction * count))
-    n_val = int(round(val_fraction * n_train_part))
+    n_kept = n_train_part if train_limit is None else min(n_train_part, train_limit)
+    n_val = int(round(val_fraction * n_kept))
     assignment = np.full(count, "test", dtype=object)
-    assignment[order[: n_train_part - n_val]] = "train"
-    assignment[order[n_train_part - n_val : n_train_part]] = "val"
+    assignment[order[: n_kept - n_val]] = "train"
+    assignment[order[n_kept - n_val : n_kept]] = "val"
+    assignment[order[n_kept:n_train_part]] = "unused"
     return assignment
 
 
@@ -236,42 +256,61 @@ def _digit_table(source: str, labels: np.ndarray, splits: np.ndarray) -> pd.Data
     )
 
 
-def _all_digits(
-    data_dir: Path, train_fraction: float, val_fraction: float, seed: int
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """Every digit found in ``data_dir`` with its split assigned, as (N, 28, 28) uint8 and a table.
+@dataclass(frozen=True)
+class _Subset:
+    """Which digits to use: the split fractions and seed, and the caps on the train part and test split."""
 
-    Decompressed once per folder (and file state): each stage loads several splits.
+    train_fraction: float
+    val_fraction: float
+    seed: int
+    train_limit: int | None
+    test_limit: int | None
+
+
+def _all_digits(data_dir: Path, subset: _Subset) -> tuple[np.ndarray, pd.DataFrame]:
+    """Every digit used from ``data_dir`` with its split assigned, as (N, 28, 28) uint8 and a table.
+
+    Decompressed once per folder (and file state) and subset: each stage loads several splits.
     """
     state = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in data_dir.iterdir() if "ubyte" in p.name))
-    return _all_digits_of(data_dir.resolve(), state, train_fraction, val_fraction, seed)
+    return _all_digits_of(data_dir.resolve(), state, subset)
 
 
 @functools.lru_cache(maxsize=2)
-def _all_digits_of(
-    data_dir: Path, file_state: tuple, train_fraction: float, val_fraction: float, seed: int
-) -> tuple[np.ndarray, pd.DataFrame]:
-    test_images, test_labels = _read_pair(data_dir, "t10k")
+def _all_digits_of(data_dir: Path, file_state: tuple, subset: _Subset) -> tuple[np.ndarray, pd.DataFrame]:
     if not _has_pair(data_dir, "train"):
-        splits = _assign_splits(len(test_labels), train_fraction, val_fraction, seed)
-        return test_images, _digit_table("t10k", test_labels, splits)
-    train_images, train_labels = _read_pair(data_dir, "train")
-    train_splits = _assign_splits(len(train_labels), 1.0, val_fraction, seed)
-    tables = [
-        _digit_table("train", train_labels, train_splits),
-        _digit_table("t10k", test_labels, np.full(len(test_labels), "test", dtype=object)),
-    ]
-    return np.concatenate([train_images, test_images]), pd.concat(tables, ignore_index=True)
+        images, labels = _read_pair(data_dir, "t10k")
+        splits = _assign_splits(len(labels), subset.train_fraction, subset.val_fraction, subset.seed, subset.train_limit)
+        table = _digit_table("t10k", labels, splits)
+    else:
+        train_images, train_labels = _read_pair(data_dir, "train", subset.train_limit)
+        test_images, test_labels = _read_pair(data_dir, "t10k", subset.test_limit)
+        train_splits = _assign_splits(len(train_labels), 1.0, subset.val_fraction, subset.seed)
+        images = np.concatenate([train_images, test_images])
+        table = pd.concat(
+            [
+                _digit_table("train", train_labels, train_splits),
+                _digit_table("t10k", test_labels, np.full(len(test_labels), "test", dtype=object)),
+            ],
+            ignore_index=True,
+        )
+    is_test = (table["split"] == "test").to_numpy()
+    past_test_limit = is_test & (np.cumsum(is_test) > (subset.test_limit if subset.test_limit is not None else np.inf))
+    used = (table["split"] != "unused").to_numpy() & ~past_test_limit
+    return images[used], table[used].reset_index(drop=True)
 
 
-def _ensure_files(data_dir: Path, download: bool) -> None:
-    """Download the files when neither a t10k pair nor a full set is present and ``download`` allows it."""
-    if _has_pair(data_dir, "t10k"):
+def _ensure_files(data_dir: Path, download: bool, require_train: bool = False) -> None:
+    """Download missing files when ``download`` allows: the t10k pair if absent, the train pair too
+    when ``require_train``; otherwise raise naming what is missing."""
+    needed = ["t10k", "train"] if require_train else ["t10k"]
+    missing = [prefix for prefix in needed if not _has_pair(data_dir, prefix)]
+    if not missing:
         return
     if not download:
+        names = " and ".join(f"{p}-images-idx3-ubyte[.gz] and {p}-labels-idx1-ubyte[.gz]" for p in missing)
         raise FileNotFoundError(
-            f"MNIST idx files not found in {data_dir} (need t10k-images-idx3-ubyte[.gz] and"
-            " t10k-labels-idx1-ubyte[.gz]); set mnist.download: true or mnist.data_dir"
+            f"MNIST idx files not found in {data_dir} (need {names}); set mnist.download: true or mnist.data_dir"
         )
     download_mnist(data_dir)
 
@@ -284,6 +323,9 @@ def mnist_split(
     seed: int = 0,
     download: bool = False,
     limit: int | None = None,
+    train_limit: int | None = None,
+    test_limit: int | None = None,
+    require_train: bool = False,
 ) -> MnistSplit:
     """Digits of ``split`` from the idx files in ``data_dir``.
 
@@ -296,13 +338,18 @@ def mnist_split(
         seed: seed of the permutation that assigns the splits.
         download: fetch the files from the canonical mirrors when missing.
         limit: keep only the first ``limit`` digits of the split (for quick runs), None keeps all.
+        train_limit: use only the first ``train_limit`` digits of the train part (val carved out of
+            them): the first of the train file, whose other digits are then never decompressed, or,
+            with only t10k, the first of the seeded permutation's train part. None uses all.
+        test_limit: use only the first ``test_limit`` test digits, in file order. None uses all.
+        require_train: the train pair must be present (or is downloaded): the standard split or an error.
 
     Returns:
         ``MnistSplit`` with images (N, 1, 28, 28) float32 in [0, 1] and its table, in file order.
     """
     data_dir = Path(data_dir)
-    _ensure_files(data_dir, download)
-    digits, table = _all_digits(data_dir, train_fraction, val_fraction, seed)
+    _ensure_files(data_dir, download, require_train)
+    digits, table = _all_digits(data_dir, _Subset(train_fraction, val_fraction, seed, train_limit, test_limit))
     wanted = {"train": ["train"], "val": ["val"], "test": ["test"], "all": ["train", "val", "test"]}
     if split not in wanted:
         raise ValueError(f"unknown MNIST split {split!r}; expected one of {sorted(wanted)}")
@@ -324,5 +371,8 @@ def load(config: dict[str, Any], split: str):
         seed=section.get("split_seed", 0),
         download=section.get("download", True),
         limit=section.get("limit"),
+        train_limit=section.get("train_limit"),
+        test_limit=section.get("test_limit"),
+        require_train=section.get("require_train_files", False),
     )
     return LabelledImages(images=digits.images, table=digits.table)

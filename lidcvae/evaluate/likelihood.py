@@ -22,6 +22,7 @@ __all__ = [
     "log_importance_weights",
     "single_sample_elbo",
     "iwae_log_likelihood",
+    "nested_iwae_log_likelihoods",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -131,3 +132,44 @@ def iwae_log_likelihood(
         log_weights = log_importance_weights(model, x, mean, logvar, chunk)
         running = torch.logaddexp(running, torch.logsumexp(log_weights, dim=0))
     return running - math.log(total)
+
+
+@torch.no_grad()
+def nested_iwae_log_likelihoods(
+    model: VAE,
+    x: torch.Tensor,
+    sample_counts: tuple[int, ...] | list[int],
+    chunk_size: int = 10,
+    generator: torch.Generator | None = None,
+) -> dict[int, torch.Tensor]:
+    """IWAE estimates for several k from one set of draws: IWAE_k uses the first k of max(k) samples.
+
+    The largest k costs what ``iwae_log_likelihood`` costs for it (and, with the same generator state,
+    returns the same numbers); the smaller ones come free. Nested subsets keep E[IWAE_k] non-decreasing
+    in k (Burda et al. 2016, theorem 1), so the estimates show how far the bound tightens with k.
+
+    Args:
+        model: a VAE in eval mode.
+        x: (B, *event_shape) inputs in model scale.
+        sample_counts: the k values, each ≥ 1.
+        chunk_size: importance samples decoded together.
+        generator: torch random generator for reproducible draws.
+
+    Returns:
+        {k: (B,) log-likelihood estimates in nats}, for every k in ``sample_counts``.
+    """
+    wanted = sorted(set(int(k) for k in sample_counts))
+    if not wanted or wanted[0] < 1:
+        raise ValueError(f"sample_counts must be positive integers, got {list(sample_counts)}")
+    mean, logvar = model.encode(x)
+    running = torch.full((x.shape[0],), -math.inf, dtype=mean.dtype, device=mean.device)
+    estimates, drawn = {}, 0
+    for chunk in _noise_chunks(tuple(mean.shape), wanted[-1], chunk_size, generator, mean.device):
+        log_weights = log_importance_weights(model, x, mean, logvar, chunk)
+        for k in wanted:
+            if drawn < k <= drawn + len(chunk):
+                prefix = torch.logaddexp(running, torch.logsumexp(log_weights[: k - drawn], dim=0))
+                estimates[k] = prefix - math.log(k)
+        running = torch.logaddexp(running, torch.logsumexp(log_weights, dim=0))
+        drawn += len(chunk)
+    return {k: estimates[int(k)] for k in sample_counts}

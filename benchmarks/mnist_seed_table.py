@@ -1,0 +1,163 @@
+#!/usr/bin/env python
+"""The seeds' MNIST table on the standard 60,000 / 10,000 split, beside the seed's and the recipe's numbers.
+
+Three columns per metric, one row per hidden/latent size (400/20, 200/20, 400/10):
+
+- *seed*: the published numbers (``shared/seeds/003_07b56efb0f40c06e.txt``, "有关 VAE 的探索", 表 4-1:
+  a 784-h-h-z MLP VAE, BCE summed, Adam, 10 epochs; its "MLE" column is a marginal-likelihood estimate by
+  importance sampling, k not stated);
+- *ours*: ``configs/mnist-table.yaml`` through ``lidcvae.mnist_table.build_size_table`` (the seed's
+  architecture and budget, trained by ``lidcvae.train.train``, scored on all 10,000 test digits, IWAE
+  k = 1000 with k = 1, 10, 100 from the first of the same draws);
+- *recipe*: the pytorch/examples VAE (``benchmarks/mnist_reference.py``: one hidden layer each side, its
+  own training loop) trained with the same epochs, seed and digits; its weights are copied into
+  ``MLPVAE`` so it is scored by the same ``score_model`` (IWAE k = ``--recipe-samples``).
+
+ELBO and log p(x) in nats per digit (higher is better), MSE per pixel on [0, 1] grey levels (lower is
+better). Prints Markdown tables and the run time of every part; writes OUT/results.json.
+
+    nice -n 5 python benchmarks/mnist_seed_table.py [--epochs 10] [--recipe-samples 100] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mnist_reference import ReferenceVAE, train_reference  # noqa: E402
+
+from lidcvae.cli import config_from_args  # noqa: E402
+from lidcvae.data import load_split  # noqa: E402
+from lidcvae.mnist_table import build_size_table, score_model  # noqa: E402
+from lidcvae.models.mlp import MLPVAE, MLPVAEConfig  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: 表 4-1 of the seed article: (hidden, latent) → (ELBO, "MLE", MSE). Model 1 = 400/20, Model 2 = hidden
+#: reduced to 200, Model 3 = latent reduced to 10.
+SEED_TABLE = {
+    (400, 20): {"elbo": -104.675, "log_likelihood": -98.331, "mse": 0.0163},
+    (200, 20): {"elbo": -118.023, "log_likelihood": -106.975, "mse": 0.0224},
+    (400, 10): {"elbo": -113.538, "log_likelihood": -104.684, "mse": 0.0207},
+}
+
+
+def recipe_as_mlp_vae(reference: ReferenceVAE) -> MLPVAE:
+    """The same weights in ``MLPVAE`` (decoder returns logits, not sigmoid probabilities) for ``score_model``."""
+    hidden, latent = reference.fc1.out_features, reference.fc21.out_features
+    model = MLPVAE(MLPVAEConfig(hidden_sizes=(hidden,), latent_size=latent, likelihood="bernoulli"))
+    pairs = [(model.encoder[1][0], reference.fc1), (model.to_mean, reference.fc21), (model.to_logvar, reference.fc22),
+             (model.decoder[0], reference.fc3), (model.decoder[2], reference.fc4)]
+    with torch.no_grad():
+        for ours, theirs in pairs:
+            ours.weight.copy_(theirs.weight)
+            ours.bias.copy_(theirs.bias)
+    return model.eval()
+
+
+def run_recipe(config: dict, sizes, epochs: int, samples: int, nested, seed: int) -> list[dict]:
+    """Train the recipe at every size and score it like ours."""
+    train_images, test_images = load_split(config, "train").images, load_split(config, "test").images
+    rows = []
+    for hidden, latent in sizes:
+        started = time.perf_counter()
+        reference, stats = train_reference(train_images, test_images, epochs, seed, hidden, latent)
+        trained = time.perf_counter()
+        scores = score_model(recipe_as_mlp_vae(reference), test_images, samples, seed=seed, nested_samples=nested)
+        rows.append({"hidden_size": hidden, "latent_size": latent, **scores, "own_test_elbo": stats["test_elbo"],
+                     "importance_samples": samples, "train_seconds": trained - started,
+                     "score_seconds": time.perf_counter() - trained})
+    return rows
+
+
+def _fmt(value, digits=2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(results: dict) -> str:
+    ours = {(r["hidden_size"], r["latent_size"]): r for r in results["ours"]}
+    recipe = {(r["hidden_size"], r["latent_size"]): r for r in results["recipe"]}
+    k, recipe_k = results["importance_samples"], results["recipe_samples"]
+    lines = [
+        f"{results['train_digits']} train / {results['test_digits']} test digits, {results['epochs']} epochs, "
+        f"seed {results['seed']}, {results['threads']} torch thread(s); {results['machine']}.",
+        "",
+        f"| hidden / latent | ELBO seed | ELBO ours | ELBO recipe | log p(x) seed (\"MLE\") | IWAE k={k} ours "
+        f"| IWAE k={recipe_k} recipe | MSE seed | MSE ours | MSE recipe |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for size, seed in SEED_TABLE.items():
+        o, r = ours.get(size, {}), recipe.get(size, {})
+        lines.append(
+            f"| {size[0]} / {size[1]} | {seed['elbo']:.2f} | {_fmt(o.get('elbo'))} | {_fmt(r.get('elbo'))} "
+            f"| {seed['log_likelihood']:.2f} | {_fmt(o.get('log_likelihood'))} | {_fmt(r.get('log_likelihood'))} "
+            f"| {seed['mse']:.4f} | {_fmt(o.get('mse'), 4)} | {_fmt(r.get('mse'), 4)} |"
+        )
+    counts = sorted({*results["nested_samples"], k, recipe_k})
+    lines += ["", "IWAE estimate by k (first k of the same draws; nats per digit, mean over the test digits):", "",
+              "| model | " + " | ".join(f"k={n}" for n in counts) + " |", "| --- |" + " --- |" * len(counts)]
+    for label, table in (("ours", ours), ("recipe", recipe)):
+        for size, row in table.items():
+            values = [row["log_likelihood"] if n == row["importance_samples"] else row.get(f"log_likelihood_k{n}")
+                      for n in counts]
+            lines.append(f"| {label} {size[0]}/{size[1]} | " + " | ".join(_fmt(v) for v in values) + " |")
+    lines += ["", "| part | train s | score s |", "| --- | --- | --- |"]
+    for label, table in (("ours", ours), ("recipe", recipe)):
+        for size, row in table.items():
+            lines.append(f"| {label} {size[0]}/{size[1]} | {row['train_seconds']:.0f} | {row['score_seconds']:.0f} |")
+    lines += ["", f"Whole run: {results['wall_seconds'] / 60:.1f} min wall; load average {results['load_before']} "
+              f"before, {results['load_after']} after (1/5/15 min)."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "mnist-table.yaml")
+    parser.add_argument("--epochs", type=int, default=None, help="override train.epochs (default: the config's)")
+    parser.add_argument("--recipe-samples", type=int, default=100, help="IWAE k for the recipe's models")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="further config overrides")
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "benchmarks" / "mnist-seed-table")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(args.threads)
+    overrides = {"train.threads": args.threads, "train.progress": False}
+    if args.epochs is not None:
+        overrides["train.epochs"] = args.epochs
+    config = config_from_args(parser, args.config, args.set, overrides)
+    table_settings = config["mnist"]["table"]
+    sizes = [tuple(size) for size in table_settings["sizes"]]
+    seed, epochs = config["train"]["seed"], config["train"]["epochs"]
+    load_before, started = [round(v, 1) for v in os.getloadavg()], time.perf_counter()
+    ours = build_size_table(config, args.out / "ours").to_dict(orient="records")
+    recipe = run_recipe(config, sizes, epochs, args.recipe_samples, table_settings["nested_samples"], seed)
+    results = {
+        "epochs": epochs, "seed": seed, "threads": args.threads,
+        "train_digits": len(load_split(config, "train")), "test_digits": int(ours[0]["test_digits"]),
+        "importance_samples": table_settings["importance_samples"], "recipe_samples": args.recipe_samples,
+        "nested_samples": table_settings["nested_samples"], "ours": ours, "recipe": recipe,
+        "wall_seconds": time.perf_counter() - started, "load_before": load_before,
+        "load_after": [round(v, 1) for v in os.getloadavg()],
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    print(markdown(results))
+    # The weight copy must not change the model: the recipe's own single-draw test ELBO and ours agree.
+    gaps = [abs(r["elbo"] - r["own_test_elbo"]) for r in recipe]
+    return 0 if max(gaps) < 1.0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
