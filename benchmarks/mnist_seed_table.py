@@ -7,22 +7,26 @@ Three columns per metric, one row per hidden/latent size (400/20, 200/20, 400/10
   a 784-h-h-z MLP VAE, BCE summed, Adam, 10 epochs; its "MLE" column is a marginal-likelihood estimate by
   importance sampling, k not stated);
 - *ours*: ``configs/mnist-table.yaml`` through ``lidcvae.mnist_table.build_size_table`` (the seed's
-  architecture and budget, trained by ``lidcvae.train.train``, scored on all 10,000 test digits, IWAE
-  k = 1000 with k = 1, 10, 100 from the first of the same draws);
+  architecture and budget, trained by ``lidcvae.train.train``, scored on all 10,000 test digits with the
+  config's IWAE k and the smaller k from the first of the same draws); then the first size's model
+  (400/20) is scored again at k = 1, 10, 100, ``--tighten-samples`` (1000): how far the estimate tightens;
 - *recipe*: the pytorch/examples VAE (``benchmarks/mnist_reference.py``: one hidden layer each side, its
   own training loop) trained with the same epochs, seed and digits; its weights are copied into
-  ``MLPVAE`` so it is scored by the same ``score_model`` (IWAE k = ``--recipe-samples``).
+  ``MLPVAE`` so it is scored by the same ``score_model`` with the same k.
 
+Ours and the recipe run side by side in two processes of ``--threads`` torch threads each.
 ELBO and log p(x) in nats per digit (higher is better), MSE per pixel on [0, 1] grey levels (lower is
 better). Prints Markdown tables and the run time of every part; writes OUT/results.json.
 
-    nice -n 5 python benchmarks/mnist_seed_table.py [--epochs 10] [--recipe-samples 100] [--threads 1]
+    nice -n 5 python benchmarks/mnist_seed_table.py [--epochs 10] [--tighten-samples 1000] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
+import multiprocessing
 import logging
 import os
 import platform
@@ -66,19 +70,39 @@ def recipe_as_mlp_vae(reference: ReferenceVAE) -> MLPVAE:
     return model.eval()
 
 
-def run_recipe(config: dict, sizes, epochs: int, samples: int, nested, seed: int) -> list[dict]:
-    """Train the recipe at every size and score it like ours."""
+def run_recipe(config: dict, threads: int) -> list[dict]:
+    """Train the recipe at every size of the table and score it like ours (same k, same seed)."""
+    torch.set_num_threads(threads)
+    table_settings, seed = config["mnist"]["table"], config["train"]["seed"]
     train_images, test_images = load_split(config, "train").images, load_split(config, "test").images
     rows = []
-    for hidden, latent in sizes:
+    for hidden, latent in table_settings["sizes"]:
         started = time.perf_counter()
-        reference, stats = train_reference(train_images, test_images, epochs, seed, hidden, latent)
+        reference, stats = train_reference(train_images, test_images, config["train"]["epochs"], seed, hidden, latent)
         trained = time.perf_counter()
-        scores = score_model(recipe_as_mlp_vae(reference), test_images, samples, seed=seed, nested_samples=nested)
+        scores = score_model(recipe_as_mlp_vae(reference), test_images, table_settings["importance_samples"], seed=seed,
+                             nested_samples=table_settings["nested_samples"])
         rows.append({"hidden_size": hidden, "latent_size": latent, **scores, "own_test_elbo": stats["test_elbo"],
-                     "importance_samples": samples, "train_seconds": trained - started,
+                     "importance_samples": table_settings["importance_samples"], "train_seconds": trained - started,
                      "score_seconds": time.perf_counter() - trained})
     return rows
+
+
+def run_ours(config: dict, out_dir: Path, threads: int, tighten_samples: int) -> dict:
+    """The table config through the pipeline's code, then the first size scored up to ``tighten_samples``."""
+    from lidcvae.train.checkpoint import load_model
+
+    torch.set_num_threads(threads)
+    table = build_size_table(config, out_dir).to_dict(orient="records")
+    hidden, latent = config["mnist"]["table"]["sizes"][0]
+    model, _ = load_model(out_dir / "runs" / f"h{hidden}_z{latent}" / "checkpoints" / "last.pt")
+    started = time.perf_counter()
+    counts = [n for n in (1, 10, 100) if n < tighten_samples]
+    scores = score_model(model, load_split(config, "test").images, tighten_samples, seed=config["train"]["seed"] + 1,
+                         nested_samples=counts)
+    tightening = {"hidden_size": hidden, "latent_size": latent, "importance_samples": tighten_samples, **scores,
+                  "score_seconds": time.perf_counter() - started}
+    return {"table": table, "tightening": tightening}
 
 
 def _fmt(value, digits=2) -> str:
@@ -88,13 +112,14 @@ def _fmt(value, digits=2) -> str:
 def markdown(results: dict) -> str:
     ours = {(r["hidden_size"], r["latent_size"]): r for r in results["ours"]}
     recipe = {(r["hidden_size"], r["latent_size"]): r for r in results["recipe"]}
-    k, recipe_k = results["importance_samples"], results["recipe_samples"]
+    k = results["importance_samples"]
     lines = [
         f"{results['train_digits']} train / {results['test_digits']} test digits, {results['epochs']} epochs, "
-        f"seed {results['seed']}, {results['threads']} torch thread(s); {results['machine']}.",
+        f"seed {results['seed']}, ours and the recipe side by side in two processes of {results['threads']} torch "
+        f"thread(s); {results['machine']}.",
         "",
         f"| hidden / latent | ELBO seed | ELBO ours | ELBO recipe | log p(x) seed (\"MLE\") | IWAE k={k} ours "
-        f"| IWAE k={recipe_k} recipe | MSE seed | MSE ours | MSE recipe |",
+        f"| IWAE k={k} recipe | MSE seed | MSE ours | MSE recipe |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for size, seed in SEED_TABLE.items():
@@ -104,51 +129,59 @@ def markdown(results: dict) -> str:
             f"| {seed['log_likelihood']:.2f} | {_fmt(o.get('log_likelihood'))} | {_fmt(r.get('log_likelihood'))} "
             f"| {seed['mse']:.4f} | {_fmt(o.get('mse'), 4)} | {_fmt(r.get('mse'), 4)} |"
         )
-    counts = sorted({*results["nested_samples"], k, recipe_k})
+    tight = results["tightening"]
+    counts = sorted({*results["nested_samples"], k, tight["importance_samples"]})
     lines += ["", "IWAE estimate by k (first k of the same draws; nats per digit, mean over the test digits):", "",
-              "| model | " + " | ".join(f"k={n}" for n in counts) + " |", "| --- |" + " --- |" * len(counts)]
-    for label, table in (("ours", ours), ("recipe", recipe)):
-        for size, row in table.items():
-            values = [row["log_likelihood"] if n == row["importance_samples"] else row.get(f"log_likelihood_k{n}")
-                      for n in counts]
-            lines.append(f"| {label} {size[0]}/{size[1]} | " + " | ".join(_fmt(v) for v in values) + " |")
+              "| model | " + " | ".join(f"k={n}" for n in counts) + " | score s |", "| --- |" + " --- |" * (len(counts) + 1)]
+    rows = [(f"ours {s[0]}/{s[1]}", r) for s, r in ours.items()] + [(f"recipe {s[0]}/{s[1]}", r) for s, r in recipe.items()]
+    rows.append((f"ours {tight['hidden_size']}/{tight['latent_size']}, rescored to k={tight['importance_samples']}", tight))
+    for label, row in rows:
+        values = [row["log_likelihood"] if n == row["importance_samples"] else row.get(f"log_likelihood_k{n}")
+                  for n in counts]
+        lines.append(f"| {label} | " + " | ".join(_fmt(v) for v in values) + f" | {row['score_seconds']:.0f} |")
     lines += ["", "| part | train s | score s |", "| --- | --- | --- |"]
     for label, table in (("ours", ours), ("recipe", recipe)):
         for size, row in table.items():
             lines.append(f"| {label} {size[0]}/{size[1]} | {row['train_seconds']:.0f} | {row['score_seconds']:.0f} |")
-    lines += ["", f"Whole run: {results['wall_seconds'] / 60:.1f} min wall; load average {results['load_before']} "
+    lines += ["", f"Whole run: {results['wall_seconds'] / 60:.1f} min wall (ours {results['ours_seconds'] / 60:.1f}, "
+              f"recipe {results['recipe_seconds'] / 60:.1f}, side by side); load average {results['load_before']} "
               f"before, {results['load_after']} after (1/5/15 min)."]
     return "\n".join(lines)
+
+
+def _timed(function, *args):
+    started = time.perf_counter()
+    return function(*args), time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "mnist-table.yaml")
     parser.add_argument("--epochs", type=int, default=None, help="override train.epochs (default: the config's)")
-    parser.add_argument("--recipe-samples", type=int, default=100, help="IWAE k for the recipe's models")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tighten-samples", type=int, default=1000, help="largest k for the first size's rescoring")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of each of the two processes")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="further config overrides")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "benchmarks" / "mnist-seed-table")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(args.threads)
     overrides = {"train.threads": args.threads, "train.progress": False}
     if args.epochs is not None:
         overrides["train.epochs"] = args.epochs
     config = config_from_args(parser, args.config, args.set, overrides)
     table_settings = config["mnist"]["table"]
-    sizes = [tuple(size) for size in table_settings["sizes"]]
-    seed, epochs = config["train"]["seed"], config["train"]["epochs"]
     load_before, started = [round(v, 1) for v in os.getloadavg()], time.perf_counter()
-    ours = build_size_table(config, args.out / "ours").to_dict(orient="records")
-    recipe = run_recipe(config, sizes, epochs, args.recipe_samples, table_settings["nested_samples"], seed)
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=2, mp_context=spawn) as pool:
+        ours_job = pool.submit(_timed, run_ours, config, args.out / "ours", args.threads, args.tighten_samples)
+        recipe_job = pool.submit(_timed, run_recipe, config, args.threads)
+        (ours, ours_seconds), (recipe, recipe_seconds) = ours_job.result(), recipe_job.result()
     results = {
-        "epochs": epochs, "seed": seed, "threads": args.threads,
-        "train_digits": len(load_split(config, "train")), "test_digits": int(ours[0]["test_digits"]),
-        "importance_samples": table_settings["importance_samples"], "recipe_samples": args.recipe_samples,
-        "nested_samples": table_settings["nested_samples"], "ours": ours, "recipe": recipe,
-        "wall_seconds": time.perf_counter() - started, "load_before": load_before,
-        "load_after": [round(v, 1) for v in os.getloadavg()],
+        "epochs": config["train"]["epochs"], "seed": config["train"]["seed"], "threads": args.threads,
+        "train_digits": len(load_split(config, "train")), "test_digits": int(ours["table"][0]["test_digits"]),
+        "importance_samples": table_settings["importance_samples"], "nested_samples": table_settings["nested_samples"],
+        "ours": ours["table"], "tightening": ours["tightening"], "recipe": recipe,
+        "ours_seconds": ours_seconds, "recipe_seconds": recipe_seconds, "wall_seconds": time.perf_counter() - started,
+        "load_before": load_before, "load_after": [round(v, 1) for v in os.getloadavg()],
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
     }
     args.out.mkdir(parents=True, exist_ok=True)

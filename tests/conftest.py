@@ -37,3 +37,13 @@ def mnist_dir(shared_data: Path) -> Path:
     if not MNIST_DIR.is_dir():
         pytest.skip(f"MNIST idx files not found at {MNIST_DIR}")
     return MNIST_DIR
+
+
+@pytest.fixture(scope="session")
+def mnist_t10k_dir(mnist_dir: Path, tmp_path_factory) -> Path:
+    """A folder with only the real t10k pair (links), as before the train files were shared: the
+    seeded 8,000 / 2,000 split of the test digits."""
+    folder = tmp_path_factory.mktemp("mnist-t10k-only")
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (folder / name).symlink_to(mnist_dir / name)
+    return folder

@@ -6,7 +6,7 @@ import pytest
 import torch
 from test_evaluate_standins import TinyLinearVAE, exact_linear_gaussian_log_likelihood
 
-from lidcvae.evaluate.likelihood import elbo_terms, iwae_log_likelihood, single_sample_elbo
+from lidcvae.evaluate.likelihood import elbo_terms, iwae_log_likelihood, nested_iwae_log_likelihoods, single_sample_elbo
 
 
 @pytest.fixture
@@ -56,3 +56,31 @@ def test_elbo_terms_are_per_sample_and_kl_is_non_negative(model_and_inputs):
     assert terms.elbo.shape == terms.kl.shape == (len(x),)
     assert (terms.kl >= 0).all()
     torch.testing.assert_close(terms.elbo, terms.log_likelihood - terms.kl)
+
+
+def test_nested_estimates_are_plain_iwae_on_the_first_k_of_the_same_draws(model_and_inputs):
+    model, x = model_and_inputs
+    generator = torch.Generator().manual_seed(5)  # drawn in chunks of 16, 16, 8, as the function draws
+    noise = torch.cat([torch.randn(n, len(x), 2, generator=generator) for n in (16, 16, 8)])
+    nested = nested_iwae_log_likelihoods(model, x, [40, 1, 20], chunk_size=16, generator=torch.Generator().manual_seed(5))
+    assert list(nested) == [40, 1, 20]
+    torch.testing.assert_close(nested[1], single_sample_elbo(model, x, noise[0]))
+    torch.testing.assert_close(nested[20], iwae_log_likelihood(model, x, noise=noise[:20]))  # across a chunk edge
+    torch.testing.assert_close(nested[40], iwae_log_likelihood(model, x, samples=40, chunk_size=16,
+                                                               generator=torch.Generator().manual_seed(5)))
+
+
+def test_nested_estimate_rises_with_k_towards_the_exact_log_likelihood(model_and_inputs):
+    model, x = model_and_inputs
+    exact = exact_linear_gaussian_log_likelihood(model, x).mean()
+    runs = [nested_iwae_log_likelihoods(model, x, [1, 10, 100], chunk_size=50, generator=torch.Generator().manual_seed(s))
+            for s in range(20)]
+    mean = {k: torch.stack([run[k].mean() for run in runs]).mean() for k in (1, 10, 100)}
+    assert mean[1] < mean[10] < mean[100] < exact + 0.01
+    assert exact - mean[100] < 0.5 * (exact - mean[1])  # k = 100 closes most of the ELBO's gap
+
+
+def test_nested_estimates_reject_a_zero_k(model_and_inputs):
+    model, x = model_and_inputs
+    with pytest.raises(ValueError, match="positive"):
+        nested_iwae_log_likelihoods(model, x, [0, 10])

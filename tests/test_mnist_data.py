@@ -1,4 +1,5 @@
-"""MNIST idx reader, checked download, and the deterministic split of the real t10k digits."""
+"""MNIST idx reader, checked download, the deterministic split of the real t10k digits, the standard
+60k/10k split of the real train files, and the limits that keep quick runs from reading all of them."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import pytest
 from lidcvae.data import mnist
 from lidcvae.data.mnist import IdxFormatError, MnistDownloadError, download_mnist, mnist_split, read_idx
 
-# Digit counts of the real t10k set (LeCun's 10,000 test digits).
+# Digit counts of the real t10k set (LeCun's 10,000 test digits) and of the 60,000 train digits.
 T10K_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 
 
 def _write_idx(path: Path, header: bytes, payload: bytes) -> Path:
@@ -63,7 +65,8 @@ def test_idx_reader_reads_gzip_and_plain_alike(mnist_dir, tmp_path):
     assert from_gzip[:5].tolist() == [7, 2, 1, 0, 4]
 
 
-def test_t10k_split_is_deterministic_disjoint_and_complete(mnist_dir):
+def test_t10k_split_is_deterministic_disjoint_and_complete(mnist_t10k_dir):
+    mnist_dir = mnist_t10k_dir
     train, test = mnist_split(mnist_dir, "train"), mnist_split(mnist_dir, "test")
     assert (len(train.images), len(test.images)) == (8000, 2000)
     assert train.images.shape[1:] == (1, 28, 28) and train.images.dtype.is_floating_point
@@ -78,7 +81,7 @@ def test_t10k_split_is_deterministic_disjoint_and_complete(mnist_dir):
 
 
 def test_split_table_matches_images(mnist_dir):
-    test = mnist_split(mnist_dir, "test", limit=50)
+    test = mnist_split(mnist_dir, "test", limit=50, train_limit=50)
     raw = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
     rows = test.table["source_index"].to_numpy()
     np.testing.assert_allclose(test.images[:, 0].numpy(), raw[rows] / 255.0, atol=1e-7)
@@ -118,7 +121,92 @@ def test_canonical_checksums_match_shared_files(mnist_dir):
         assert mnist._sha256(mnist_dir / name) == mnist.MNIST_FILES[name]
 
 
-def test_val_is_empty_by_default_and_carved_from_train_on_request(mnist_dir):
+@pytest.fixture(scope="module")
+def mnist_full_dir(mnist_dir: Path) -> Path:
+    """The shared folder when it holds the train pair too (the standard split), else skip."""
+    if not (mnist_dir / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"MNIST train files not in {mnist_dir}")
+    return mnist_dir
+
+
+def test_standard_split_reads_the_real_train_files(mnist_full_dir):
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        assert mnist._sha256(mnist_full_dir / name) == mnist.MNIST_FILES[name]
+    train = mnist_split(mnist_full_dir, "train", require_train=True)
+    test = mnist_split(mnist_full_dir, "test", require_train=True)
+    assert (len(train.images), len(test.images)) == (60000, 10000)
+    assert np.bincount(train.table["label"].to_numpy(int)).tolist() == TRAIN_LABEL_COUNTS
+    assert np.bincount(test.table["label"].to_numpy(int)).tolist() == T10K_LABEL_COUNTS
+    assert (train.table["source"] == "train").all() and (test.table["source"] == "t10k").all()
+    assert train.table["source_index"].tolist() == list(range(60000))  # file order, nothing dropped
+    assert train.table["label"].iloc[:5].tolist() == [5, 0, 4, 1, 9]  # the train file's first digits
+
+
+def _truncated_copy(source: Path, target: Path, records: int, record_bytes: int, header_bytes: int) -> None:
+    """The first ``records`` of a gzip idx file, its header still declaring them all."""
+    with gzip.open(source, "rb") as stream:
+        head = stream.read(header_bytes + records * record_bytes)
+    with gzip.open(target, "wb") as stream:
+        stream.write(head)
+
+
+def test_train_limit_decompresses_only_the_digits_it_uses(mnist_full_dir, tmp_path):
+    # A train pair cut after 300 digits: readable only by a reader that stops at the limit.
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (tmp_path / name).symlink_to(mnist_full_dir / name)
+    _truncated_copy(mnist_full_dir / "train-images-idx3-ubyte.gz", tmp_path / "train-images-idx3-ubyte.gz", 300, 784, 16)
+    _truncated_copy(mnist_full_dir / "train-labels-idx1-ubyte.gz", tmp_path / "train-labels-idx1-ubyte.gz", 300, 1, 8)
+    with pytest.raises(IdxFormatError, match="truncated") as error:
+        mnist_split(tmp_path, "train")
+    assert "train-" in str(error.value)
+    first = mnist_split(tmp_path, "train", train_limit=300)
+    full = read_idx(mnist_full_dir / "train-images-idx3-ubyte.gz", limit=300)
+    assert first.images.shape == (300, 1, 28, 28)
+    np.testing.assert_allclose(first.images[:, 0].numpy(), full / 255.0, atol=1e-7)
+    assert mnist_split(tmp_path, "test", train_limit=300).images.shape[0] == 10000
+
+
+def test_read_idx_limit_is_the_head_of_the_whole_file(mnist_dir):
+    whole = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
+    np.testing.assert_array_equal(read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz", limit=123), whole[:123])
+    assert read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz", limit=10**6).shape == (10000,)
+
+
+def test_train_limit_caps_the_t10k_train_part_and_leaves_test_alone(mnist_t10k_dir):
+    capped, uncapped = mnist_split(mnist_t10k_dir, "train", train_limit=500), mnist_split(mnist_t10k_dir, "train")
+    assert len(capped.images) == 500 and set(capped.table["id"]) < set(uncapped.table["id"])
+    test_ids = mnist_split(mnist_t10k_dir, "test", train_limit=500).table["id"].tolist()
+    assert test_ids == mnist_split(mnist_t10k_dir, "test").table["id"].tolist()
+    everything = mnist_split(mnist_t10k_dir, "all", train_limit=500)
+    assert len(everything.images) == 2500  # the 7,500 unused train-part digits are nowhere
+
+
+def test_test_limit_keeps_the_first_test_digits_in_file_order(mnist_dir):
+    test = mnist_split(mnist_dir, "test", test_limit=300, train_limit=100)
+    assert test.table["source"].eq("t10k").all() and test.table["source_index"].tolist() == list(range(300))
+    assert mnist_split(mnist_dir, "all", test_limit=300, train_limit=100).table["split"].eq("test").sum() == 300
+
+
+def test_require_train_files_names_them_when_missing(mnist_t10k_dir):
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
+        mnist_split(mnist_t10k_dir, "train", require_train=True)
+
+
+@pytest.mark.parametrize("folder", ["mnist_dir", "mnist_t10k_dir"])
+def test_smoke_config_uses_8000_train_and_2000_test_digits_whatever_the_folder_holds(folder, request):
+    from lidcvae.config import load_config
+    from lidcvae.data import load_split
+
+    data_dir = request.getfixturevalue(folder)
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "mnist.yaml", {"mnist.data_dir": str(data_dir)})
+    train, test = load_split(config, "train"), load_split(config, "test")
+    assert (len(train), len(test)) == (8000, 2000)
+    has_train_files = (data_dir / "train-images-idx3-ubyte.gz").exists()
+    assert train.table["source"].eq("train" if has_train_files else "t10k").all()
+
+
+def test_val_is_empty_by_default_and_carved_from_train_on_request(mnist_t10k_dir):
+    mnist_dir = mnist_t10k_dir
     empty = mnist_split(mnist_dir, "val")
     assert empty.images.shape == (0, 1, 28, 28) and list(empty.table.columns)[:3] == ["id", "split", "label"]
     train, val = mnist_split(mnist_dir, "train", val_fraction=0.1), mnist_split(mnist_dir, "val", val_fraction=0.1)
@@ -131,7 +219,7 @@ def test_registry_loads_mnist_from_config_section(mnist_dir):
     from lidcvae.config import validate_config
     from lidcvae.data import load_split
 
-    config = validate_config({"dataset": "mnist", "mnist": {"data_dir": str(mnist_dir), "limit": 64}})
+    config = validate_config({"dataset": "mnist", "mnist": {"data_dir": str(mnist_dir), "limit": 64, "train_limit": 64}})
     digits = load_split(config, "test")
     assert digits.images.shape == (64, 1, 28, 28)
     assert str(digits.table["label"].dtype) == "Int64"

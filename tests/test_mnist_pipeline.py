@@ -70,6 +70,31 @@ def test_size_table_scores_every_size_and_writes_csv_and_html(mnist_dir, tmp_pat
     assert "IWAE k=20" in html and "32 / 4" in html and "1 epochs each" in html
 
 
+def test_size_table_with_the_seeds_two_hidden_layers_reports_smaller_k_too(mnist_dir, tmp_path):
+    from lidcvae.train.checkpoint import load_model
+
+    overrides = {"train.epochs": 1, "mnist.limit": 512, "mnist.table.test_limit": 64, "mnist.table.importance_samples": 20,
+                 "mnist.table.hidden_layers": 2, "mnist.table.nested_samples": [1, 5]}
+    table = build_size_table(_mnist_config(mnist_dir, tmp_path, **overrides), tmp_path / "table", sizes=[[32, 4]])
+    assert list(table.columns) == TABLE_COLUMNS + ["log_likelihood_k1", "log_likelihood_k5"]
+    row = table.iloc[0]
+    assert row["hidden_layers"] == 2 and row["train_seconds"] > 0 and row["score_seconds"] > 0
+    assert row["log_likelihood_k1"] < row["log_likelihood_k5"] < row["log_likelihood"]  # tightens with k
+    model, _ = load_model(tmp_path / "table" / "runs" / "h32_z4" / "checkpoints" / "last.pt")
+    assert [m.out_features for m in model.decoder if isinstance(m, torch.nn.Linear)] == [32, 32, 784]
+    assert "IWAE k=5" in (tmp_path / "table" / "table.html").read_text()
+
+
+def test_table_config_is_the_seeds_model_on_the_standard_split(mnist_dir, tmp_path):
+    config = load_config(REPO_ROOT / "configs" / "mnist-table.yaml", {"mnist.data_dir": str(mnist_dir)})
+    table = config["mnist"]["table"]
+    assert config["model"]["hidden_sizes"] == [400, 400] and table["hidden_layers"] == 2
+    assert sorted(map(tuple, table["sizes"])) == [(200, 20), (400, 10), (400, 20)]
+    assert (table["importance_samples"], table["nested_samples"], table["test_limit"]) == (100, [1, 10], None)
+    assert config["mnist"]["require_train_files"] and config["mnist"]["train_limit"] is None
+    assert (config["train"]["epochs"], config["train"]["batch_size"], config["train"]["lr"]) == (10, 128, 0.001)
+
+
 @pytest.mark.slow
 def test_iwae_bound_tightens_with_more_samples(mnist_dir, tmp_path):
     from lidcvae.data import load_split
@@ -80,5 +105,5 @@ def test_iwae_bound_tightens_with_more_samples(mnist_dir, tmp_path):
     train(config, tmp_path / "run")
     model, _ = load_model(tmp_path / "run" / "checkpoints" / "last.pt")
     test = load_split(config, "test").images[:200]
-    bounds = [score_model(model, test, importance_samples=k)["log_likelihood"] for k in (1, 10, 100)]
-    assert bounds[0] < bounds[1] < bounds[2]
+    scores = score_model(model, test, importance_samples=100, nested_samples=[1, 10])
+    assert scores["log_likelihood_k1"] < scores["log_likelihood_k10"] < scores["log_likelihood"]
