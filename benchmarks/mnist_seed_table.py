@@ -131,7 +131,8 @@ def markdown(results: dict) -> str:
             f"| {seed['mse']:.4f} | {_fmt(o.get('mse'), 4)} | {_fmt(r.get('mse'), 4)} |"
         )
     tight = results["tightening"]
-    counts = sorted({*results["nested_samples"], k, tight["importance_samples"]})
+    nested_counts = [int(c[16:]) for row in (*ours.values(), *recipe.values(), tight) for c in row if c.startswith("log_likelihood_k")]
+    counts = sorted({*nested_counts, k, tight["importance_samples"]})
     lines += ["", "IWAE estimate by k (first k of the same draws; nats per digit, mean over the test digits):", "",
               "| model | " + " | ".join(f"k={n}" for n in counts) + " | score s |", "| --- |" + " --- |" * (len(counts) + 1)]
     rows = [(f"ours {s[0]}/{s[1]}", r) for s, r in ours.items()] + [(f"recipe {s[0]}/{s[1]}", r) for s, r in recipe.items()]
