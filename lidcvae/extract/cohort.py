@@ -85,8 +85,12 @@ def _extract_worker(args: tuple) -> str:
 
 
 def gather_manifest(part_paths: Sequence[tuple[Path, Path]], out_dir: str | os.PathLike, settings: ExtractSettings,
-                    unreadable: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Concatenate part tables, assign the patient-level split, write manifest and failures tables."""
+                    unreadable: pd.DataFrame | None = None, row_failures: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Concatenate part tables, assign the patient-level split, write manifest and failures tables.
+
+    Columns beyond ``MANIFEST_COLUMNS`` (a coordinates table's own) follow them; ``row_failures`` are
+    failure rows found before any series was read (a coordinates table's unusable rows).
+    """
     out_dir = Path(out_dir)
     nodule_parts = [read_parquet(n) for n, _ in part_paths]
     manifest = pd.concat([p for p in nodule_parts if len(p)], ignore_index=True) if any(len(p) for p in nodule_parts) else pd.DataFrame(columns=MANIFEST_COLUMNS)
@@ -95,8 +99,11 @@ def gather_manifest(part_paths: Sequence[tuple[Path, Path]], out_dir: str | os.P
     split = {"train": 0.7, "val": 0.15, "salt": "lidcvae", **settings.split}
     manifest["split"] = assign_splits(manifest["patient_id"], split["train"], split["val"], split["salt"]) if len(manifest) else pd.Series(dtype=str)
     manifest["label"] = manifest["label"].astype("Int64")
-    manifest = manifest[MANIFEST_COLUMNS].sort_values("nodule_id", ignore_index=True)
+    manifest = manifest[MANIFEST_COLUMNS + [c for c in manifest.columns if c not in MANIFEST_COLUMNS]]
+    manifest = manifest.sort_values("nodule_id", ignore_index=True)
     failures = [read_parquet(f) for _, f in part_paths]
+    if row_failures is not None:
+        failures.append(row_failures)
     if unreadable is not None and len(unreadable):
         failures.append(unreadable.assign(reason="unreadable file: " + unreadable["reason"]))
     failures = pd.concat([f for f in failures if len(f)], ignore_index=True) if any(len(f) for f in failures) else pd.DataFrame()

@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from lidcvae.io import atomic_path
 
-__all__ = ["PatchGrid", "fractional_index", "sample", "nifti_affine", "write_nifti"]
+__all__ = ["PatchGrid", "fractional_index", "sample", "cut_hu_patch", "nifti_affine", "write_nifti"]
 
 #: NIfTI world space is RAS, DICOM patient space is LPS: x and y change sign.
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
@@ -86,6 +86,31 @@ def sample(volume: np.ndarray, z_index: np.ndarray, y_index: np.ndarray, x_index
         return interpolate(coordinates), inside
     values[inside] = interpolate(coordinates[:, inside])
     return values, inside
+
+
+def cut_hu_patch(grid: PatchGrid, slab_hu: np.ndarray, slab_z_mm: np.ndarray, y_mm: np.ndarray, x_mm: np.ndarray,
+                 scan_z_mm: np.ndarray, pad_hu: float, order: int = 1) -> tuple[np.ndarray, float, bool]:
+    """Resample the slices under a patch onto its grid; both extraction routes cut image patches here.
+
+    Args:
+        grid: the patch.
+        slab_hu: (Z, Y, X) HU of the slices read around the patch (a slice of margin beyond each face).
+        slab_z_mm: (Z,) their z positions, increasing.
+        y_mm, x_mm: (Y,), (X,) increasing row and column positions of the slices, mm.
+        scan_z_mm: z positions of the whole scan, to tell whether the cube leaves it.
+        pad_hu: value of voxels outside the scan.
+        order: spline order (1 linear, 3 cubic).
+
+    Returns:
+        ``(patch_hu, coverage, edge)``: (S, S, S) int16 HU (z, y, x); the fraction of patch voxels with
+        real image data; whether the cube leaves the scan.
+    """
+    y_index, x_index = fractional_index(grid.axis_mm(1), y_mm), fractional_index(grid.axis_mm(0), x_mm)
+    z_index = fractional_index(grid.axis_mm(2), slab_z_mm) if slab_hu.shape[0] else np.full(grid.size, np.nan)
+    patch_hu, inside = sample(slab_hu, z_index, y_index, x_index, fill=pad_hu, order=order)
+    scan_z = fractional_index(grid.axis_mm(2), scan_z_mm)
+    edge = bool(np.isnan(scan_z).any() or np.isnan(y_index).any() or np.isnan(x_index).any())
+    return np.rint(patch_hu).astype(np.int16), float(inside.mean()), edge
 
 
 def nifti_affine(grid: PatchGrid) -> np.ndarray:

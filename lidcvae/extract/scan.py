@@ -14,7 +14,7 @@ import pandas as pd
 from lidcvae import lidc
 from lidcvae.io import path_under, raise_if_environment
 from lidcvae.extract.manifest import FAILURE_COLUMNS, malignancy_label
-from lidcvae.extract.patches import PatchGrid, fractional_index, sample, write_nifti
+from lidcvae.extract.patches import PatchGrid, cut_hu_patch, fractional_index, sample, write_nifti
 from lidcvae.extract.series import SeriesError, SeriesGeometry, SlabReader, series_geometry
 
 __all__ = ["ExtractSettings", "ScanResult", "extract_scan"]
@@ -35,6 +35,7 @@ class ExtractSettings:
     interpolation: str = "linear"
     split: dict[str, Any] = field(default_factory=dict)
     workers: int = 1
+    sphere_mask: bool = False
 
     @classmethod
     def from_dict(cls, section: dict[str, Any]) -> ExtractSettings:
@@ -78,10 +79,17 @@ def _in_plane_indices(grid: PatchGrid, geometry: SeriesGeometry, start: tuple[in
 
     The region is ``shape`` (rows, cols) pixels from pixel ``start`` of the slice (default: all of it).
     """
+    rows, cols = _pixel_positions(geometry, start, shape)
+    return fractional_index(grid.axis_mm(1), rows), fractional_index(grid.axis_mm(0), cols)
+
+
+def _pixel_positions(geometry: SeriesGeometry, start: tuple[int, int] = (0, 0),
+                     shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """y (mm) of ``shape[0]`` rows and x (mm) of ``shape[1]`` columns from pixel ``start`` (default: the slice)."""
     shape = geometry.shape_yx if shape is None else shape
     rows = geometry.origin_xy_mm[1] + (start[0] + np.arange(shape[0])) * geometry.spacing_yx_mm[0]
     cols = geometry.origin_xy_mm[0] + (start[1] + np.arange(shape[1])) * geometry.spacing_yx_mm[1]
-    return fractional_index(grid.axis_mm(1), rows), fractional_index(grid.axis_mm(0), cols)
+    return rows, cols
 
 
 def _mask_patch(nodule: lidc.NoduleAnnotation, grid: PatchGrid, geometry: SeriesGeometry, database_z_mm: np.ndarray) -> np.ndarray:
@@ -123,13 +131,10 @@ def _cut_patches(nodule: lidc.NoduleAnnotation, grid: PatchGrid, record: lidc.Sc
     # One slice of margin beyond the cube so interpolation at its faces has both neighbours.
     margin_mm = float(np.max(np.diff(record.slice_z_mm), initial=1.0))
     stack = slabs.slab(grid.axis_mm(2)[0] - margin_mm, grid.axis_mm(2)[-1] + margin_mm)
-    y_index, x_index = _in_plane_indices(grid, geometry)
-    z_index = fractional_index(grid.axis_mm(2), stack.slice_z_mm) if stack.hu.shape[0] else np.full(grid.size, np.nan)
-    patch_hu, inside = sample(stack.hu, z_index, y_index, x_index, fill=settings.pad_hu, order=settings.spline_order)
-    mask = _mask_patch(nodule, grid, geometry, record.slice_z_mm)
-    full_z = fractional_index(grid.axis_mm(2), record.slice_z_mm)
-    edge = bool(np.isnan(full_z).any() or np.isnan(y_index).any() or np.isnan(x_index).any())
-    return np.rint(patch_hu).astype(np.int16), mask, float(inside.mean()), edge
+    rows_mm, cols_mm = _pixel_positions(geometry)
+    patch_hu, coverage, edge = cut_hu_patch(grid, stack.hu, stack.slice_z_mm, rows_mm, cols_mm, record.slice_z_mm,
+                                            settings.pad_hu, settings.spline_order)
+    return patch_hu, _mask_patch(nodule, grid, geometry, record.slice_z_mm), coverage, edge
 
 
 def _nodule_row(nodule: lidc.NoduleAnnotation, index: int, record: lidc.ScanRecord, geometry: SeriesGeometry,

@@ -1,0 +1,187 @@
+"""CT volumes for the coordinates route: a DICOM series or a volume file, found by Series Instance UID.
+
+Under an image root the route finds, in one walk, every DICOM file (indexed header-only, as the LIDC
+route does) and every volume file that SimpleITK reads whose name is a series UID
+(``<seriesuid>.mhd``, ``.nii``, ``.nii.gz``, ``.nrrd``: LUNA16's layout). Either becomes a ``CTVolume``:
+HU on an axis-aligned grid in DICOM / ITK patient coordinates (LPS, mm), read slab by slab.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from lidcvae.extract.dicom_index import INDEX_COLUMNS, DicomRootError, read_header
+from lidcvae.extract.series import HU_RANGE, SeriesError, SlabReader, SliceStack, series_geometry
+
+__all__ = [
+    "VOLUME_SUFFIXES", "IMAGE_INDEX_COLUMNS", "volume_series_uid", "index_images", "CTVolume", "open_volume",
+]
+
+log = logging.getLogger(__name__)
+
+#: File suffixes of single-file volumes SimpleITK reads (``.mhd`` reads its ``.raw`` beside it).
+VOLUME_SUFFIXES = (".mhd", ".nii.gz", ".nii", ".nrrd")
+#: The image index: the DICOM header index plus ``kind`` ("dicom" per slice, "volume" per file).
+IMAGE_INDEX_COLUMNS = [*INDEX_COLUMNS, "kind"]
+#: Slice steps above this multiple of the median step mean missing slices.
+_GAP_FACTOR = 1.5
+
+
+def volume_series_uid(path: str | os.PathLike) -> str | None:
+    """The series UID a volume file is named by (``<uid>.nii.gz`` → ``<uid>``), or None if not a volume."""
+    name = Path(path).name
+    for suffix in VOLUME_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix) and not name.startswith("."):
+            return name[: -len(suffix)]
+    return None
+
+
+def _walk_images(root: Path) -> tuple[list[Path], list[Path]]:
+    """(DICOM files, volume files) under ``root``, each sorted, in one walk."""
+    dicom, volumes = [], []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            if name.startswith("."):
+                continue
+            if name.lower().endswith(".dcm"):
+                dicom.append(Path(folder) / name)
+            elif volume_series_uid(name):
+                volumes.append(Path(folder) / name)
+    return sorted(dicom), sorted(volumes)
+
+
+def index_images(root: str | os.PathLike, threads: int = 4, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Index every DICOM file (header only) and every volume file under ``root``.
+
+    Returns:
+        ``(index, unreadable)``: ``IMAGE_INDEX_COLUMNS`` rows (volume rows carry only ``path``,
+        ``series_instance_uid`` and ``kind``) and a ``path, reason`` table of DICOM files that could
+        not be read.
+
+    Raises:
+        DicomRootError: ``root`` is not a folder, or holds neither DICOM nor volume files.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DicomRootError(f"images_root does not exist or is not a folder: {root}")
+    dicom, volumes = _walk_images(root)
+    if not dicom and not volumes:
+        raise DicomRootError(f"no DICOM (.dcm) or volume ({', '.join(VOLUME_SUFFIXES)}) file found under images_root {root}")
+
+    def read(path: Path) -> dict:
+        try:
+            return read_header(path)
+        except ValueError as error:
+            return {"path": str(path), "reason": str(error)}
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        rows = list(tqdm(pool.map(read, dicom), total=len(dicom), desc="index DICOM", unit="file", disable=not progress))
+    unreadable = pd.DataFrame([r for r in rows if "reason" in r], columns=["path", "reason"])
+    for reason in unreadable["reason"]:
+        log.warning("skipping unreadable file: %s", reason)
+    headers = pd.DataFrame([r for r in rows if "reason" not in r], columns=INDEX_COLUMNS).assign(kind="dicom")
+    files = pd.DataFrame({"path": [str(p) for p in volumes], "series_instance_uid": [volume_series_uid(p) for p in volumes],
+                          "kind": "volume"})
+    parts = [part for part in (headers, files) if len(part)]
+    index = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=IMAGE_INDEX_COLUMNS)
+    return index.reindex(columns=IMAGE_INDEX_COLUMNS), unreadable
+
+
+class CTVolume:
+    """HU on an axis-aligned LPS grid, read slab by slab.
+
+    Attributes:
+        source: the file (or first slice) the volume was read from, for messages.
+        patient_id: DICOM PatientID, or None for a volume file.
+        x_mm, y_mm, z_mm: (X,), (Y,), (Z,) increasing voxel-centre positions along each patient axis.
+    """
+
+    def __init__(self, source: str, patient_id: str | None, x_mm: np.ndarray, y_mm: np.ndarray, z_mm: np.ndarray,
+                 slabs: SlabReader | None = None, hu: np.ndarray | None = None) -> None:
+        self.source, self.patient_id = source, patient_id
+        self.x_mm, self.y_mm, self.z_mm = x_mm, y_mm, z_mm
+        self._slabs, self._hu = slabs, hu
+
+    def slab(self, z_min_mm: float, z_max_mm: float) -> SliceStack:
+        """The slices with z in [z_min_mm, z_max_mm]: (Z, Y, X) int16 HU and their z (mm)."""
+        if self._slabs is not None:
+            return self._slabs.slab(z_min_mm, z_max_mm)
+        keep = np.flatnonzero((self.z_mm >= z_min_mm) & (self.z_mm <= z_max_mm))
+        return SliceStack(hu=self._hu[keep], slice_z_mm=self.z_mm[keep])
+
+    def contains(self, point_mm: np.ndarray) -> bool:
+        """Whether (x, y, z) mm lies within the volume's voxels (half a voxel beyond the outer centres)."""
+        for axis_mm, value in zip((self.x_mm, self.y_mm, self.z_mm), point_mm):
+            half = (axis_mm[-1] - axis_mm[0]) / max(axis_mm.size - 1, 1) / 2
+            if not axis_mm[0] - half <= value <= axis_mm[-1] + half:
+                return False
+        return True
+
+    def extent_text(self) -> str:
+        """The voxel-centre extent, for messages: 'x [a, b], y [...], z [...] mm'."""
+        axes = zip("xyz", (self.x_mm, self.y_mm, self.z_mm))
+        return ", ".join(f"{name} [{axis[0]:.1f}, {axis[-1]:.1f}]" for name, axis in axes) + " mm"
+
+
+def _dicom_volume(files: pd.DataFrame) -> CTVolume:
+    """A DICOM series from its index rows; the slices' own z positions are the grid (no database)."""
+    series_uid = str(files["series_instance_uid"].iloc[0])
+    geometry = series_geometry(files, np.unique(files["z_mm"].to_numpy(float)))
+    steps = np.diff(geometry.slice_z_mm)
+    if steps.size and steps.max() > _GAP_FACTOR * np.median(steps):
+        gap = int(steps.argmax())
+        raise SeriesError(f"series {series_uid}: slice(s) missing between z={geometry.slice_z_mm[gap]:.3f} and "
+                          f"z={geometry.slice_z_mm[gap + 1]:.3f} mm (step {steps[gap]:.3f} mm, median {np.median(steps):.3f} mm)")
+    rows, cols = geometry.shape_yx
+    # The same positions the LIDC route computes for its in-plane indices.
+    y_mm = geometry.origin_xy_mm[1] + np.arange(rows) * geometry.spacing_yx_mm[0]
+    x_mm = geometry.origin_xy_mm[0] + np.arange(cols) * geometry.spacing_yx_mm[1]
+    patient_ids = files["patient_id"].dropna().unique()
+    return CTVolume(geometry.files[0], str(patient_ids[0]) if len(patient_ids) else None, x_mm, y_mm,
+                    geometry.slice_z_mm, slabs=SlabReader(geometry))
+
+
+def _file_volume(path: str) -> CTVolume:
+    """A volume file read whole by SimpleITK, reoriented so its array axes run along +x, +y, +z (LPS)."""
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise SeriesError(f"{path}: SimpleITK cannot read this volume ({first_line})") from error
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise SeriesError(f"{path}: not a 3-D single-channel CT volume ({image.GetDimension()}-D, "
+                          f"{image.GetNumberOfComponentsPerPixel()} component(s))")
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    if not np.allclose(np.abs(direction), np.round(np.abs(direction)), atol=1e-4):
+        raise SeriesError(f"{path}: oblique volume (direction {np.round(direction, 4).tolist()}); only axis-aligned volumes are supported")
+    image = sitk.DICOMOrient(image, "LPS")  # identity direction: array (z, y, x) increases along x, y, z
+    hu = np.clip(np.rint(sitk.GetArrayFromImage(image)), *HU_RANGE).astype(np.int16)
+    origin, spacing = np.array(image.GetOrigin()), np.array(image.GetSpacing())
+    x_mm, y_mm, z_mm = (origin[axis] + np.arange(hu.shape[2 - axis]) * spacing[axis] for axis in range(3))
+    return CTVolume(str(path), None, x_mm, y_mm, z_mm, hu=hu)
+
+
+def open_volume(files: pd.DataFrame) -> CTVolume:
+    """The CT volume of one series from its image index rows (``IMAGE_INDEX_COLUMNS``).
+
+    Raises:
+        SeriesError: the series is found twice (DICOM and a file, or two files), is not axial / axis
+            aligned, misses slices, or cannot be read; the message names the series or the file.
+    """
+    series_uid = str(files["series_instance_uid"].iloc[0])
+    kinds = files["kind"].value_counts()
+    if kinds.get("volume", 0) > 1 or (kinds.get("volume", 0) and kinds.get("dicom", 0)):
+        paths = list(files[files["kind"] == "volume"]["path"]) + list(files[files["kind"] == "dicom"]["path"][:1])
+        raise SeriesError(f"series {series_uid} is found more than once under images_root ({', '.join(paths)}); keep one")
+    if kinds.get("volume", 0):
+        return _file_volume(files["path"].iloc[0])
+    return _dicom_volume(files)
