@@ -10,7 +10,8 @@ configfile: "configs/default.yaml"
 
 include: "pipelines/rules/common.smk"
 include: "pipelines/rules/phantom.smk"
-include: "pipelines/rules/extract.smk"
+# The extract route: a coordinates table (`candidates`) or LIDC-IDRI XML readings through pylidc.
+include: "pipelines/rules/extract_coordinates.smk" if config["candidates"] else "pipelines/rules/extract.smk"
 include: "pipelines/rules/train.smk"
 include: "pipelines/rules/embed.smk"
 include: "pipelines/rules/evaluate.smk"

@@ -94,10 +94,12 @@ def embed_images(
 
 
 
-def _load_model(checkpoint: str | os.PathLike):
-    from lidcvae.train.checkpoint import load_model
+def _load_model(checkpoint: str | os.PathLike) -> tuple[VAE, dict[str, Any], dict[str, Any]]:
+    """(model in eval mode, the config it was trained with, what it expects of its input)."""
+    from lidcvae.train.checkpoint import checkpoint_description, model_from_checkpoint, read_checkpoint
 
-    return load_model(checkpoint, map_location="cpu")
+    state = read_checkpoint(checkpoint)
+    return model_from_checkpoint(state), state["config"], checkpoint_description(state)
 
 
 def embed_manifest(
@@ -107,12 +109,23 @@ def embed_manifest(
     batch_size: int = 32,
     device: str = "cpu",
 ) -> pd.DataFrame:
-    """Embed every nodule of a manifest (extract format) with a trained checkpoint; write Parquet atomically."""
+    """Embed every nodule of a manifest (extract format) with a trained checkpoint; write Parquet atomically.
+
+    The checkpoint may come from another cohort (``embed.checkpoint``): its own model, HU window and
+    patch fitting prepare the patches, and a cohort cut at another patch size or spacing is refused.
+
+    Raises:
+        CheckpointMismatch: the manifest's patches were cut differently from the model's training data.
+    """
     from lidcvae.data.lidc import images_from_table
     from lidcvae.extract.manifest import read_manifest
+    from lidcvae.train.checkpoint import check_cohort_fits
 
-    model, config = _load_model(checkpoint)
+    model, config, description = _load_model(checkpoint)
     manifest = read_manifest(manifest_path)
+    sizes = {int(v) for v in manifest["patch_size"].dropna()} if "patch_size" in manifest.columns else set()
+    spacings = {float(v) for v in manifest["spacing_mm"].dropna()} if "spacing_mm" in manifest.columns else set()
+    check_cohort_fits(description, sizes, spacings, checkpoint, manifest_path)
     images = images_from_table(manifest, config.get("model", {}), config.get("train", {}).get("patch_fit", "crop"))
     embeddings = embed_images(model, images, manifest, batch_size, device)
     write_parquet(embeddings, out_path)
@@ -125,7 +138,7 @@ def embed_dataset(
     """Embed every split the data loader knows for ``config`` (e.g. MNIST digits); write Parquet atomically."""
     from lidcvae.data import load_split
 
-    model, _ = _load_model(checkpoint)
+    model, *_ = _load_model(checkpoint)
     parts = []
     for split in ("train", "val", "test"):
         data = load_split(dict(config), split)

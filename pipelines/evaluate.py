@@ -48,7 +48,10 @@ def run_from_snakemake(smk) -> None:
     from lidcvae.evaluate import evaluate_run
 
     torch.set_num_threads(smk.threads)
-    evaluate_run(smk.input.checkpoint, smk.input.embeddings, smk.params.run_dir, smk.params.out_dir, dict(smk.config),
+    config = dict(smk.config)
+    if "manifest" in smk.input.keys():  # this run's cohort, whichever cohort the checkpoint was trained on
+        config["train"] = {**config["train"], "manifest": str(smk.input.manifest)}
+    evaluate_run(smk.input.checkpoint, smk.input.embeddings, smk.params.run_dir, smk.params.out_dir, config,
                  list(smk.input.get("extra_html", [])))
 
 

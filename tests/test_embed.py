@@ -9,6 +9,7 @@ import pytest
 import torch
 from test_evaluate_standins import TinyLinearVAE, synthetic_table
 
+import lidcvae
 import lidcvae.embed as embed
 from lidcvae.intensity import HUWindow
 
@@ -76,7 +77,8 @@ def test_manifest_images_come_back_in_zyx_order_and_model_scale(tmp_path):
 
 def test_embed_manifest_embeds_unseen_nodules_with_a_trained_model(tmp_path, monkeypatch):
     model = TinyLinearVAE((1, 4, 5, 6), latent_size=8)
-    monkeypatch.setattr(embed, "_load_model", lambda checkpoint: (model, {"model": {"hu_window": [-1000, 400]}}))
+    describes = {"dataset": "lidc", "patch_size": 64, "spacing_mm": 1.0, "lidcvae_version": lidcvae.__version__}
+    monkeypatch.setattr(embed, "_load_model", lambda checkpoint: (model, {"model": {"hu_window": [-1000, 400]}}, describes))
     patches = [np.random.default_rng(i).integers(-1000, 400, (4, 5, 6)) for i in range(3)]
     out = tmp_path / "embed" / "embeddings.parquet"
     embed.embed_manifest("unused.pt", _write_manifest(tmp_path, patches), out, batch_size=2)

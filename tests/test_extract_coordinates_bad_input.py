@@ -141,3 +141,17 @@ def test_empty_value_and_infinite_value_are_row_failures(tmp_path):
     assert "row 2: diameter_mm 'inf' is not a finite number" in reasons[2]
     assert "row 3: seriesuid is empty" in reasons[3]
     assert list(candidates["nodule_index"]) == [4]  # an empty optional diameter is fine
+
+
+def test_script_exits_2_naming_an_unusable_table(tmp_path):
+    import subprocess
+    import sys
+
+    table = tmp_path / "annotations.csv"
+    table.write_text("seriesuid,coordX,coordY\n1.2.3,1,2\n")
+    script = Path(__file__).resolve().parents[1] / "pipelines" / "extract_coordinates.py"
+    result = subprocess.run([sys.executable, str(script), "--candidates", str(table), "--images-root", str(tmp_path),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "annotations.csv: missing column(s) coordZ" in result.stderr
+    assert not (tmp_path / "out").exists()  # stopped before writing anything

@@ -206,6 +206,9 @@ def evaluate_run(checkpoint: str | os.PathLike, embeddings_path: str | os.PathLi
 
     model, model_config = load_model(checkpoint, map_location="cpu")
     full = {**dict(config), **{k: model_config[k] for k in ("model", "train") if k in model_config}}
+    manifest = dict(config).get("train", {}).get("manifest")
+    if manifest:  # the cohort named by this config, also when the model was trained on another (embed.checkpoint)
+        full["train"] = {**full.get("train", {}), "manifest": manifest}
     hu_window = None if config.get("dataset") == "mnist" else HUWindow.from_config(full["model"])
     splits = {}
     for split in ("train", "val", "test"):

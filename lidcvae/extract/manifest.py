@@ -62,7 +62,10 @@ def assign_splits(patient_ids: pd.Series, train: float, val: float, salt: str) -
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a manifest and make ``image_path`` / ``mask_path`` absolute (stored relative to its folder)."""
+    """Read a manifest and make ``image_path`` / ``mask_path`` absolute (stored relative to its folder).
+
+    ``mask_path`` stays empty where a nodule has no mask (the coordinates route without ``sphere_mask``).
+    """
     path = Path(path)
     manifest = read_parquet(path)
     missing = [c for c in ("nodule_id", "image_path") if c not in manifest.columns]
@@ -70,5 +73,5 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
         raise ValueError(f"{path}: not a nodule manifest (missing columns {missing})")
     for column in ("image_path", "mask_path"):
         if column in manifest.columns:
-            manifest[column] = [str((path.parent / p).resolve()) for p in manifest[column]]
+            manifest[column] = [str((path.parent / p).resolve()) if isinstance(p, str) and p else None for p in manifest[column]]
     return manifest

@@ -5,7 +5,8 @@ A checkpoint is a dict::
     {model, optimizer, scheduler, scaler,   # state dicts
      rng,                                   # python / numpy / torch (CPU, CUDA) / augmentation states
      epoch, step, best_val_loss,            # progress: epochs and optimisation steps completed
-     config}                                # the resolved full config dict (model section included)
+     config,                                # the resolved full config dict (model section included)
+     describes}                             # what the model expects of its input (describe_model)
 
 Everything in it is a tensor, number, string, list or dict, so the safe unpickler reads it.
 """
@@ -23,11 +24,18 @@ import torch
 from lidcvae.io import atomic_path, raise_if_environment
 from lidcvae.models import VAE, build_model
 
-__all__ = ["CheckpointError", "save_checkpoint", "read_checkpoint", "load_model", "capture_rng", "restore_rng"]
+__all__ = [
+    "CheckpointError", "CheckpointMismatch", "save_checkpoint", "read_checkpoint", "describe_model", "checkpoint_description",
+    "check_cohort_fits", "model_from_checkpoint", "load_model", "capture_rng", "restore_rng",
+]
 
 
 class CheckpointError(ValueError):
     """A checkpoint file is truncated, corrupt, unsafe to unpickle or not a lidcvae checkpoint; names the file."""
+
+
+class CheckpointMismatch(ValueError):
+    """A cohort was prepared differently from the data a checkpoint's model was trained on; names what differs."""
 
 
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
@@ -64,6 +72,68 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(checkpoint, dict) or not {"model", "config"} <= set(checkpoint):
         raise CheckpointError(f"{path}: not a lidcvae checkpoint (no 'model' and 'config' entries)")
     return checkpoint
+
+
+def describe_model(config: dict[str, Any]) -> dict[str, Any]:
+    """What a model trained with the full ``config`` expects of its input, stored in its checkpoints.
+
+    Returns:
+        ``{lidcvae_version, dataset, model (the model section), hu_window [lower, upper] HU,
+        patch_size (voxels), spacing_mm, patch_fit}``; patch size and spacing are the extraction's.
+    """
+    import lidcvae
+    from lidcvae.intensity import HUWindow
+
+    window = HUWindow.from_config(config["model"])
+    return {"lidcvae_version": lidcvae.__version__, "dataset": config.get("dataset", "lidc"), "model": dict(config["model"]),
+            "hu_window": [window.lower_hu, window.upper_hu], "patch_size": int(config["extract"]["patch_size"]),
+            "spacing_mm": float(config["extract"]["spacing_mm"]), "patch_fit": config["train"].get("patch_fit", "crop")}
+
+
+def checkpoint_description(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's ``describes`` block; for one written before the block existed, derived from its config."""
+    return checkpoint.get("describes") or describe_model(checkpoint["config"])
+
+
+def _minor_version(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])
+
+
+def check_cohort_fits(description: dict[str, Any], patch_size: set[int], spacing_mm: set[float], checkpoint: str | Path,
+                      cohort: str | Path) -> None:
+    """Refuse a cohort whose patches were cut differently from the model's training data.
+
+    Args:
+        description: ``checkpoint_description`` of the model.
+        patch_size, spacing_mm: the distinct values in the cohort's manifest; empty when the manifest does
+            not record them (a hand-made table), and then not checked.
+        checkpoint, cohort: names for the message.
+
+    Raises:
+        CheckpointMismatch: naming every difference (dataset, patch size, spacing, library version).
+    """
+    import lidcvae
+
+    differences = []
+    if description["dataset"] != "lidc":
+        differences.append(f"the model was trained on dataset {description['dataset']!r}, not CT nodule patches")
+    if patch_size and patch_size != {description["patch_size"]}:
+        differences.append(f"patch_size: checkpoint {description['patch_size']} voxels, cohort {sorted(patch_size)}")
+    if any(abs(s - description["spacing_mm"]) > 1e-6 for s in spacing_mm):
+        differences.append(f"spacing_mm: checkpoint {description['spacing_mm']} mm, cohort {sorted(spacing_mm)}")
+    if _minor_version(description["lidcvae_version"]) != _minor_version(lidcvae.__version__):
+        differences.append(f"lidcvae version: checkpoint {description['lidcvae_version']}, installed {lidcvae.__version__}")
+    if differences:
+        raise CheckpointMismatch(f"checkpoint {checkpoint} does not fit the cohort {cohort}: " + "; ".join(differences)
+                                 + ". Extract the cohort with the checkpoint's settings (extract.patch_size, "
+                                 "extract.spacing_mm) or train a model on it.")
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any], map_location: str | torch.device = "cpu") -> VAE:
+    """The model of a checkpoint dict, weights loaded, in eval mode."""
+    model = build_model(checkpoint["config"]["model"])
+    model.load_state_dict(checkpoint["model"])
+    return model.to(map_location).eval()
 
 
 def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> tuple[VAE, dict[str, Any]]:

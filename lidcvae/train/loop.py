@@ -31,7 +31,7 @@ from lidcvae.data.lidc import manifest_path
 from lidcvae.data.augment import augment_batch
 from lidcvae.io import atomic_path
 from lidcvae.models import VAE, build_model
-from lidcvae.train.checkpoint import capture_rng, read_checkpoint, restore_rng, save_checkpoint
+from lidcvae.train.checkpoint import capture_rng, describe_model, read_checkpoint, restore_rng, save_checkpoint
 from lidcvae.train.config import TrainConfig
 from lidcvae.train.identity import identity_differences, run_identity
 from lidcvae.train.distributed import (
@@ -263,7 +263,7 @@ class Trainer:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
                 "epoch": self.epoch, "step": self.step, "best_val_loss": self.best_val_loss, "config": self.config,
-                "identity": self.identity}
+                "identity": self.identity, "describes": describe_model(self.config)}
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         if checkpoint["config"]["model"] != self.config["model"]:

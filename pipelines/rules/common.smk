@@ -43,8 +43,21 @@ def phantom_ready(wildcards):
 
 
 def extract_series(wildcards):
-    """CT series found by the DICOM index (restricted to `patients`), known once the checkpoint ran."""
-    return _ct_series_in(checkpoints.extract_index.get().output.index)
+    """The series to extract, known once the index checkpoint ran: those the coordinates table names and
+    images_root holds, or (LIDC route) the CT series of the DICOM index restricted to `patients`."""
+    index = checkpoints.extract_index.get().output
+    if config["candidates"]:
+        return _candidate_series_in(index.index, index.candidates)
+    return _ct_series_in(index.index)
+
+
+@functools.cache
+def _candidate_series_in(index_path, candidates_path):
+    import pandas as pd
+
+    found = set(pd.read_parquet(index_path, columns=["series_instance_uid"])["series_instance_uid"])
+    named = set(pd.read_parquet(candidates_path, columns=["series_instance_uid"])["series_instance_uid"])
+    return sorted(found & named)
 
 
 @functools.cache
@@ -66,20 +79,32 @@ def extract_parts(wildcards):
     return [str(folder / f"{uid}.{part}.parquet") for uid in extract_series(wildcards) for part in ("nodules", "failures")]
 
 
+def model_checkpoint():
+    """The model embed and evaluate use: `embed.checkpoint` (trained elsewhere; this run trains nothing)
+    or this run's best checkpoint."""
+    return config["embed"]["checkpoint"] or rules.train.output.best
+
+
+def training_run_dir(checkpoint):
+    """The training run folder of a checkpoint (its metrics.csv draws the loss curves): the folder of
+    train/model.pt, or the one above train/checkpoints/best.pt (as embed.checkpoint may name either)."""
+    folder = Path(checkpoint).parent
+    return str(folder.parent if folder.name == "checkpoints" else folder)
+
+
 def embed_inputs(wildcards):
     """The checkpoint, plus the manifest for CT (MNIST digits come from the dataset loader)."""
-    inputs = {"checkpoint": rules.train.output.best}
+    inputs = {"checkpoint": model_checkpoint()}
     if config["dataset"] == "lidc":
         inputs["manifest"] = str(RESULTS / "extract" / "manifest.parquet")
     return inputs
 
 
 def evaluate_inputs(wildcards):
-    """Checkpoint and embeddings; for MNIST also the model-size table the report includes."""
-    inputs = {
-        "checkpoint": rules.train.output.best,
-        "embeddings": rules.embed.output.embeddings,
-    }
+    """Checkpoint, embeddings and, for CT, the manifest; for MNIST also the model-size table the report includes."""
+    inputs = {"checkpoint": model_checkpoint(), "embeddings": rules.embed.output.embeddings}
+    if config["dataset"] == "lidc":
+        inputs["manifest"] = str(RESULTS / "extract" / "manifest.parquet")
     if config["dataset"] == "mnist":
         inputs["extra_html"] = [str(RESULTS / "mnist_table" / "table.html")]
     return inputs

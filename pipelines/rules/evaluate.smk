@@ -10,7 +10,7 @@ rule evaluate:
         report=EVALUATE / "report.html",
         figures=directory(EVALUATE / "figures"),
     params:
-        run_dir=lambda wildcards, input: str(Path(input.checkpoint).parent),  # metrics.csv: the training history
+        run_dir=lambda wildcards, input: training_run_dir(input.checkpoint),  # metrics.csv: the training history
         settings=config["evaluate"],
         out_dir=lambda wildcards, output: str(Path(output.metrics).parent),
     log:

@@ -22,8 +22,8 @@ rule train:
     threads: config["train"]["threads"]
     resources:
         gpu=config["train"]["gpus"],
-        mem_mb=16000 if config["dicom_root"] else 4000,
-        runtime=24 * 60 if config["dicom_root"] else 30,
+        mem_mb=16000 if config["dicom_root"] or config["candidates"] else 4000,
+        runtime=24 * 60 if config["dicom_root"] or config["candidates"] else 30,
     conda:
         CONDA_ENV
     script:
