@@ -164,7 +164,10 @@ def _file_volume(path: str) -> CTVolume:
     if not np.allclose(np.abs(direction), np.round(np.abs(direction)), atol=1e-4):
         raise SeriesError(f"{path}: oblique volume (direction {np.round(direction, 4).tolist()}); only axis-aligned volumes are supported")
     image = sitk.DICOMOrient(image, "LPS")  # identity direction: array (z, y, x) increases along x, y, z
-    hu = np.clip(np.rint(sitk.GetArrayFromImage(image)), *HU_RANGE).astype(np.int16)
+    stored = sitk.GetArrayFromImage(image)
+    if stored.dtype.kind == "f":  # a float volume (e.g. resampled NIfTI) is rounded; integers are taken as they are
+        stored = np.rint(stored)
+    hu = np.clip(stored, *HU_RANGE).astype(np.int16)
     origin, spacing = np.array(image.GetOrigin()), np.array(image.GetSpacing())
     x_mm, y_mm, z_mm = (origin[axis] + np.arange(hu.shape[2 - axis]) * spacing[axis] for axis in range(3))
     return CTVolume(str(path), None, x_mm, y_mm, z_mm, hu=hu)
