@@ -31,9 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log)
 
     from lidcvae.embed import embed_dataset, embed_manifest
+    from lidcvae.train.checkpoint import CheckpointMismatch
 
     if args.manifest:
-        table = embed_manifest(args.checkpoint, args.manifest, args.out, args.batch_size, args.device)
+        try:
+            table = embed_manifest(args.checkpoint, args.manifest, args.out, args.batch_size, args.device)
+        except (CheckpointMismatch, FileNotFoundError) as error:
+            parser.exit(2, f"error: {error}\n")
     else:
         table = embed_dataset(args.checkpoint, config_from_args(parser, args.config, []), args.out, args.batch_size, args.device)
     print(f"{len(table)} rows → {args.out}")

@@ -54,3 +54,28 @@ def test_mismatch_is_refused_naming_what_differs(description, change, message):
 def test_a_patch_release_of_lidcvae_is_not_a_mismatch(description):
     major, minor, _ = lidcvae.__version__.split(".")
     check_cohort_fits({**description, "lidcvae_version": f"{major}.{minor}.99"}, {48}, {0.8}, "best.pt", "m.parquet")
+
+
+def test_embed_script_refuses_a_cohort_cut_at_another_size(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    from lidcvae.models import build_model
+    from lidcvae.train.checkpoint import save_checkpoint
+
+    config = validate_config({"model": {"input_size": 16, "latent_size": 4, "channels": [4], "strides": [2]},
+                              "extract": {"patch_size": 48}})
+    model = build_model(config["model"])
+    save_checkpoint(tmp_path / "best.pt", {"model": model.state_dict(), "config": config, "describes": describe_model(config)})
+    pd.DataFrame({"nodule_id": ["n1"], "image_path": ["patches/n1_image.nii.gz"], "patch_size": [64],
+                  "spacing_mm": [1.0]}).to_parquet(tmp_path / "manifest.parquet")
+    script = Path(__file__).resolve().parents[1] / "pipelines" / "embed_latents.py"
+    result = subprocess.run([sys.executable, str(script), "--checkpoint", str(tmp_path / "best.pt"), "--manifest",
+                             str(tmp_path / "manifest.parquet"), "--out", str(tmp_path / "embeddings.parquet")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "patch_size: checkpoint 48 voxels, cohort [64]" in result.stderr
+    assert not (tmp_path / "embeddings.parquet").exists()
