@@ -91,8 +91,9 @@ def test_coordinates_route_runs_every_stage_and_embeds_with_a_phantom_checkpoint
 
     # 2. A tiny model trained on the phantom default (one scan).
     phantom = _config(tmp_path / "phantom.yaml", **common, phantom={"n_scans": 1, "workers": 1})
-    best = results / "phantom" / "train" / "checkpoints" / "best.pt"
-    trained = _snakemake(str(best), "--cores", "2", "--configfile", str(phantom), workdir=tmp_path)
+    trained = _snakemake(str(results / "phantom" / "train" / "model.pt"), "--cores", "2", "--configfile", str(phantom),
+                         workdir=tmp_path)
+    best = results / "phantom" / "train" / "checkpoints" / "best.pt"  # as a user would name it
     assert trained.returncode == 0, trained.stderr[-3000:]
     describes = torch.load(best, weights_only=True)["describes"]
     assert (describes["patch_size"], describes["spacing_mm"], describes["hu_window"]) == (64, 1.0, [-1000.0, 400.0])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +25,12 @@ from lidcvae.extract.patches import PatchGrid, cut_hu_patch, write_nifti
 from lidcvae.extract.scan import ExtractSettings
 from lidcvae.extract.series import SeriesError
 from lidcvae.extract.volumes import VOLUME_SUFFIXES, CTVolume, index_images, open_volume
-from lidcvae.io import write_parquet
+from lidcvae.io import UnsafePathError, safe_name, write_parquet
 
 __all__ = ["sphere_mask", "extract_candidates", "unknown_series_failures", "extract_coordinates_part",
            "extract_coordinates_cohort"]
 
 log = logging.getLogger(__name__)
-
-
-def _safe_name(text: str) -> str:
-    """A file-name-safe form of an ID taken from the data (no separators, no leading dot)."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", text).lstrip(".") or "_"
 
 
 def sphere_mask(grid: PatchGrid, diameter_mm: float) -> np.ndarray:
@@ -61,8 +55,8 @@ def _nodule_row(row: pd.Series, volume: CTVolume, settings: ExtractSettings, out
     patch_hu, coverage, edge = cut_hu_patch(grid, stack.hu, stack.slice_z_mm, volume.y_mm, volume.x_mm, volume.z_mm,
                                             settings.pad_hu, settings.spline_order)
     patient_id = _patient_id(row, volume)
-    nodule_id = f"{_safe_name(patient_id)}_row{int(row['nodule_index']):05d}"
-    patient_dir = Path("patches") / _safe_name(patient_id)
+    nodule_id = f"{patient_id}_row{int(row['nodule_index']):05d}"
+    patient_dir = Path("patches") / safe_name(patient_id, "patient_id")
     image_path = patient_dir / f"{nodule_id}_image.nii.gz"
     mask_path, mask_coverage = None, np.nan
     write_nifti(patch_hu, grid, out_dir / image_path)
@@ -139,6 +133,8 @@ def extract_candidates(files: pd.DataFrame, candidates: pd.DataFrame, out_dir: s
             continue
         try:
             rows.append(_nodule_row(row, volume, settings, Path(out_dir)))
+        except UnsafePathError as error:
+            failures.append(_failure(row, None, volume.source, str(error), table_name))
         except Exception as error:  # noqa: BLE001 - keep the series' other rows
             log.exception("row %d: unexpected error", row["nodule_index"])
             failures.append(_failure(row, volume.patient_id, volume.source, f"{type(error).__name__}: {error}", table_name))

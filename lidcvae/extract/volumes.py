@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from lidcvae.extract.dicom_index import INDEX_COLUMNS, DicomRootError, read_header
 from lidcvae.extract.series import HU_RANGE, SeriesError, SlabReader, SliceStack, series_geometry
+from lidcvae.io import UnsafePathError, safe_name
 
 __all__ = [
     "VOLUME_SUFFIXES", "IMAGE_INDEX_COLUMNS", "volume_series_uid", "index_images", "CTVolume", "open_volume",
@@ -35,11 +36,16 @@ _GAP_FACTOR = 1.5
 
 
 def volume_series_uid(path: str | os.PathLike) -> str | None:
-    """The series UID a volume file is named by (``<uid>.nii.gz`` → ``<uid>``), or None if not a volume."""
+    """The series UID a volume file is named by (``<uid>.nii.gz`` → ``<uid>``); None if not a volume or
+    if the name is unfit to name output files (``lidcvae.io.safe_name``)."""
     name = Path(path).name
     for suffix in VOLUME_SUFFIXES:
-        if name.lower().endswith(suffix) and len(name) > len(suffix) and not name.startswith("."):
-            return name[: -len(suffix)]
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            try:
+                return safe_name(name[: -len(suffix)], "series UID")
+            except UnsafePathError:
+                log.warning("skipping %s: its name is not a series UID usable in file names", path)
+                return None
     return None
 
 
