@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from lidcvae.io import UnsafePathError, raise_if_environment, safe_name
 
-__all__ = ["INDEX_COLUMNS", "DicomRootError", "find_dicom_files", "read_header", "index_dicom_tree"]
+__all__ = ["INDEX_COLUMNS", "DicomRootError", "find_dicom_files", "read_header", "index_dicom_tree", "index_dicom_files"]
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,11 @@ def index_dicom_tree(root: str | os.PathLike, threads: int = 4, progress: bool =
     files = find_dicom_files(root)
     if not files:
         raise DicomRootError(f"no .dcm file found under DICOM root {root}")
+    return index_dicom_files(files, threads, progress)
+
+
+def index_dicom_files(files: list[Path], threads: int = 4, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read the headers of ``files`` (found by one walk): ``(index, unreadable)`` as ``index_dicom_tree``."""
 
     def read(path: Path) -> dict:
         try:

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from lidcvae.extract.dicom_index import INDEX_COLUMNS, DicomRootError, read_header
+from lidcvae.extract.dicom_index import INDEX_COLUMNS, DicomRootError, index_dicom_files
 from lidcvae.extract.series import HU_RANGE, SeriesError, SlabReader, SliceStack, series_geometry
 from lidcvae.io import UnsafePathError, safe_name
 
@@ -50,9 +48,15 @@ def volume_series_uid(path: str | os.PathLike) -> str | None:
 
 
 def _walk_images(root: Path) -> tuple[list[Path], list[Path]]:
-    """(DICOM files, volume files) under ``root``, each sorted, in one walk."""
-    dicom, volumes = [], []
-    for folder, _, names in os.walk(root):
+    """(DICOM files, volume files) under ``root``, each sorted, in one walk; symlinked folders are followed,
+    each real folder once (as ``dicom_index.find_dicom_files``)."""
+    dicom, volumes, seen = [], [], set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        stat = os.stat(folder)
+        if (stat.st_dev, stat.st_ino) in seen:
+            subfolders.clear()
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
         for name in names:
             if name.startswith("."):
                 continue
@@ -81,18 +85,8 @@ def index_images(root: str | os.PathLike, threads: int = 4, progress: bool = Tru
     if not dicom and not volumes:
         raise DicomRootError(f"no DICOM (.dcm) or volume ({', '.join(VOLUME_SUFFIXES)}) file found under images_root {root}")
 
-    def read(path: Path) -> dict:
-        try:
-            return read_header(path)
-        except ValueError as error:
-            return {"path": str(path), "reason": str(error)}
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        rows = list(tqdm(pool.map(read, dicom), total=len(dicom), desc="index DICOM", unit="file", disable=not progress))
-    unreadable = pd.DataFrame([r for r in rows if "reason" in r], columns=["path", "reason"])
-    for reason in unreadable["reason"]:
-        log.warning("skipping unreadable file: %s", reason)
-    headers = pd.DataFrame([r for r in rows if "reason" not in r], columns=INDEX_COLUMNS).assign(kind="dicom")
+    headers, unreadable = index_dicom_files(dicom, threads, progress)
+    headers = headers.assign(kind="dicom")
     files = pd.DataFrame({"path": [str(p) for p in volumes], "series_instance_uid": [volume_series_uid(p) for p in volumes],
                           "kind": "volume"})
     parts = [part for part in (headers, files) if len(part)]
