@@ -7,7 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["gaussian_log_likelihood", "bernoulli_log_likelihood", "kl_standard_normal", "negative_elbo"]
+__all__ = ["gaussian_log_likelihood", "bernoulli_log_likelihood", "kl_standard_normal", "kl_per_dimension", "free_bits_kl",
+           "negative_elbo"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -16,10 +17,20 @@ def _sum_per_sample(values: torch.Tensor) -> torch.Tensor:
     return values.flatten(start_dim=1).sum(dim=1)
 
 
-def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log_sigma2: torch.Tensor | float) -> torch.Tensor:
-    """log N(x; mean, σ²I) summed over elements: −Σ[(x−μ)²/(2σ²) + ½log σ² + ½log 2π]; (B, ...) → (B,)."""
+def gaussian_log_likelihood(
+    x: torch.Tensor, mean: torch.Tensor, log_sigma2: torch.Tensor | float, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """log N(x; mean, σ²I) summed over elements: −Σ[w(x−μ)²/(2σ²) + ½log σ² + ½log 2π]; (B, ...) → (B,).
+
+    ``weight`` w (broadcastable to x, every w ≥ 1; None = 1) scales each element's squared error. With
+    w ≥ 1 the weighted value is ≤ the unweighted log-likelihood, so an ELBO built on it stays a lower
+    bound on log p(x) (a looser one); it equals the log-likelihood of a decoder with per-element
+    variance σ²/w up to the constant −½Σ log w.
+    """
     log_sigma2 = torch.as_tensor(log_sigma2, dtype=x.dtype, device=x.device)
     squared_error = (x - mean) ** 2
+    if weight is not None:
+        squared_error = squared_error * weight
     per_element = 0.5 * (squared_error * torch.exp(-log_sigma2) + log_sigma2 + _LOG_2PI)
     return -_sum_per_sample(per_element.expand_as(squared_error))
 
@@ -31,7 +42,18 @@ def bernoulli_log_likelihood(x: torch.Tensor, logits: torch.Tensor) -> torch.Ten
 
 def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(μ, diag σ²) ‖ N(0, I)) = ½Σ(σ² + μ² − 1 − log σ²) over latent dims; (B, D) → (B,)."""
-    return 0.5 * (torch.exp(logvar) + mean**2 - 1.0 - logvar).sum(dim=1)
+    return kl_per_dimension(mean, logvar).sum(dim=1)
+
+
+def kl_per_dimension(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """½(σ² + μ² − 1 − log σ²) of each latent dimension, nats; (B, D) → (B, D)."""
+    return 0.5 * (torch.exp(logvar) + mean**2 - 1.0 - logvar)
+
+
+def free_bits_kl(mean: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """Σ_d max(λ, E_batch KL_d): the KL with every dimension's batch mean floored at λ nats (Kingma et
+    al. 2016, arXiv 1606.04934); a scalar. A dimension below λ gets no gradient pulling it to the prior."""
+    return kl_per_dimension(mean, logvar).mean(dim=0).clamp(min=free_bits).sum()
 
 
 def negative_elbo(

@@ -16,7 +16,7 @@ from lidcvae.data import LabelledImages
 from lidcvae.extract.manifest import read_manifest
 from lidcvae.intensity import HUWindow
 
-__all__ = ["NoNodulesError", "load", "manifest_path", "images_from_table", "load_patch_hu", "fit_patch"]
+__all__ = ["NoNodulesError", "load", "manifest_path", "images_from_table", "load_patch_hu", "load_patch_mask", "fit_patch"]
 
 # Patch files are gzip NIfTI: zlib releases the GIL, so a few threads decode them in parallel.
 _READ_THREADS = 4
@@ -37,6 +37,11 @@ def manifest_path(config: dict[str, Any]) -> Path:
 def load_patch_hu(image_path: str | Path) -> np.ndarray:
     """One image patch NIfTI (array axes x, y, z) → int16 HU array in (z, y, x) order."""
     return np.ascontiguousarray(np.asarray(nib.load(str(image_path)).dataobj, dtype=np.int16).transpose(2, 1, 0))
+
+
+def load_patch_mask(mask_path: str | Path) -> np.ndarray:
+    """One consensus-mask NIfTI → uint8 0/1 array in (z, y, x) order."""
+    return np.ascontiguousarray(np.asarray(nib.load(str(mask_path)).dataobj, dtype=np.uint8).transpose(2, 1, 0))
 
 
 def fit_patch(patches: torch.Tensor, size: int, how: str = "crop") -> torch.Tensor:
@@ -77,12 +82,13 @@ def images_from_table(table: pd.DataFrame, model_config: dict[str, Any], patch_f
     """The patches named by ``table['image_path']`` (absolute) as model input: (N, 1, S, S, S) float32.
 
     Read as (z, y, x) HU, fitted to ``model.input_size`` (S; patches are kept as they are when the
-    config has none), windowed by ``model.hu_window`` to [0, 1].
+    config has none), windowed by ``model.hu_window`` to [0, 1]. With ``model.mask_channel`` the
+    consensus masks (``table['mask_path']``, 0/1) follow as channel 1: (N, 2, S, S, S).
     Training and embedding both go through here, so unseen nodules get exactly the inputs training got.
     """
     size = model_config.get("input_size")
     if table.empty:
-        return torch.zeros(0, 1, *(size or 64,) * 3)
+        return torch.zeros(0, 2 if model_config.get("mask_channel", False) else 1, *(size or 64,) * 3)
     with ThreadPoolExecutor(_READ_THREADS) as pool:
         patches_hu = list(pool.map(load_patch_hu, table["image_path"]))
     shapes = {patch.shape for patch in patches_hu}
@@ -91,4 +97,14 @@ def images_from_table(table: pd.DataFrame, model_config: dict[str, Any], patch_f
         raise ValueError(f"{odd}: patch shape differs from the others ({sorted(shapes)})")
     images = torch.from_numpy(np.stack(patches_hu)).unsqueeze(1).float()
     images = images if size is None else fit_patch(images, size, patch_fit)
-    return HUWindow.from_config(model_config).to_unit(images).contiguous()
+    images = HUWindow.from_config(model_config).to_unit(images)
+    if model_config.get("mask_channel", False):
+        if "mask_path" not in table.columns:
+            raise ValueError("model.mask_channel is on but the table has no mask_path column")
+        with ThreadPoolExecutor(_READ_THREADS) as pool:
+            masks = torch.from_numpy(np.stack(list(pool.map(load_patch_mask, table["mask_path"])))).unsqueeze(1).float()
+        if masks.shape[2:] != patches_hu[0].shape:
+            raise ValueError(f"{table['mask_path'].iloc[0]}: mask shape {tuple(masks.shape[2:])} ≠ image {patches_hu[0].shape}")
+        masks = masks if size is None else fit_patch(masks, size, patch_fit)
+        images = torch.cat([images, masks], dim=1)
+    return images.contiguous()

@@ -52,10 +52,11 @@ def to_display(images: np.ndarray, hu_window: HUWindow | None, display_window_hu
 def centre_views(sample: np.ndarray) -> list[np.ndarray]:
     """One sample (*event_shape) → its 2-D views.
 
-    A volume (1, Z, Y, X) gives the axial (Y, X), coronal (Z, X) and sagittal (Z, Y) centre slices,
-    superior up (z grows towards the head in patient coordinates); an image (1, H, W) gives itself.
+    A volume (C, Z, Y, X) gives the axial (Y, X), coronal (Z, X) and sagittal (Z, Y) centre slices of
+    channel 0 (the image; a mask channel is not shown), superior up (z grows towards the head in
+    patient coordinates); an image (1, H, W) gives itself.
     """
-    spatial = sample[0] if sample.ndim > 2 and sample.shape[0] == 1 else sample
+    spatial = sample[0] if sample.ndim == 4 or (sample.ndim == 3 and sample.shape[0] == 1) else sample
     if spatial.ndim == 2:
         return [spatial]
     z, y, x = (size // 2 for size in spatial.shape)

@@ -21,13 +21,14 @@ from lidcvae.evaluate.collapse import (
 )
 from lidcvae.evaluate.probe_run import run_probe
 from lidcvae.evaluate.report import write_report
+from lidcvae.evaluate.sampling import latent_samples
 from lidcvae.evaluate.settings import EvaluateSettings
 from lidcvae.evaluate.split_metrics import SplitResult, evaluate_split
 from lidcvae.intensity import HUWindow
 from lidcvae.io import atomic_path
 from lidcvae.models.base import VAE
 
-__all__ = ["SplitData", "evaluate_model", "evaluate_run", "find_history"]
+__all__ = ["SplitData", "evaluate_model", "evaluate_run", "find_history", "sample_source"]
 
 logger = logging.getLogger(__name__)
 LABEL_NAMES = {0: "benign (label 0)", 1: "malignant (label 1)"}
@@ -86,22 +87,44 @@ def _decode_display(model: VAE, codes: np.ndarray, hu_window: HUWindow | None) -
 
 
 def _image_figures(model: VAE, result: SplitResult, data: SplitData, settings: EvaluateSettings,
-                   hu_window: HUWindow | None, figure_dir: Path) -> list[tuple[str, Path]]:
+                   hu_window: HUWindow | None, figure_dir: Path, embeddings: pd.DataFrame | None = None) -> list[tuple[str, Path]]:
     zoom, made = settings.image_zoom, []
     montage = figures.reconstruction_montage(figures.to_display(result.first_inputs, hu_window),
                                              figures.to_display(result.first_reconstructions, hu_window))
     figures.save_image(montage, figure_dir / "reconstruction_montage.png", zoom)
     made.append(("Reconstructions: per sample the input (top) above its reconstruction from the posterior mean "
                  "(bottom); volumes as axial, coronal and sagittal centre slices, lung window.", figure_dir / "reconstruction_montage.png"))
-    prior = np.random.default_rng(settings.seed).standard_normal((settings.prior_samples, model.latent_size))
+    source, codes = sample_source(settings, embeddings)
+    prior = latent_samples(source, settings.prior_samples, model.latent_size, np.random.default_rng(settings.seed), *codes)
     figures.save_image(figures.image_rows([_decode_display(model, prior, hu_window)]), figure_dir / "prior_samples.png", zoom)
-    made.append(("Samples from the prior z ~ N(0, I), decoder means.", figure_dir / "prior_samples.png"))
+    made.append((SAMPLE_CAPTIONS[source], figure_dir / "prior_samples.png"))
     first, second = _interpolation_pair(result, data.table, settings.probe.label_column)
     paths = figures.interpolation_codes(result.posterior_mean[first], result.posterior_mean[second], settings.interpolation_steps)
     figures.save_image(figures.image_rows([_decode_display(model, p, hu_window) for p in paths]), figure_dir / "interpolation.png", zoom)
     made.append((f"Interpolation between samples {first} and {second} of the split: linear (top row), "
                  "spherical (bottom row).", figure_dir / "interpolation.png"))
     return made
+
+
+SAMPLE_CAPTIONS = {
+    "prior": "Samples from the prior z ~ N(0, I), decoder means.",
+    "aggregate_posterior": "Samples from a full-covariance Gaussian fitted to the training nodules' posteriors "
+                           "(the aggregate posterior; lidcvae.evaluate.sampling), decoder means.",
+}
+
+
+def sample_source(settings: EvaluateSettings, embeddings: pd.DataFrame | None) -> tuple[str, tuple]:
+    """``evaluate.sample_from`` and the train split's (posterior means, log-variances) to fit it to.
+
+    Falls back to ``prior`` when fewer than two training codes are embedded.
+    """
+    if settings.sample_from == "prior" or embeddings is None or embeddings.empty:
+        return "prior", (None, None)
+    rows = embeddings[embeddings["split"] == "train"] if "split" in embeddings.columns else embeddings
+    means, logvars = posterior_arrays(rows)
+    if len(means) < 2 or not means.shape[1]:
+        return "prior", (None, None)
+    return settings.sample_from, (means, logvars)
 
 
 def _collapse_section(embeddings: pd.DataFrame, settings: EvaluateSettings, figure_dir: Path) -> tuple[dict, Path]:
@@ -152,7 +175,9 @@ def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.D
         warnings += _warn(collapse_warnings(result.metrics["active_units"], model.latent_size, settings.min_active_units,
                                             result.metrics["mse_normalised"], result.metrics["mean_patch_mse_normalised"], name))
         if not made:
-            made = _image_figures(model, result, splits[name], settings, hu_window, figure_dir)
+            made = _image_figures(model, result, splits[name], settings, hu_window, figure_dir, embeddings)
+            metrics["samples"] = {"source": sample_source(settings, embeddings)[0],
+                                  "function": "lidcvae.evaluate.sampling.latent_samples"}
     notes += [f"split '{s}' has no samples; not evaluated" for s in settings.splits if s not in metrics["splits"]]
     notes += _scope_notes(hu_window)
     metrics["collapse"], kl_figure = _collapse_section(embeddings, settings, figure_dir)

@@ -44,6 +44,7 @@ class EvaluateSettings:
     pca_variance_fraction: float = 0.9
     montage_samples: int = 8
     prior_samples: int = 8
+    sample_from: str = "aggregate_posterior"
     interpolation_steps: int = 8
     image_zoom: int = 2
     seed: int = 0

@@ -23,6 +23,7 @@ from torch import nn
 
 from lidcvae.losses import gaussian_log_likelihood
 from lidcvae.models.base import VAE
+from lidcvae.models.weighting import ReconstructionWeight
 
 __all__ = ["ConvVAE3d", "CalibratedSigma", "FixedScaleBatchNorm"]
 
@@ -52,11 +53,16 @@ class CalibratedSigma(nn.Module):
         self.momentum = momentum
         self.register_buffer("log_sigma2", torch.tensor(float(log_sigma2)))
 
-    def forward(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-        """log σ² (scalar tensor) to use for this batch; updates the running estimate when training."""
+    def forward(self, x: torch.Tensor, mean: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """log σ² (scalar tensor) to use for this batch; updates the running estimate when training.
+
+        With a reconstruction weight w, the calibrated σ² is the weighted mean squared error, the
+        optimum of the weighted likelihood.
+        """
         if self.mode == "fixed" or not self.training:
             return self.log_sigma2
-        batch_mse = (x.detach().float() - mean.detach().float()).pow(2).mean()
+        squared_error = (x.detach().float() - mean.detach().float()).pow(2)
+        batch_mse = (squared_error if weight is None else squared_error * weight).mean()
         log_sigma2 = batch_mse.log().clamp(min=MIN_LOG_SIGMA2)
         with torch.no_grad():
             self.log_sigma2.lerp_(log_sigma2, self.momentum)
@@ -103,6 +109,8 @@ class ConvVAE3d(VAE):
         logvar_range: (low, high) clamp of the posterior log-variance.
         bn_gamma: if given, BN-VAE with this fixed scale on the posterior mean.
         hu_window: (lower, upper) HU mapped to [0, 1]; stored so a checkpoint alone says how to map HU.
+        in_channels: 1 (HU image) or 2 (image and consensus mask, encoded and reconstructed together).
+        reconstruction_weight: per-voxel weights of the squared error (see ``ReconstructionWeight``).
 
     Example::
 
@@ -126,14 +134,16 @@ class ConvVAE3d(VAE):
         logvar_range: tuple[float, float] = (-10.0, 10.0),
         bn_gamma: float | None = None,
         hu_window: tuple[float, float] = (-1000.0, 400.0),
+        in_channels: int = 1,
+        reconstruction_weight: ReconstructionWeight | None = None,
     ) -> None:
         super().__init__()
         self.latent_size = latent_size
-        self.event_shape = (1, input_size, input_size, input_size)
+        self.event_shape = (in_channels, input_size, input_size, input_size)
         self.network = VarAutoEncoder(
             spatial_dims=3,
             in_shape=self.event_shape,
-            out_channels=1,
+            out_channels=in_channels,
             latent_size=latent_size,
             channels=tuple(channels),
             strides=tuple(strides),
@@ -150,12 +160,17 @@ class ConvVAE3d(VAE):
         self.logvar_range = tuple(logvar_range)
         self.posterior_norm = FixedScaleBatchNorm(latent_size, bn_gamma) if bn_gamma else None
         self.hu_window = tuple(float(v) for v in hu_window)
+        self.reconstruction_weight = reconstruction_weight or ReconstructionWeight()
 
     @classmethod
     def from_config(cls, model_config: dict[str, Any]) -> ConvVAE3d:
         """Build from the validated ``model`` config section (lidcvae/schemas/model.yaml)."""
         sigma_config = model_config.get("sigma", {})
         bn_config = model_config.get("bn_vae", {})
+        weight_config = model_config.get("reconstruction_weight", {})
+        if weight_config.get("kind") == "mask" and not model_config.get("mask_channel", False):
+            raise ValueError("model.reconstruction_weight.kind 'mask' needs model.mask_channel: true "
+                             "(or choose kind 'gaussian' / 'uniform')")
         return cls(
             input_size=model_config.get("input_size", 64),
             latent_size=model_config.get("latent_size", 256),
@@ -175,6 +190,13 @@ class ConvVAE3d(VAE):
             logvar_range=tuple(model_config.get("logvar_range", (-10.0, 10.0))),
             bn_gamma=bn_config.get("gamma", 0.5) if bn_config.get("enabled", False) else None,
             hu_window=tuple(model_config.get("hu_window", (-1000.0, 400.0))),
+            in_channels=2 if model_config.get("mask_channel", False) else 1,
+            reconstruction_weight=ReconstructionWeight(
+                weight_config.get("kind", "uniform"),
+                weight_config.get("peak", 1.0),
+                weight_config.get("sigma_voxels", 8.0),
+                weight_config.get("dilate_voxels", 3),
+            ),
         )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,12 +212,13 @@ class ConvVAE3d(VAE):
 
     def log_sigma2(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         """The decoder log σ² for this batch (scalar); in learned mode while training, log of the batch MSE."""
-        return self.sigma(x, decoded)
+        return self.sigma(x, decoded, self.reconstruction_weight(x))
 
     def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
-        """log N(x; x̂, σ²I) summed over voxels, in nats, (B,); computed in float32."""
+        """log N(x; x̂, σ²I) summed over voxels (weighted by w(x) ≥ 1 when configured), nats, (B,); float32."""
         decoded = decoded.float()
-        return gaussian_log_likelihood(x.float(), decoded, self.log_sigma2(x, decoded))
+        weight = self.reconstruction_weight(x)
+        return gaussian_log_likelihood(x.float(), decoded, self.sigma(x, decoded, weight), weight)
 
 
 def _monai_layer_spec(spec: Any) -> Any:

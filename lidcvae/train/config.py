@@ -25,6 +25,7 @@ class TrainConfig:
     lr_warmup_steps: int = 0
     min_lr_ratio: float = 0.05
     beta: float = 1.0
+    free_bits: float = 0.0
     kl_warmup_steps: int = 0
     grad_clip: dict[str, Any] = field(default_factory=lambda: {"mode": "value", "max": 1e5})
     augment: dict[str, bool] = field(default_factory=lambda: {"flips": True, "rot90": True})

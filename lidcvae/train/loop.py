@@ -190,7 +190,7 @@ class Trainer:
         if x.dim() == 5 and (augment.get("flips") or augment.get("rot90")):
             x = augment_batch(x, self.augment_generator, augment.get("flips", False), augment.get("rot90", False))
         beta = self.train_config.kl_weight(self.step)
-        terms = loss_terms(self.forward, self.model, x, beta, self.autocast_dtype)
+        terms = loss_terms(self.forward, self.model, x, beta, self.autocast_dtype, self.train_config.free_bits)
         values = backward_and_step(terms, self.forward, self.optimizer, self.train_config.grad_clip, self.step)
         self.scheduler.step()
         if self.group.is_main:

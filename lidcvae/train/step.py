@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lidcvae.losses import kl_standard_normal, negative_elbo
+from lidcvae.losses import free_bits_kl, kl_standard_normal, negative_elbo
 from lidcvae.models import VAE, VAEOutput
 
 __all__ = ["NonFiniteError", "LossTerms", "loss_terms", "backward_and_step", "check_finite"]
@@ -35,6 +35,7 @@ def loss_terms(
     x: torch.Tensor,
     beta: float,
     autocast_dtype: torch.dtype | None = None,
+    free_bits: float = 0.0,
 ) -> LossTerms:
     """Negative ELBO of a batch: −log p(x|z) (Gaussian or Bernoulli, via the model) + β·KL(q(z|x) ‖ N(0, I)).
 
@@ -47,12 +48,17 @@ def loss_terms(
         x: (B, *event_shape) batch in model input scale.
         beta: KL weight for this step.
         autocast_dtype: e.g. torch.bfloat16, or None for full precision.
+        free_bits: λ > 0 optimises Σ_d max(λ, batch-mean KL_d) in place of the KL (``total`` only;
+            ``kl`` stays the true KL).
     """
     with torch.autocast(x.device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
         output = forward(x)
     log_likelihood = model.log_likelihood(x, output.decoded.float())
     kl = kl_standard_normal(output.posterior_mean.float(), output.posterior_logvar.float())
     total, reconstruction, kl_mean = negative_elbo(log_likelihood, kl, beta)
+    if free_bits > 0:
+        kl_floored = free_bits_kl(output.posterior_mean.float(), output.posterior_logvar.float(), free_bits)
+        total = reconstruction + beta * kl_floored
     return LossTerms(total, reconstruction, kl_mean, output.posterior_mean.detach())
 
 

@@ -1,0 +1,246 @@
+#!/usr/bin/env python
+"""Representation benchmark: how much of each painted nodule property a feature set lets a linear probe read.
+
+    python benchmarks/representation.py [--config configs/representation.yaml] [--variants NAME ...]
+                                        [--out results/representation] [--retrain]
+
+Stages (each timed; the cohort and extraction are built once and reused when their outputs exist):
+
+1. the phantom cohort of the config (``phantom.n_scans`` scans) and its extraction (64³ patches, masks);
+2. feature sets: consensus diameter; pyradiomics (shape, first-order, GLCM) on image + consensus mask;
+   raw-voxel PCA (the central 32³ voxels, PCA fitted inside each fold);
+3. one VAE per model variant (``VARIANTS``: config overrides on top of ``--config``), trained on the
+   manifest's train split, then every nodule embedded (posterior means); rows ``<variant>`` (latents)
+   and ``<variant> + diameter``;
+4. every feature set probed on the same R × K patient-grouped folds (lidcvae.evaluate.representation).
+
+Prints one Markdown table (rows = feature sets, columns = targets, mean ± sd over the R repeats) and
+writes it with the timings to ``<out>/table.md`` and ``<out>/scores.json`` for benchmarks/RESULTS.md.
+
+GPU-sized variant: ``--config configs/representation-gpu.yaml`` (200 scans, full-size channels,
+more epochs; see that file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lidcvae.cli import setup_logging  # noqa: E402
+from lidcvae.config import load_config, set_dotted, validate_config  # noqa: E402
+from lidcvae.embed import embed_manifest, posterior_arrays  # noqa: E402
+from lidcvae.evaluate.representation import (  # noqa: E402
+    FeatureSet, Target, format_table, pca_probe, repeated_grouped_folds, score_table,
+)
+from lidcvae.io import atomic_path  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+log = logging.getLogger("representation")
+
+# Model variants compared, as dotted config overrides on top of the benchmark config. "seed-recipe"
+# is configs/seed-recipe.yaml (the seeds' model: 64³ input, uniform squared error, dim(z) = 256);
+# "default" is whatever configs/default.yaml + the schema defaults train today.
+# The seed recipe trains at 64³ (8× the voxels of a 32³ crop), so it gets a quarter of the epochs to
+# fit the benchmark's hour; its row says so.
+UNIFORM = {"kind": "uniform", "peak": 1.0}
+VARIANTS: dict[str, dict[str, object]] = {
+    "seed-recipe (64³, 10 epochs)": {"config": "configs/seed-recipe.yaml", "train.epochs": 10},
+    "crop32": {"model.input_size": 32, "model.mask_channel": False, "model.reconstruction_weight": UNIFORM},
+    "crop32 + gaussian weight ×20": {"model.input_size": 32, "model.mask_channel": False,
+                                     "model.reconstruction_weight": {"kind": "gaussian", "peak": 20.0, "sigma_voxels": 6.0}},
+    "crop32 + mask channel": {"model.input_size": 32, "model.mask_channel": True, "model.reconstruction_weight": UNIFORM},
+    "crop32 + mask channel + mask weight ×10": {"model.input_size": 32, "model.mask_channel": True,
+                                                "model.reconstruction_weight": {"kind": "mask", "peak": 10.0, "dilate_voxels": 3}},
+}
+
+TARGETS = [
+    Target("label", "binary", "malignancy"),
+    *(Target(c, "ordinal", c) for c in ("subtlety", "internalStructure", "calcification", "sphericity",
+                                        "margin", "lobulation", "spiculation", "texture")),
+    Target("log_diameter", "ordinal", "log diameter"),
+]
+PCA_COMPONENTS = 32
+PCA_CROP = 32
+
+
+def _timed(timings: dict, name: str):
+    class Timer:
+        def __enter__(self):
+            self.start = time.perf_counter()
+
+        def __exit__(self, *exc):
+            timings[name] = round(time.perf_counter() - self.start, 1)
+            log.info("%s: %.1f s", name, timings[name])
+
+    return Timer()
+
+
+def build_cohort(config: dict, out: Path, timings: dict) -> Path:
+    """Phantom DICOM + extraction under ``out``, reused when their completion markers exist; the manifest."""
+    from lidcvae.extract import extract_cohort
+    from lidcvae.phantom import write_phantom_cohort
+
+    record, manifest = out / "phantom" / "cohort.json", out / "extract" / "manifest.parquet"
+    if manifest.is_file():
+        timings["cohort and extract (reused)"] = 0.0
+        return manifest
+    if not record.is_file():
+        with _timed(timings, "phantom cohort (s)"):
+            write_phantom_cohort(out / "phantom" / "dicom", config["phantom"], record)
+    else:
+        rows = json.loads(record.read_text())["series"]
+        timings["phantom cohort (s, reused; build + write summed over scans)"] = round(sum(r["build_s"] + r["write_s"] for r in rows), 1)
+    if not manifest.is_file():
+        with _timed(timings, "extract (s)"):
+            extract_cohort(out / "phantom" / "dicom", out / "extract", config["extract"], None, config["phantom"]["workers"])
+    return manifest
+
+
+def cohort_table(manifest_path: Path) -> pd.DataFrame:
+    from lidcvae.extract.manifest import read_manifest
+
+    table = read_manifest(manifest_path).reset_index(drop=True)
+    table["log_diameter"] = np.log(table["consensus_diameter_mm"].astype(float))
+    table["label"] = pd.to_numeric(table["label"], errors="coerce")
+    return table
+
+
+def baseline_feature_sets(table: pd.DataFrame, out: Path, workers: int, timings: dict) -> list[FeatureSet]:
+    from lidcvae.data.lidc import images_from_table
+    from lidcvae.evaluate.radiomics import radiomics_table
+
+    diameter = table[["consensus_diameter_mm"]].to_numpy(float)
+    cache = out / "radiomics.parquet"
+    with _timed(timings, "radiomics (s)"):
+        if cache.is_file() and len(pd.read_parquet(cache)) == len(table):
+            radiomics = pd.read_parquet(cache)
+        else:
+            radiomics = radiomics_table(table, workers)
+            with atomic_path(cache) as tmp:
+                radiomics.to_parquet(tmp)
+    with _timed(timings, "raw voxels (s)"):
+        voxels = images_from_table(table, {"input_size": PCA_CROP}).flatten(1).numpy()
+    return [
+        FeatureSet("consensus diameter", diameter, skip=("log_diameter",)),
+        FeatureSet(f"radiomics ({radiomics.shape[1]} pyradiomics features)", radiomics.to_numpy()),
+        FeatureSet(f"raw-voxel PCA ({PCA_COMPONENTS} of the central {PCA_CROP}³)", voxels, pca_probe(PCA_COMPONENTS)),
+    ]
+
+
+def variant_config(base: dict, variant: dict[str, object], out: Path, threads: int) -> dict:
+    overrides = dict(variant)
+    config = load_config(REPO / overrides.pop("config")) if "config" in overrides else dict(base)
+    config = dict(config)
+    config["train"] = {**config.get("train", {}), "epochs": base["train"]["epochs"], "threads": threads,
+                       "progress": False, "manifest": str(out / "extract" / "manifest.parquet")}
+    for key, value in overrides.items():
+        set_dotted(config, key, value)
+    return validate_config(config)
+
+
+def run_dir_of(out: Path, name: str) -> Path:
+    return out / "runs" / "".join(c if c.isalnum() else "_" for c in name)
+
+
+def train_variant(config: dict, run_dir: Path, retrain: bool) -> float | None:
+    """Train one variant in this (worker) process with one thread; seconds taken, None when reused."""
+    from lidcvae.cli import setup_logging
+    from lidcvae.train import train
+
+    if not retrain and (run_dir / "checkpoints" / "best.pt").is_file():
+        return None
+    for stale in (run_dir / "checkpoints").glob("*.pt"):
+        stale.unlink()
+    setup_logging(run_dir / "train.log")
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    train(config, run_dir)
+    return round(time.perf_counter() - started, 1)
+
+
+def latent_feature_sets(name: str, table: pd.DataFrame, out: Path, timings: dict) -> list[FeatureSet]:
+    run_dir = run_dir_of(out, name)
+    best = run_dir / "checkpoints" / "best.pt"
+    with _timed(timings, f"embed {name} (s)"):
+        embeddings = embed_manifest(best, out / "extract" / "manifest.parquet", run_dir / "embeddings.parquet")
+    embeddings = embeddings.set_index("nodule_id").loc[table["nodule_id"]]
+    means = posterior_arrays(embeddings)[0]
+    diameter = table[["consensus_diameter_mm"]].to_numpy(float)
+    return [FeatureSet(name, means), FeatureSet(f"{name} + diameter", np.hstack([means, diameter]), skip=("log_diameter",))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "representation.yaml")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), help=f"from {list(VARIANTS)}")
+    parser.add_argument("--out", type=Path, help="default: results/<config name>")
+    parser.add_argument("--retrain", action="store_true", help="train even where a checkpoint exists")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2, help="threads of the radiomics and probe stages")
+    parser.add_argument("--jobs", type=int, default=5, help="model variants trained at once (one thread each)")
+    args = parser.parse_args(argv)
+    unknown = set(args.variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; known: {list(VARIANTS)}")
+    config = load_config(args.config)
+    out = args.out or Path(config["results_dir"]) / config["name"]
+    out.mkdir(parents=True, exist_ok=True)
+    setup_logging(out / "benchmark.log")
+    torch.set_num_threads(args.threads)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    manifest = build_cohort(config, out, timings)
+    table = cohort_table(manifest)
+    # Variants train in parallel worker processes (one thread each) while the baselines are computed.
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        jobs = {name: pool.submit(train_variant, variant_config(config, VARIANTS[name], out, 1), run_dir_of(out, name),
+                                  args.retrain) for name in args.variants}
+        feature_sets = baseline_feature_sets(table, out, args.threads, timings)
+        for name, job in jobs.items():
+            seconds = job.result()
+            timings[f"train {name} (s{', reused' if seconds is None else ''})"] = seconds
+    for name in args.variants:
+        feature_sets += latent_feature_sets(name, table, out, timings)
+    strata = table["label"].fillna(-1).astype(int).to_numpy()
+    repeats = repeated_grouped_folds(table["patient_id"].to_numpy(), strata, args.folds, args.repeats, seed=0)
+    with _timed(timings, "probes (s)"):
+        results = score_table(feature_sets, table, TARGETS, repeats)
+    timings["total (s)"] = round(time.perf_counter() - started, 1)
+
+    n_labelled = int(table["label"].notna().sum())
+    header = (f"{len(table)} nodules ({n_labelled} with a malignancy label) from {table['patient_id'].nunique()} patients; "
+              f"{args.repeats} × {args.folds}-fold patient-grouped CV, the same folds for every row; cell = mean ± sd over "
+              f"the {args.repeats} repeats of the pooled out-of-fold score. Malignancy: ROC AUC of a logistic probe "
+              "(0.5 chance, higher better). Characteristics (readers' median rating, 1–5; calcification 1–6; internal "
+              "structure 1–4) and log diameter: R² of a ridge probe (0 = the training mean, higher better). '–' = not "
+              "scored (the row contains the diameter itself).")
+    text = format_table(results, TARGETS, {fs.name: fs.features.shape[1] for fs in feature_sets})
+    machine = f"{platform.node()} ({os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} threads)"
+    print(header + "\n\n" + text + "\n\nTimings: " + json.dumps(timings) + "\nMachine: " + machine)
+    with atomic_path(out / "table.md") as tmp:
+        tmp.write_text(header + "\n\n" + text + "\n\nTimings (s): " + json.dumps(timings) + "\n\nMachine: " + machine + "\n")
+    scores = {fs: {t: {"per_repeat": s.per_repeat, "spearman": s.spearman, "n": s.n_samples} for t, s in targets.items()}
+              for fs, targets in results.items()}
+    with atomic_path(out / "scores.json") as tmp:
+        tmp.write_text(json.dumps({"scores": scores, "timings": timings, "machine": machine}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
