@@ -173,6 +173,12 @@ def train_variant(config: dict, run_dir: Path, retrain: bool) -> float | None:
     return round(time.perf_counter() - started, 1)
 
 
+def _epochs_trained(run_dir: Path) -> int:
+    """Epochs finished so far (the trainer's metrics.csv rows)."""
+    history = run_dir / "metrics.csv"
+    return len(pd.read_csv(history)) if history.is_file() else 0
+
+
 def latent_feature_sets(name: str, table: pd.DataFrame, out: Path, timings: dict) -> list[FeatureSet]:
     run_dir = run_dir_of(out, name)
     best = run_dir / "checkpoints" / "best.pt"
@@ -190,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), help=f"from {list(VARIANTS)}")
     parser.add_argument("--out", type=Path, help="default: results/<config name>")
     parser.add_argument("--retrain", action="store_true", help="train even where a checkpoint exists")
+    parser.add_argument("--table-only", action="store_true",
+                        help="train nothing: probe the variants' best checkpoints as they are now (the table says how "
+                             "many epochs each had run); writes table-only.md / scores-table-only.json")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="threads of the radiomics and probe stages")
@@ -201,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config)
     out = args.out or Path(config["results_dir"]) / config["name"]
     out.mkdir(parents=True, exist_ok=True)
-    setup_logging(out / "benchmark.log")
+    suffix = "-table-only" if args.table_only else ""
+    setup_logging(out / f"benchmark{suffix}.log")
     torch.set_num_threads(args.threads)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -209,9 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     manifest = build_cohort(config, out, timings)
     table = cohort_table(manifest)
     # Variants train in parallel worker processes (one thread each) while the baselines are computed.
-    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        jobs = {name: pool.submit(train_variant, variant_config(config, VARIANTS[name], out, 1), run_dir_of(out, name),
-                                  args.retrain) for name in args.variants}
+    missing = [n for n in args.variants if not (run_dir_of(out, n) / "checkpoints" / "best.pt").is_file()]
+    if args.table_only and missing:
+        parser.error(f"--table-only: no checkpoint yet for {missing}")
+    with ProcessPoolExecutor(1 if args.table_only else args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        jobs = {} if args.table_only else {
+            name: pool.submit(train_variant, variant_config(config, VARIANTS[name], out, 1), run_dir_of(out, name), args.retrain)
+            for name in args.variants}
         feature_sets = baseline_feature_sets(table, out, args.threads, timings)
         for name, job in jobs.items():
             seconds = job.result()
@@ -223,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     with _timed(timings, "probes (s)"):
         results = score_table(feature_sets, table, TARGETS, repeats)
     timings["total (s)"] = round(time.perf_counter() - started, 1)
+    epochs = {name: _epochs_trained(run_dir_of(out, name)) for name in args.variants}
 
     n_labelled = int(table["label"].notna().sum())
     header = (f"{len(table)} nodules ({n_labelled} with a malignancy label) from {table['patient_id'].nunique()} patients; "
@@ -232,13 +247,15 @@ def main(argv: list[str] | None = None) -> int:
               "structure 1–4) and log diameter: R² of a ridge probe (0 = the training mean, higher better). '–' = not "
               "scored (the row contains the diameter itself).")
     text = format_table(results, TARGETS, {fs.name: fs.features.shape[1] for fs in feature_sets})
+    text += "\n\nEpochs run when the table was taken, of those configured (each row embeds with its lowest-val-loss checkpoint so far): " + "; ".join(
+        f"{name}: {done}/{variant_config(config, VARIANTS[name], out, 1)['train']['epochs']}" for name, done in epochs.items())
     machine = f"{platform.node()} ({os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} threads)"
     print(header + "\n\n" + text + "\n\nTimings: " + json.dumps(timings) + "\nMachine: " + machine)
-    with atomic_path(out / "table.md") as tmp:
+    with atomic_path(out / f"table{suffix}.md") as tmp:
         tmp.write_text(header + "\n\n" + text + "\n\nTimings (s): " + json.dumps(timings) + "\n\nMachine: " + machine + "\n")
     scores = {fs: {t: {"per_repeat": s.per_repeat, "spearman": s.spearman, "n": s.n_samples} for t, s in targets.items()}
               for fs, targets in results.items()}
-    with atomic_path(out / "scores.json") as tmp:
+    with atomic_path(out / f"scores{suffix}.json") as tmp:
         tmp.write_text(json.dumps({"scores": scores, "timings": timings, "machine": machine}, indent=1))
     return 0
 
