@@ -18,7 +18,10 @@ from lidcvae.data.augment import augment_batch
 from lidcvae.data.lidc import fit_patch, load_patch_hu
 from lidcvae.extract.manifest import read_manifest
 
-TINY_MODEL = {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2]}
+# One channel, uniform squared error (the seeds' loss): the mask channel and its weighting have their own
+# tests in test_nodule_options.py.
+TINY_MODEL = {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2],
+              "mask_channel": False, "reconstruction_weight": {"kind": "uniform", "peak": 1.0}}
 
 
 @pytest.fixture(scope="session")
