@@ -23,8 +23,8 @@ def psnr_db(mse: np.ndarray, data_range: float = 1.0) -> np.ndarray:
 
 
 def _spatial(sample: np.ndarray) -> np.ndarray:
-    """Drop a leading channel axis of size 1: (1, Z, Y, X) → (Z, Y, X); (1, H, W) → (H, W)."""
-    return sample[0] if sample.shape[0] == 1 and sample.ndim > 2 else sample
+    """The image channel: (C, Z, Y, X) → (Z, Y, X) (channel 0; a mask channel is not scored); (1, H, W) → (H, W)."""
+    return sample[0] if sample.ndim == 4 or (sample.shape[0] == 1 and sample.ndim > 2) else sample
 
 
 def structural_similarity_per_sample(inputs: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
