@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
 import torch
 from test_train_data import make_tiny_config, sample_manifest  # noqa: F401  (fixture)
 
+from lidcvae.config import ConfigError, validate_config
 from lidcvae.data import load_split
 from lidcvae.losses import kl_standard_normal, negative_elbo
 from lidcvae.models import build_model
@@ -71,8 +73,8 @@ def test_kl_is_the_closed_form() -> None:
     torch.testing.assert_close(kl_standard_normal(mean, logvar), expected)
 
 
-def test_learned_sigma_is_the_batch_mse_and_tracks_a_running_estimate() -> None:
-    model = build_model({**TINY, "sigma": {"mode": "learned", "log_sigma2": 0.0, "momentum": 0.5}}).train()
+def test_calibrated_sigma_is_the_batch_mse_and_tracks_a_running_estimate() -> None:
+    model = build_model({**TINY, "sigma": {"mode": "calibrated", "log_sigma2": 0.0, "momentum": 0.5}}).train()
     x = torch.rand(3, 1, 16, 16, 16)
     decoded = x + 0.2 * torch.randn_like(x)
     batch_mse = ((x - decoded) ** 2).mean()
@@ -87,13 +89,26 @@ def test_learned_sigma_is_the_batch_mse_and_tracks_a_running_estimate() -> None:
     torch.testing.assert_close(model.log_sigma2(x, decoded), model.sigma.log_sigma2)
 
 
-def test_learned_sigma_gradient_is_detached_from_sigma() -> None:
-    model = build_model({**TINY, "sigma": {"mode": "learned"}}).train()
+def test_calibrated_sigma_gradient_is_detached_from_sigma() -> None:
+    model = build_model({**TINY, "sigma": {"mode": "calibrated"}}).train()
     x = torch.rand(2, 1, 16, 16, 16)
     decoded = torch.rand_like(x, requires_grad=True)
     (-model.log_likelihood(x, decoded).sum()).backward()
     sigma2 = ((x - decoded.detach()) ** 2).mean()
     torch.testing.assert_close(decoded.grad, (decoded.detach() - x) / sigma2)
+
+
+def test_the_old_sigma_mode_name_learned_still_calibrates_and_logs_a_deprecation(caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        model = build_model({**TINY, "sigma": {"mode": "learned"}}).train()
+    assert model.sigma.mode == "calibrated"
+    assert "'learned' is deprecated, use 'calibrated'" in caplog.text
+    x = torch.rand(2, 1, 16, 16, 16)
+    decoded = x + 0.1 * torch.randn_like(x)
+    torch.testing.assert_close(model.log_sigma2(x, decoded).exp(), ((x - decoded) ** 2).mean())
+    assert validate_config({"model": {"sigma": {"mode": "learned"}}})["model"]["sigma"]["mode"] == "learned"
+    with pytest.raises(ConfigError, match="model.sigma.mode"):
+        validate_config({"model": {"sigma": {"mode": "trained"}}})
 
 
 def test_bn_vae_normalises_the_posterior_mean_to_the_fixed_scale() -> None:

@@ -14,6 +14,7 @@ latent code) is MONAI's; this module adds what the project's ``VAE`` interface n
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -27,6 +28,11 @@ from lidcvae.models.weighting import ReconstructionWeight
 
 __all__ = ["ConvVAE3d", "CalibratedSigma", "FixedScaleBatchNorm"]
 
+logger = logging.getLogger(__name__)
+
+# The σ mode was called "learned" until it was renamed for what it does; old configs and checkpoints still load.
+DEPRECATED_SIGMA_MODES = {"learned": "calibrated"}
+
 # σ ≥ 1e-3 in [0, 1] intensity units (~1.4 HU): a perfect reconstruction must not send log σ² to −∞.
 MIN_LOG_SIGMA2 = math.log(1e-6)
 
@@ -34,21 +40,25 @@ MIN_LOG_SIGMA2 = math.log(1e-6)
 class CalibratedSigma(nn.Module):
     """Decoder variance σ², fixed or calibrated to the batch mean squared error.
 
-    In ``learned`` mode, training batches set σ² = mean((x − x̂)²) over every element of the batch
+    In ``calibrated`` mode, training batches set σ² = mean((x − x̂)²) over every element of the batch
     (detached: at this optimum ∂loss/∂σ = 0, so the gradient wrt the network is unchanged), and a
     running estimate is kept in the buffer ``log_sigma2`` (like BatchNorm's running statistics) for
     eval mode. In ``fixed`` mode σ² = exp(``log_sigma2``) always.
 
     Args:
-        mode: ``"fixed"`` or ``"learned"``.
+        mode: ``"fixed"`` or ``"calibrated"`` (``"learned"`` is a deprecated alias of ``"calibrated"``).
         log_sigma2: the fixed log σ², and the starting value of the running estimate.
         momentum: weight of the newest batch in the running estimate.
     """
 
-    def __init__(self, mode: str = "learned", log_sigma2: float = math.log(0.01), momentum: float = 0.1) -> None:
+    def __init__(self, mode: str = "calibrated", log_sigma2: float = math.log(0.01), momentum: float = 0.1) -> None:
         super().__init__()
-        if mode not in ("fixed", "learned"):
-            raise ValueError(f"model.sigma.mode: expected 'fixed' or 'learned', got {mode!r}")
+        if mode in DEPRECATED_SIGMA_MODES:
+            logger.warning("model.sigma.mode: %r is deprecated, use %r (σ² is calibrated to the batch MSE, not "
+                           "learned by gradient descent)", mode, DEPRECATED_SIGMA_MODES[mode])
+            mode = DEPRECATED_SIGMA_MODES[mode]
+        if mode not in ("fixed", "calibrated"):
+            raise ValueError(f"model.sigma.mode: expected 'fixed' or 'calibrated', got {mode!r}")
         self.mode = mode
         self.momentum = momentum
         self.register_buffer("log_sigma2", torch.tensor(float(log_sigma2)))
@@ -183,7 +193,7 @@ class ConvVAE3d(VAE):
             dropout=model_config.get("dropout", 0.0),
             decoder_output=model_config.get("decoder_output", "linear"),
             sigma=CalibratedSigma(
-                sigma_config.get("mode", "learned"),
+                sigma_config.get("mode", "calibrated"),
                 sigma_config.get("log_sigma2", math.log(0.01)),
                 sigma_config.get("momentum", 0.1),
             ),
@@ -211,7 +221,7 @@ class ConvVAE3d(VAE):
         return self.network.decode_forward(z, self.network.use_sigmoid)
 
     def log_sigma2(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
-        """The decoder log σ² for this batch (scalar); in learned mode while training, log of the batch MSE."""
+        """The decoder log σ² for this batch (scalar); in calibrated mode while training, log of the batch MSE."""
         return self.sigma(x, decoded, self.reconstruction_weight(x))
 
     def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
