@@ -65,3 +65,35 @@ def test_run_probe_reports_latents_beside_diameter_and_raw_voxel_pca():
     assert set(section["results"]) == {"latent_means", "consensus_diameter_mm", "raw_voxel_pca4"}
     assert section["results"]["latent_means"]["auc_mean"] > 0.8
     assert section["labelled_samples"] == 60 and section["folds"] == 5
+    # the classifier sees 4 principal components, not the 64 voxels they are computed from
+    assert section["results"]["raw_voxel_pca4"]["n_features"] == 4 and section["raw_voxel_count"] == 64
+    assert section["results"]["latent_means"]["n_patients"] == 20 == section["patients"]
+
+
+def test_bootstrap_resamples_patients_so_copies_of_a_nodule_do_not_narrow_the_interval():
+    rng = np.random.default_rng(3)
+    labels = np.arange(40) % 2
+    features = (labels + rng.normal(scale=1.2, size=40))[:, None]
+    folds = [(np.setdiff1d(np.arange(40), test), test) for test in np.array_split(rng.permutation(40), 4)]
+    one_each = probe_auc("x", features, labels, folds, n_bootstrap=400, seed=0)
+    copies = 8  # every patient's nodule seen 8 times: as correlated as nodules get
+    repeat = lambda a: np.repeat(a, copies, axis=0)  # noqa: E731
+    copied_folds = [(np.concatenate([np.arange(i * copies, (i + 1) * copies) for i in train]),
+                     np.concatenate([np.arange(i * copies, (i + 1) * copies) for i in test])) for train, test in folds]
+    by_patient = probe_auc("x", repeat(features), repeat(labels), copied_folds, n_bootstrap=400, seed=0,
+                           groups=repeat(np.arange(40)))
+    by_nodule = probe_auc("x", repeat(features), repeat(labels), copied_folds, n_bootstrap=400, seed=0)
+    width = lambda r: r.auc_ci_high - r.auc_ci_low  # noqa: E731
+    assert by_patient.auc_mean == pytest.approx(one_each.auc_mean)
+    assert width(by_patient) == pytest.approx(width(one_each), rel=0.3)
+    assert width(by_nodule) < 0.6 * width(by_patient)  # resampling nodules understates the spread ~√8 times
+    assert by_patient.n_patients == 40 and by_nodule.n_patients == 320
+
+
+def test_binary_probe_keeps_a_roc_curve_from_the_pooled_out_of_fold_scores():
+    rng, labels, groups = _cohort(count=60, patients=20)
+    features = labels[:, None] + rng.normal(scale=0.5, size=(60, 1))
+    result = probe_auc("x", features, labels, grouped_folds(labels, groups, 5)[0], n_bootstrap=20, groups=groups)
+    fpr, tpr = np.array(result.roc_fpr), np.array(result.roc_tpr)
+    assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1 and (np.diff(fpr) >= 0).all() and (np.diff(tpr) >= 0).all()
+    assert np.trapezoid(tpr, fpr) > 0.8

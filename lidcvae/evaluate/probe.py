@@ -2,7 +2,9 @@
 
 A standardised logistic regression, cross-validated in folds grouped by patient (no patient in both
 the training and the test side of a fold), scored by ROC AUC: the mean over folds, with a bootstrap
-95% interval (test nodules resampled within each fold). Baselines use the very same folds.
+95% interval that resamples *patients* (a patient's nodules are correlated, so resampling nodules would
+understate the spread). Baselines use the very same folds. For a binary label the pooled out-of-fold
+scores also give a ROC curve.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -33,7 +35,10 @@ class ProbeResult:
     auc_mean: float | None = None
     auc_ci_low: float | None = None
     auc_ci_high: float | None = None
+    n_patients: int = 0
     fold_aucs: list[float] = field(default_factory=list)
+    roc_fpr: list[float] = field(default_factory=list)
+    roc_tpr: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -81,15 +86,23 @@ def _scorable(labels: np.ndarray, n_classes: int) -> bool:
 
 
 def _bootstrap_mean_auc(
-    fold_predictions: list[tuple[np.ndarray, np.ndarray]], n_classes: int, n_bootstrap: int, seed: int
+    fold_predictions: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_classes: int, n_bootstrap: int, seed: int
 ) -> tuple[float | None, float | None]:
-    """2.5 and 97.5 percentiles of the mean fold AUC with test samples resampled within each fold."""
+    """2.5 and 97.5 percentiles of the mean fold AUC when patients are resampled with replacement.
+
+    Args:
+        fold_predictions: per fold (labels (n,), scores (n, C), patient codes (n,) in 0..P−1); every
+            patient sits on the test side of exactly one fold, so a drawn patient brings all its nodules
+            (as many times as it was drawn) into its own fold.
+    """
     rng = np.random.default_rng(seed)
+    n_patients = 1 + max(int(groups.max()) for _, _, groups in fold_predictions)
     means = []
     for _ in range(n_bootstrap):
+        draws = np.bincount(rng.integers(0, n_patients, n_patients), minlength=n_patients)
         aucs = []
-        for labels, scores in fold_predictions:
-            pick = rng.integers(0, len(labels), len(labels))
+        for labels, scores, groups in fold_predictions:
+            pick = np.repeat(np.arange(len(labels)), draws[groups])
             if _scorable(labels[pick], n_classes):
                 aucs.append(_auc(labels[pick], scores[pick]))
         if aucs:
@@ -107,14 +120,23 @@ def probe_auc(
     make_classifier: Callable[[], Pipeline] = logistic_probe,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    groups: np.ndarray | None = None,
+    n_features: int | None = None,
 ) -> ProbeResult:
     """Cross-validated AUC of ``make_classifier()`` on ``features`` (N, F) predicting ``labels`` (N,).
 
     Labels must be integers 0..C−1. A fold whose training or test side lacks a class is skipped
     with a note, never a crash.
+
+    Args:
+        groups: (N,) patient keys for the bootstrap; None resamples rows (each its own patient).
+        n_features: what the classifier sees when it is not F (e.g. the PCA components of raw voxels).
     """
     features, labels = np.asarray(features, np.float64).reshape(len(labels), -1), np.asarray(labels)
-    result = ProbeResult(name=name, n_features=features.shape[1], n_samples=len(labels))
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    _, patient_codes = np.unique(groups.astype(str), return_inverse=True)
+    result = ProbeResult(name=name, n_features=n_features or features.shape[1], n_samples=len(labels),
+                         n_patients=int(patient_codes.max()) + 1 if len(labels) else 0)
     n_classes = len(np.unique(labels))
     fold_predictions = []
     for index, (train, test) in enumerate(folds):
@@ -122,11 +144,15 @@ def probe_auc(
             result.notes.append(f"{name}: fold {index + 1} skipped, a class is missing from one side")
             continue
         classifier = make_classifier().fit(features[train], labels[train])
-        fold_predictions.append((labels[test], classifier.predict_proba(features[test])))
-        result.fold_aucs.append(_auc(*fold_predictions[-1]))
+        fold_predictions.append((labels[test], classifier.predict_proba(features[test]), patient_codes[test]))
+        result.fold_aucs.append(_auc(*fold_predictions[-1][:2]))
     if result.fold_aucs:
         result.auc_mean = float(np.mean(result.fold_aucs))
         result.auc_ci_low, result.auc_ci_high = _bootstrap_mean_auc(fold_predictions, n_classes, n_bootstrap, seed)
+        if n_classes == 2:
+            pooled_labels = np.concatenate([p[0] for p in fold_predictions])
+            fpr, tpr, _ = roc_curve(pooled_labels, np.concatenate([p[1][:, 1] for p in fold_predictions]))
+            result.roc_fpr, result.roc_tpr = fpr.tolist(), tpr.tolist()
     elif folds:
         result.notes.append(f"{name}: no fold could be scored")
     return result

@@ -51,17 +51,21 @@ def raw_voxels_for(rows: pd.DataFrame, splits: Mapping, stride: int) -> np.ndarr
 def run_probe(embeddings: pd.DataFrame, splits: Mapping, settings: ProbeSettings, seed: int = 0) -> tuple[dict, list[str]]:
     """AUC of a logistic regression on the posterior means and on each baseline, under the same grouped folds."""
     if settings.label_column not in embeddings.columns:
-        return {}, [f"probe skipped: no label column '{settings.label_column}' in the embeddings"]
+        note = f"probe skipped: no label column '{settings.label_column}' in the embeddings"
+        return {"skipped": note, "results": {}}, [note]
     rows, labels, groups = labelled_rows(embeddings, settings)
     folds, notes = grouped_folds(labels, groups, settings.n_splits, seed)
     section = {"label_column": settings.label_column, "labelled_samples": len(rows), "folds": len(folds), "results": {}}
     if not folds:
+        section["skipped"] = notes[0]
         return section, notes
     means = posterior_arrays(rows)[0]
-    results = [probe_auc("latent_means", means, labels, folds, logistic_probe, settings.bootstrap_samples, seed)]
+    section["patients"] = len(np.unique(groups))
+    common = {"n_bootstrap": settings.bootstrap_samples, "seed": seed, "groups": groups}
+    results = [probe_auc("latent_means", means, labels, folds, logistic_probe, **common)]
     for column in settings.baseline_columns:
         if column in rows.columns:
-            results.append(probe_auc(column, rows[[column]].to_numpy(), labels, folds, logistic_probe, settings.bootstrap_samples, seed))
+            results.append(probe_auc(column, rows[[column]].to_numpy(), labels, folds, logistic_probe, **common))
         else:
             notes.append(f"baseline '{column}' skipped: no such column")
     if settings.raw_voxel_pca:
@@ -74,7 +78,8 @@ def run_probe(embeddings: pd.DataFrame, splits: Mapping, settings: ProbeSettings
                 notes.append(f"raw-voxel PCA baseline uses {components} components (not {means.shape[1]}): "
                              "capped by the smallest training fold")
             results.append(probe_auc(f"raw_voxel_pca{components}", voxels, labels, folds, pca_logistic_probe(components),
-                                     settings.bootstrap_samples, seed))
+                                     n_features=components, **common))
+            section["raw_voxel_count"] = int(voxels.shape[1])
     for result in results:
         notes += result.notes
         section["results"][result.name] = {k: v for k, v in result.to_dict().items() if k not in ("name", "notes")}
