@@ -93,6 +93,9 @@ def test_mask_channel_is_loaded_from_the_manifest_as_channel_one(tmp_path):
     assert images[0, 1, 1:5, 2:4, 2:4].sum() == 16  # transposed to (z, y, x), centre-cropped by 1
     with pytest.raises(ValueError, match="no mask_path column"):
         images_from_table(table[["image_path"]], {"input_size": 6, "mask_channel": True})
+    # The coordinates route without sphere_mask leaves mask_path empty: named, not "No such file: 'None'".
+    with pytest.raises(ValueError, match=r"1 row\(s\) have no mask_path .*mask_channel: false"):
+        images_from_table(table.assign(mask_path=[None]), {"input_size": 6, "mask_channel": True})
 
 
 def test_free_bits_floor_each_dimension_and_leave_a_larger_kl_alone():

@@ -101,6 +101,13 @@ def images_from_table(table: pd.DataFrame, model_config: dict[str, Any], patch_f
     if model_config.get("mask_channel", False):
         if "mask_path" not in table.columns:
             raise ValueError("model.mask_channel is on but the table has no mask_path column")
+        missing = table["mask_path"].fillna("").astype(str) == ""
+        if missing.any():
+            raise ValueError(
+                f"model.mask_channel is on but {int(missing.sum())} row(s) have no mask_path "
+                f"(first: {table.index[missing][0]!r}); a cohort without consensus masks (the coordinates route "
+                "without extract.sphere_mask) needs model.mask_channel: false and a reconstruction_weight that is not 'mask'"
+            )
         with ThreadPoolExecutor(_READ_THREADS) as pool:
             masks = torch.from_numpy(np.stack(list(pool.map(load_patch_mask, table["mask_path"])))).unsqueeze(1).float()
         if masks.shape[2:] != patches_hu[0].shape:
