@@ -18,10 +18,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lidcvae.config import validate_config  # noqa: E402
 from lidcvae.embed import encode_batches  # noqa: E402
 from lidcvae.evaluate.likelihood import iwae_log_likelihood  # noqa: E402
-from lidcvae.models import build_model  # noqa: E402
+from lidcvae.models import ModelConfig, build_model  # noqa: E402
 
 LIDC_PATCHES = 2600
 
@@ -44,8 +43,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    model_config = validate_config({"model": {"channels": args.channels, "strides": [2] * len(args.channels),
-                                              "input_size": args.input_size}})["model"]
+    model_config = ModelConfig.from_mapping({"channels": args.channels, "strides": [2] * len(args.channels),
+                                             "input_size": args.input_size})
     model = build_model(model_config).to(args.device).eval()
     size = args.input_size
     images = torch.rand(args.embed_patches, 1, size, size, size)

@@ -47,7 +47,7 @@ def _write(out_dir: str, n_scans: int) -> dict:
     from lidcvae.phantom import PhantomConfig, write_phantom_cohort
 
     started = time.perf_counter()
-    table = write_phantom_cohort(out_dir, PhantomConfig(n_scans=n_scans, workers=1))
+    table = write_phantom_cohort(out_dir, PhantomConfig.from_mapping({"n_scans": n_scans, "workers": 1}))
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "slices": int(table["slices"].sum()), "bytes": int(table["bytes"].sum()),
             "scans": len(table), "max_slices": int(table["slices"].max()), "series": list(table["series_instance_uid"]),

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lidcvae.config import load_config  # noqa: E402
+from lidcvae.config import RunConfig, load_config  # noqa: E402
 from lidcvae.data import load_split  # noqa: E402
 from lidcvae.mnist_table import build_size_table, score_model  # noqa: E402
 from lidcvae.train import train  # noqa: E402
@@ -117,7 +117,7 @@ def train_reference(train_images, test_images, epochs: int, seed: int, hidden_si
                    "seconds_per_epoch": wall / epochs, "train_loop_seconds_per_epoch": statistics.median(train_seconds)}
 
 
-def run_ours(config: dict, test_images, run_dir: Path) -> dict:
+def run_ours(config: RunConfig, test_images, run_dir: Path) -> dict:
     """Train through the pipeline's trainer and score with the pipeline's evaluation code."""
     started = time.perf_counter()
     train(config, run_dir)
@@ -126,8 +126,8 @@ def run_ours(config: dict, test_images, run_dir: Path) -> dict:
 
     metrics = pd.read_csv(run_dir / "metrics.csv")
     model, _ = load_model(run_dir / "checkpoints" / "last.pt")
-    scores = score_model(model, test_images, importance_samples=1, seed=config["train"]["seed"] + 1)
-    return {"test_elbo": scores["elbo"], "seconds_per_epoch": wall / config["train"]["epochs"],
+    scores = score_model(model, test_images, importance_samples=1, seed=config.train.seed + 1)
+    return {"test_elbo": scores["elbo"], "seconds_per_epoch": wall / config.train.epochs,
             "train_loop_seconds_per_epoch": float(metrics["epoch_seconds"].median())}
 
 
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config, {"train.epochs": args.epochs, "train.seed": args.seed,
                                        "train.threads": args.threads, "train.progress": False,
                                        "mnist.table.test_limit": None})
-    train_images, test_images = load_split(config, "train").images, load_split(config, "test").images
+    train_images, test_images = load_split(config.mnist, "train").images, load_split(config.mnist, "test").images
     results = {"epochs": args.epochs, "seed": args.seed, "threads": args.threads,
                "train_digits": len(train_images), "test_digits": len(test_images)}
     results["reference"] = run_reference(train_images, test_images, args.epochs, args.seed)

@@ -44,7 +44,8 @@ from mnist_reference import ReferenceVAE, train_reference  # noqa: E402
 from lidcvae.cli import config_from_args  # noqa: E402
 from lidcvae.data import load_split  # noqa: E402
 from lidcvae.mnist_table import build_size_table, score_model  # noqa: E402
-from lidcvae.models.mlp import MLPVAE, MLPVAEConfig  # noqa: E402
+from lidcvae.models import ModelConfig  # noqa: E402
+from lidcvae.models.mlp import MLPVAE  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,7 +61,8 @@ SEED_TABLE = {
 def recipe_as_mlp_vae(reference: ReferenceVAE) -> MLPVAE:
     """The same weights in ``MLPVAE`` (decoder returns logits, not sigmoid probabilities) for ``score_model``."""
     hidden, latent = reference.fc1.out_features, reference.fc21.out_features
-    model = MLPVAE(MLPVAEConfig(hidden_sizes=(hidden,), latent_size=latent, likelihood="bernoulli"))
+    model = MLPVAE.from_config(ModelConfig.from_mapping({"name": "mlp_vae", "hidden_sizes": [hidden], "latent_size": latent,
+                                                         "likelihood": "bernoulli", "event_shape": [1, 28, 28]}))
     pairs = [(model.encoder[1][0], reference.fc1), (model.to_mean, reference.fc21), (model.to_logvar, reference.fc22),
              (model.decoder[0], reference.fc3), (model.decoder[2], reference.fc4)]
     with torch.no_grad():
@@ -70,37 +72,37 @@ def recipe_as_mlp_vae(reference: ReferenceVAE) -> MLPVAE:
     return model.eval()
 
 
-def run_recipe(config: dict, threads: int) -> list[dict]:
+def run_recipe(config, threads: int) -> list[dict]:
     """Train the recipe at every size of the table and score it like ours (same k, same seed)."""
     torch.set_num_threads(threads)
-    table_settings, seed = config["mnist"]["table"], config["train"]["seed"]
-    train_images, test_images = load_split(config, "train").images, load_split(config, "test").images
+    table_settings, seed = config.mnist.table, config.train.seed
+    train_images, test_images = load_split(config.mnist, "train").images, load_split(config.mnist, "test").images
     rows = []
-    for hidden, latent in table_settings["sizes"]:
+    for hidden, latent in table_settings.sizes:
         started = time.perf_counter()
-        reference, stats = train_reference(train_images, test_images, config["train"]["epochs"], seed, hidden, latent)
+        reference, stats = train_reference(train_images, test_images, config.train.epochs, seed, hidden, latent)
         trained = time.perf_counter()
-        scores = score_model(recipe_as_mlp_vae(reference), test_images, table_settings["importance_samples"], seed=seed,
-                             nested_samples=table_settings["nested_samples"])
+        scores = score_model(recipe_as_mlp_vae(reference), test_images, table_settings.importance_samples, seed=seed,
+                             nested_samples=table_settings.nested_samples)
         rows.append({"hidden_size": hidden, "latent_size": latent, **scores, "own_test_elbo": stats["test_elbo"],
-                     "importance_samples": table_settings["importance_samples"], "train_seconds": trained - started,
+                     "importance_samples": table_settings.importance_samples, "train_seconds": trained - started,
                      "score_seconds": time.perf_counter() - trained})
     return rows
 
 
-def run_ours(config: dict, out_dir: Path, threads: int, tighten_samples: int, tighten_digits: int | None) -> dict:
+def run_ours(config, out_dir: Path, threads: int, tighten_samples: int, tighten_digits: int | None) -> dict:
     """The table config through the pipeline's code, then the first size scored up to ``tighten_samples``
     on the first ``tighten_digits`` test digits (None: all)."""
     from lidcvae.train.checkpoint import load_model
 
     torch.set_num_threads(threads)
     table = build_size_table(config, out_dir).to_dict(orient="records")
-    hidden, latent = config["mnist"]["table"]["sizes"][0]
+    hidden, latent = config.mnist.table.sizes[0]
     model, _ = load_model(out_dir / "runs" / f"h{hidden}_z{latent}" / "checkpoints" / "last.pt")
     started = time.perf_counter()
     counts = [n for n in (1, 10, 100) if n < tighten_samples]
-    test = load_split(config, "test").images[:tighten_digits]
-    scores = score_model(model, test, tighten_samples, seed=config["train"]["seed"] + 1, nested_samples=counts)
+    test = load_split(config.mnist, "test").images[:tighten_digits]
+    scores = score_model(model, test, tighten_samples, seed=config.train.seed + 1, nested_samples=counts)
     tightening = {"hidden_size": hidden, "latent_size": latent, "importance_samples": tighten_samples, **scores,
                   "test_digits": len(test), "score_seconds": time.perf_counter() - started}
     return {"table": table, "tightening": tightening}
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is not None:
         overrides["train.epochs"] = args.epochs
     config = config_from_args(parser, args.config, args.set, overrides)
-    table_settings = config["mnist"]["table"]
+    table_settings = config.mnist.table
     load_before, started = [round(v, 1) for v in os.getloadavg()], time.perf_counter()
     spawn = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=2, mp_context=spawn) as pool:
@@ -181,9 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         recipe_job = pool.submit(_timed, run_recipe, config, args.threads)
         (ours, ours_seconds), (recipe, recipe_seconds) = ours_job.result(), recipe_job.result()
     results = {
-        "epochs": config["train"]["epochs"], "seed": config["train"]["seed"], "threads": args.threads,
-        "train_digits": len(load_split(config, "train")), "test_digits": int(ours["table"][0]["test_digits"]),
-        "importance_samples": table_settings["importance_samples"], "nested_samples": table_settings["nested_samples"],
+        "epochs": config.train.epochs, "seed": config.train.seed, "threads": args.threads,
+        "train_digits": len(load_split(config.mnist, "train")), "test_digits": int(ours["table"][0]["test_digits"]),
+        "importance_samples": table_settings.importance_samples, "nested_samples": table_settings.nested_samples,
         "ours": ours["table"], "tightening": ours["tightening"], "recipe": recipe,
         "ours_seconds": ours_seconds, "recipe_seconds": recipe_seconds, "wall_seconds": time.perf_counter() - started,
         "load_before": load_before, "load_after": [round(v, 1) for v in os.getloadavg()],

@@ -42,7 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lidcvae.cli import setup_logging  # noqa: E402
-from lidcvae.config import load_config, set_dotted, validate_config  # noqa: E402
+from lidcvae.config import RunConfig, load_config, set_dotted  # noqa: E402
 from lidcvae.embed import embed_manifest, posterior_arrays  # noqa: E402
 from lidcvae.evaluate.representation import (  # noqa: E402
     FeatureSet, Target, format_table, pca_probe, repeated_grouped_folds, score_table,
@@ -92,7 +92,7 @@ def _timed(timings: dict, name: str):
     return Timer()
 
 
-def build_cohort(config: dict, out: Path, timings: dict) -> Path:
+def build_cohort(config: RunConfig, out: Path, timings: dict) -> Path:
     """Phantom DICOM + extraction under ``out``, reused when their completion markers exist; the manifest."""
     from lidcvae.extract import extract_cohort
     from lidcvae.phantom import write_phantom_cohort
@@ -103,13 +103,13 @@ def build_cohort(config: dict, out: Path, timings: dict) -> Path:
         return manifest
     if not record.is_file():
         with _timed(timings, "phantom cohort (s)"):
-            write_phantom_cohort(out / "phantom" / "dicom", config["phantom"], record)
+            write_phantom_cohort(out / "phantom" / "dicom", config.phantom, record)
     else:
         rows = json.loads(record.read_text())["series"]
         timings["phantom cohort (s, reused; build + write summed over scans)"] = round(sum(r["build_s"] + r["write_s"] for r in rows), 1)
     if not manifest.is_file():
         with _timed(timings, "extract (s)"):
-            extract_cohort(out / "phantom" / "dicom", out / "extract", config["extract"], None, config["phantom"]["workers"])
+            extract_cohort(out / "phantom" / "dicom", out / "extract", config.extract, None, config.phantom.workers)
     return manifest
 
 
@@ -122,7 +122,8 @@ def cohort_table(manifest_path: Path) -> pd.DataFrame:
     return table
 
 
-def baseline_feature_sets(table: pd.DataFrame, out: Path, workers: int, timings: dict) -> list[FeatureSet]:
+def baseline_feature_sets(table: pd.DataFrame, config: RunConfig, out: Path, workers: int, timings: dict) -> list[FeatureSet]:
+    from lidcvae.data import PatchSource
     from lidcvae.data.lidc import images_from_table
     from lidcvae.evaluate.radiomics import radiomics_table
 
@@ -136,7 +137,8 @@ def baseline_feature_sets(table: pd.DataFrame, out: Path, workers: int, timings:
             with atomic_path(cache) as tmp:
                 radiomics.to_parquet(tmp)
     with _timed(timings, "raw voxels (s)"):
-        voxels = images_from_table(table, {"input_size": PCA_CROP}).flatten(1).numpy()
+        source = PatchSource(out / "extract" / "manifest.parquet", PCA_CROP, config.model.hu_window, "crop", mask_channel=False)
+        voxels = images_from_table(table, source).flatten(1).numpy()
     return [
         FeatureSet("consensus diameter", diameter, skip=("log_diameter",)),
         FeatureSet(f"radiomics ({radiomics.shape[1]} pyradiomics features)", radiomics.to_numpy()),
@@ -144,20 +146,19 @@ def baseline_feature_sets(table: pd.DataFrame, out: Path, workers: int, timings:
     ]
 
 
-def variant_config(base: dict, variant: dict[str, object], out: Path, threads: int) -> dict:
-    config = copy.deepcopy(base)
-    config["train"] = {**config.get("train", {}), "epochs": base["train"]["epochs"], "threads": threads,
-                       "progress": False, "manifest": str(out / "extract" / "manifest.parquet")}
+def variant_config(base: RunConfig, variant: dict[str, object], threads: int) -> RunConfig:
+    config = base.to_dict()
+    config["train"].update(threads=threads, progress=False)
     for key, value in variant.items():
-        set_dotted(config, key, value)
-    return validate_config(config)
+        set_dotted(config, key, copy.deepcopy(value))
+    return RunConfig.from_mapping(config, "benchmark variant")
 
 
 def run_dir_of(out: Path, name: str) -> Path:
     return out / "runs" / "".join(c if c.isascii() and c.isalnum() else "_" for c in name)
 
 
-def train_variant(config: dict, run_dir: Path, retrain: bool) -> float | None:
+def train_variant(config: RunConfig, run_dir: Path, manifest: Path, retrain: bool) -> float | None:
     """Train one variant in this (worker) process with one thread; seconds taken, None when reused."""
     from lidcvae.cli import setup_logging
     from lidcvae.train import train
@@ -169,7 +170,7 @@ def train_variant(config: dict, run_dir: Path, retrain: bool) -> float | None:
     setup_logging(run_dir / "train.log")
     torch.set_num_threads(1)
     started = time.perf_counter()
-    train(config, run_dir)
+    train(config, run_dir, manifest=manifest)
     return round(time.perf_counter() - started, 1)
 
 
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; known: {list(VARIANTS)}")
     config = load_config(args.config)
-    out = args.out or Path(config["results_dir"]) / config["name"]
+    out = args.out or Path(config.results_dir) / config.name
     out.mkdir(parents=True, exist_ok=True)
     suffix = "-table-only" if args.table_only else ""
     setup_logging(out / f"benchmark{suffix}.log")
@@ -224,9 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--table-only: no checkpoint yet for {missing}")
     with ProcessPoolExecutor(1 if args.table_only else args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         jobs = {} if args.table_only else {
-            name: pool.submit(train_variant, variant_config(config, VARIANTS[name], out, 1), run_dir_of(out, name), args.retrain)
+            name: pool.submit(train_variant, variant_config(config, VARIANTS[name], 1), run_dir_of(out, name), manifest,
+                              args.retrain)
             for name in args.variants}
-        feature_sets = baseline_feature_sets(table, out, args.threads, timings)
+        feature_sets = baseline_feature_sets(table, config, out, args.threads, timings)
         for name, job in jobs.items():
             seconds = job.result()
             timings[f"train {name} (s{', reused' if seconds is None else ''})"] = seconds
@@ -248,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
               "scored (the row contains the diameter itself).")
     text = format_table(results, TARGETS, {fs.name: fs.features.shape[1] for fs in feature_sets})
     text += "\n\nEpochs run when the table was taken, of those configured (each row embeds with its lowest-val-loss checkpoint so far): " + "; ".join(
-        f"{name}: {done}/{variant_config(config, VARIANTS[name], out, 1)['train']['epochs']}" for name, done in epochs.items())
+        f"{name}: {done}/{variant_config(config, VARIANTS[name], 1).train.epochs}" for name, done in epochs.items())
     machine = f"{platform.node()} ({os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} threads)"
     print(header + "\n\n" + text + "\n\nTimings: " + json.dumps(timings) + "\nMachine: " + machine)
     with atomic_path(out / f"table{suffix}.md") as tmp:

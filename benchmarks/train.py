@@ -25,19 +25,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lidcvae.config import validate_config  # noqa: E402
+from lidcvae.config import RunConfig  # noqa: E402
 from lidcvae.data import LabelledImages  # noqa: E402
 from lidcvae.losses import kl_standard_normal, negative_elbo  # noqa: E402
 from lidcvae.models import build_model  # noqa: E402
 from lidcvae.train import loop  # noqa: E402
-from lidcvae.train.config import TrainConfig  # noqa: E402
 from lidcvae.train.distributed import setup_process_group  # noqa: E402
 
 
 def synthetic_split(n_patches: int, size: int):
     """A load_split stand-in: a bright cube on noise, (N, 1, S, S, S) in [0, 1]."""
 
-    def load(config: dict, split: str) -> LabelledImages:
+    def load(source, split: str) -> LabelledImages:
         count = n_patches if split == "train" else 2
         generator = torch.Generator().manual_seed(0 if split == "train" else 1)
         images = 0.1 * torch.rand(count, 1, size, size, size, generator=generator)
@@ -50,14 +49,14 @@ def synthetic_split(n_patches: int, size: int):
     return load
 
 
-def bare_step(config: dict, device: torch.device):
+def bare_step(config: RunConfig, device: torch.device):
     """A closure running forward + ELBO + backward + Adam on one resident batch."""
-    model = build_model(config["model"]).to(device).train()
+    model = build_model(config.model).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    size, batch = config["model"]["input_size"], config["train"]["batch_size"]
+    size, batch = config.model.input_size, config.train.batch_size
     x = torch.rand(batch, 1, size, size, size, device=device)
-    autocast_dtype = TrainConfig.from_dict(config["train"]).autocast_dtype(device)
-    forward = torch.compile(model) if config["train"]["compile"] else model
+    autocast_dtype = config.train.autocast_dtype(device)
+    forward = torch.compile(model) if config.train.compile else model
 
     def step() -> None:
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
@@ -72,10 +71,10 @@ def bare_step(config: dict, device: torch.device):
     return step
 
 
-def loop_step(config: dict, device: torch.device, run_dir: Path, n_patches: int):
+def loop_step(config: RunConfig, device: torch.device, run_dir: Path, n_patches: int):
     """A closure running the trainer's own step on successive batches of a synthetic data set."""
-    loop.load_split = synthetic_split(n_patches, config["model"]["input_size"])
-    trainer = loop.Trainer(config, TrainConfig.from_dict(config["train"]), run_dir, setup_process_group(device))
+    loop.load_split = synthetic_split(n_patches, config.model.input_size)
+    trainer = loop.Trainer(config, None, run_dir, setup_process_group(device))
     trainer._start_outputs(resumed=False)
     batches = trainer._batches(0)
     position = iter(range(10**9))
@@ -115,13 +114,13 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args()
-    config = validate_config({
+    config = RunConfig.from_mapping({
         "model": {"channels": args.channels, "strides": [2] * len(args.channels), "input_size": args.input_size,
                   "latent_size": args.latent_size},
         "train": {"batch_size": args.batch_size, "progress": False, "compile": args.compile, "device": args.device,
                   "threads": torch.get_num_threads()},
     })
-    device = TrainConfig.from_dict(config["train"]).resolve_device()
+    device = config.train.resolve_device()
     with tempfile.TemporaryDirectory() as run_dir:
         steps = {"loop": loop_step(config, device, Path(run_dir), args.patches), "bare": bare_step(config, device)}
         for step in steps.values():  # warm-up (and compilation)

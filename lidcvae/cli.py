@@ -1,4 +1,10 @@
-"""Glue shared by the per-stage scripts in ``pipelines/``: logging to the console and a rule's log file."""
+"""Glue shared by the per-stage scripts in ``pipelines/``: one entry for the shell and for Snakemake,
+logging to the console and a rule's log file, and the ``--config``/``--set`` loader.
+
+Every script ends with ``run_script(main, run_from_snakemake, globals())``: under a rule's ``script:``
+directive Snakemake injects ``snakemake`` into the script's globals and the rule's function runs with
+logging to the rule's log; from a shell ``main()`` parses the command line.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,14 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-__all__ = ["setup_logging", "config_from_args", "user_errors", "run_rule"]
+if TYPE_CHECKING:
+    from lidcvae.config import RunConfig
+
+__all__ = ["run_script", "setup_logging", "config_from_args", "user_errors", "run_rule"]
 
 
 def setup_logging(log_file: str | os.PathLike | None = None, level: int = logging.INFO) -> None:
@@ -24,9 +33,24 @@ def setup_logging(log_file: str | os.PathLike | None = None, level: int = loggin
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True)
 
 
+def run_script(main: Callable[[], int | None], run_from_snakemake: Callable[[Any], None] | None,
+               namespace: dict[str, Any]) -> None:
+    """Run a pipelines/ script: ``run_from_snakemake(snakemake)`` with the rule's log when Snakemake runs it
+    (``snakemake`` in ``namespace``; a user error is one line in that log, see ``run_rule``), else ``main()``
+    with its return value as the exit status.
+    ``run_from_snakemake`` is None for a command-line-only script."""
+    smk = namespace.get("snakemake")
+    if smk is None:
+        sys.exit(main())
+    if run_from_snakemake is None:
+        sys.exit(f"{namespace.get('__file__')} is a command-line script; no rule runs it")
+    setup_logging(smk.log[0] if smk.log else None)
+    run_rule(lambda: run_from_snakemake(smk))
+
+
 def config_from_args(parser: argparse.ArgumentParser, config_path: Path | None, set_items: list[str],
-                     overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Load ``--config`` with ``--set KEY=VALUE`` overrides (values parsed as YAML) and ``overrides``.
+                     overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Load ``--config`` with ``--set KEY=VALUE`` overrides (values parsed as YAML) and ``overrides``, typed.
 
     A bad file, key or value ends the program through ``parser`` with the message naming it (exit 2).
     """

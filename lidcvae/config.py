@@ -1,27 +1,58 @@
-"""One schema for every config: load YAML, fill defaults, reject wrong keys and types by name.
+"""One schema for every config, one strict constructor for the typed section objects.
 
 The schema is written as YAML in ``lidcvae/schemas/``: ``config.yaml`` holds the top-level keys and
 each stage section (``extract``, ``train`` ...) lives in its own file of the same name, so a stage's
-keys sit beside each other. Every key has a ``description`` and a ``default``.
+keys sit beside each other. Every key has a ``description`` and a ``default``, and the schema is the
+only place a default lives: each section becomes a frozen dataclass (``TrainConfig``, ``ModelConfig``
+...) built by ``from_section``, which fills what is left out from the schema and rejects an unknown
+key or a wrong type with a ``ConfigError`` naming ``section.key``. The classes declare fields only.
+
+A run's whole config is a ``RunConfig``; it is validated once, where a script or the workflow starts,
+and the library receives the typed sections it needs.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import re
+import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
-from importlib import resources
+from importlib import import_module, resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import jsonschema
 import yaml
 
-__all__ = ["ConfigError", "config_schema", "load_config", "validate_config", "set_dotted", "yaml_load"]
+__all__ = [
+    "ConfigError", "Section", "RunConfig", "SECTION_TYPES", "config_schema", "section_schema", "section_defaults",
+    "from_section", "to_plain", "load_config", "validate_config", "set_dotted", "yaml_load",
+]
 
 SECTIONS = ("phantom", "extract", "model", "train", "embed", "evaluate", "mnist", "cluster")
+
+# The typed object of each section, by import path (importing this module loads no stage code).
+SECTION_TYPES: dict[str, str] = {
+    "phantom": "lidcvae.phantom.settings:PhantomConfig",
+    "extract": "lidcvae.extract.settings:ExtractSettings",
+    "model": "lidcvae.models.config:ModelConfig",
+    "train": "lidcvae.train.config:TrainConfig",
+    "embed": "lidcvae.embed:EmbedConfig",
+    "evaluate": "lidcvae.evaluate.settings:EvaluateSettings",
+    "mnist": "lidcvae.data.mnist:MnistConfig",
+}
+
+# Keys that left a section, and where they live now: an old config naming one is told where to look.
+MOVED_KEYS: dict[str, str] = {
+    "train.manifest": "the manifest is a path argument now (train_vae.py --manifest; the rules pass it)",
+    "train.active_unit_threshold": "use evaluate.active_unit_threshold (one threshold for training and evaluation)",
+}
+
+S = TypeVar("S")
 
 
 class ConfigError(ValueError):
@@ -61,6 +92,22 @@ def config_schema() -> dict[str, Any]:
     return schema
 
 
+def section_schema(section: str) -> dict[str, Any]:
+    """The schema of a (dotted) section, e.g. ``train`` or ``train.grad_clip``."""
+    schema = config_schema()
+    for part in section.split("."):
+        properties = schema.get("properties", {})
+        if part not in properties:
+            raise KeyError(f"no config section {section!r} in the schema")
+        schema = properties[part]
+    return schema
+
+
+def section_defaults(section: str) -> dict[str, Any]:
+    """Every key of a section at its schema default (nested sections filled too)."""
+    return _validated({}, section_schema(section), section)
+
+
 def _parse_text(value: Any, subschema: dict[str, Any]) -> Any:
     """YAML-parse a string where the schema wants another type (Snakemake's ``--config a='{b: 2}'``
     passes nested values as text)."""
@@ -94,6 +141,35 @@ def _with_defaults(validator_class: type, parse_text: bool) -> type:
 _VALIDATORS = {parse: _with_defaults(jsonschema.Draft202012Validator, parse) for parse in (False, True)}
 
 
+def _error_lines(error: jsonschema.ValidationError, prefix: str) -> list[str]:
+    """``key 'a.b': message`` lines; an unknown key is named itself (``a.b.typo``), not its parent."""
+    path = [prefix] if prefix else []
+    path += [str(p) for p in error.path]
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = set(error.schema.get("properties", {}))
+        lines = []
+        for key in sorted(map(str, set(error.instance) - known)):
+            dotted = ".".join(path + [key])
+            hint = MOVED_KEYS.get(dotted, f"known: {', '.join(sorted(known))}")
+            lines.append(f"  key '{dotted}': unknown key ({hint})")
+        return lines
+    return [f"  key '{'.'.join(path) or '<top level>'}': {error.message}"]
+
+
+def _validated(config: Mapping[str, Any], schema: dict[str, Any], prefix: str = "", source: str = "config",
+               parse_text: bool = False) -> dict[str, Any]:
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{source}: '{prefix or '<top level>'}' must be a mapping of keys, got {type(config).__name__}")
+    resolved = copy.deepcopy(dict(config))
+    errors = sorted(_VALIDATORS[parse_text](schema).iter_errors(resolved), key=lambda e: [str(p) for p in e.path])
+    if errors:
+        lines = [f"{source}: invalid config"]
+        for error in errors:
+            lines += _error_lines(error, prefix)
+        raise ConfigError("\n".join(lines))
+    return resolved
+
+
 def validate_config(config: Mapping[str, Any], source: str = "config", parse_text: bool = False) -> dict[str, Any]:
     """Return a deep copy of ``config`` with defaults filled, or raise ``ConfigError``.
 
@@ -103,15 +179,117 @@ def validate_config(config: Mapping[str, Any], source: str = "config", parse_tex
         parse_text: YAML-parse string values where the schema wants a number, list, mapping ...
             (for values typed on a command line).
     """
-    resolved = copy.deepcopy(dict(config))
-    errors = sorted(_VALIDATORS[parse_text](config_schema()).iter_errors(resolved), key=lambda e: list(e.path))
-    if errors:
-        lines = [f"{source}: invalid config"]
-        for error in errors:
-            key = ".".join(str(p) for p in error.path) or "<top level>"
-            lines.append(f"  key '{key}': {error.message}")
-        raise ConfigError("\n".join(lines))
-    return resolved
+    return _validated(config, config_schema(), "", source, parse_text)
+
+
+def _freeze(value: Any) -> Any:
+    """Lists become tuples (recursively), so a frozen section cannot be changed through a list."""
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _freeze(v) for k, v in value.items()}
+    return value
+
+
+def _build(cls: type[S], values: dict[str, Any], section: str) -> S:
+    """``cls(**values)`` with nested dataclass fields built from their sub-mappings."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    if set(names) != set(values):
+        raise ConfigError(f"{cls.__name__} and the schema of '{section}' disagree: fields only in the class "
+                          f"{sorted(set(names) - set(values))}, keys only in the schema {sorted(set(values) - set(names))}")
+    kwargs = {}
+    for name in names:
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[name] = _build(kind, values[name], f"{section}.{name}")
+        else:
+            kwargs[name] = _freeze(values[name])
+    return cls(**kwargs)
+
+
+def from_section(cls: type[S], mapping: Mapping[str, Any] | None, section: str, source: str = "config") -> S:
+    """The one strict constructor: a section mapping → its frozen dataclass ``cls``.
+
+    Keys left out take the schema's default; an unknown key, a wrong type or an out-of-range value
+    raises ``ConfigError`` naming ``section.key``. Lists become tuples.
+    """
+    values = _validated(mapping if mapping is not None else {}, section_schema(section), section, source)
+    return _build(cls, values, section)
+
+
+def to_plain(value: Any) -> Any:
+    """A section object (or anything holding them) as plain YAML/JSON data: dicts, lists, scalars."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+class Section:
+    """Mixin of the typed section dataclasses: ``SECTION`` names their place in the schema."""
+
+    SECTION: ClassVar[str]
+
+    @classmethod
+    def from_mapping(cls: type[S], mapping: Mapping[str, Any] | None = None, source: str = "config") -> S:
+        """Strictly from a section mapping; keys left out take the schema's default."""
+        return from_section(cls, mapping, cls.SECTION, source)  # type: ignore[attr-defined]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists, not tuples) that round-trips through YAML and ``from_mapping``."""
+        return to_plain(self)
+
+
+def section_type(section: str) -> type:
+    """The typed class of a top-level section."""
+    module_name, class_name = SECTION_TYPES[section].split(":")
+    return getattr(import_module(module_name), class_name)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole validated config: the top-level keys and one typed object per stage section.
+
+    Section attributes are typed as ``Any`` here so that importing this module loads no stage code;
+    they are ``PhantomConfig``, ``ExtractSettings``, ``ModelConfig``, ``TrainConfig``, ``EmbedConfig``,
+    ``EvaluateSettings`` and ``MnistConfig`` (``SECTION_TYPES``); ``cluster`` stays a plain mapping.
+    """
+
+    name: str
+    results_dir: str
+    dataset: str
+    dicom_root: str | None
+    patients: tuple[str, ...] | None
+    candidates: str | None
+    images_root: str | None
+    phantom: Any
+    extract: Any
+    model: Any
+    train: Any
+    embed: Any
+    evaluate: Any
+    mnist: Any
+    cluster: dict[str, Any]
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any] | None = None, source: str = "config",
+                     parse_text: bool = False) -> RunConfig:
+        """Validate a whole config once (defaults filled) and type every section."""
+        values = validate_config(config or {}, source, parse_text)
+        for section in SECTION_TYPES:
+            values[section] = _build(section_type(section), values[section], section)
+        values["patients"] = _freeze(values["patients"])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as a config file would hold it (every key, defaults included)."""
+        return to_plain(self)
 
 
 def set_dotted(config: dict[str, Any], dotted_key: str, value: Any) -> None:
@@ -130,8 +308,8 @@ def set_dotted(config: dict[str, Any], dotted_key: str, value: Any) -> None:
     node[leaf] = value
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Load a YAML config (or start empty), apply ``{'dotted.key': value}`` overrides, validate.
+def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """Load a YAML config (or start empty), apply ``{'dotted.key': value}`` overrides, validate and type it.
 
     Raises:
         ConfigError: the file is missing, not a mapping, or fails the schema.
@@ -152,4 +330,4 @@ def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, A
         config = loaded
     for key, value in (overrides or {}).items():
         set_dotted(config, key, value)
-    return validate_config(config, source)
+    return RunConfig.from_mapping(config, source)

@@ -10,17 +10,19 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
+from lidcvae.config import Section
 from lidcvae.io import read_parquet, write_parquet
 from lidcvae.models.base import VAE
 
 __all__ = [
+    "EmbedConfig",
     "MEAN_PREFIX",
     "LOGVAR_PREFIX",
     "latent_column_names",
@@ -94,55 +96,65 @@ def embed_images(
 
 
 
+@dataclass(frozen=True)
+class EmbedConfig(Section):
+    """The ``embed`` config section (lidcvae/schemas/embed.yaml): encoder batch size, torch device and an
+    optional checkpoint trained elsewhere (set: training is skipped)."""
+
+    SECTION: ClassVar[str] = "embed"
+    batch_size: int
+    device: str
+    checkpoint: str | None
+
+
 def _load_model(checkpoint: str | os.PathLike) -> tuple[VAE, dict[str, Any], dict[str, Any]]:
     """(model in eval mode, the config it was trained with, what it expects of its input)."""
     from lidcvae.train.checkpoint import checkpoint_description, model_from_checkpoint, read_checkpoint
 
     state = read_checkpoint(checkpoint)
-    return model_from_checkpoint(state), state["config"], checkpoint_description(state)
+    return model_from_checkpoint(state, path=checkpoint), state["config"], checkpoint_description(state, checkpoint)
 
 
-def embed_manifest(
-    checkpoint: str | os.PathLike,
-    manifest_path: str | os.PathLike,
-    out_path: str | os.PathLike,
-    batch_size: int = 32,
-    device: str = "cpu",
-) -> pd.DataFrame:
+def embed_manifest(checkpoint: str | os.PathLike, manifest_path: str | os.PathLike, out_path: str | os.PathLike,
+                   settings: EmbedConfig | None = None) -> pd.DataFrame:
     """Embed every nodule of a manifest (extract format) with a trained checkpoint; write Parquet atomically.
 
-    The checkpoint may come from another cohort (``embed.checkpoint``): its own model, HU window and
-    patch fitting prepare the patches, and a cohort cut at another patch size or spacing is refused.
+    ``settings``: the typed ``embed`` section (batch size, device); None takes the schema's defaults.
+
+    The checkpoint may come from another cohort (``embed.checkpoint``): its own ``model.input_size``,
+    ``model.hu_window``, mask channel and ``train.patch_fit`` prepare the patches, and a cohort cut at
+    another patch size or spacing is refused.
 
     Raises:
         CheckpointMismatch: the manifest's patches were cut differently from the model's training data.
     """
+    from lidcvae.data import PatchSource
     from lidcvae.data.lidc import images_from_table
     from lidcvae.extract.manifest import read_manifest
     from lidcvae.train.checkpoint import check_cohort_fits
 
+    settings = settings or EmbedConfig.from_mapping({})
     model, config, description = _load_model(checkpoint)
     manifest = read_manifest(manifest_path)
     sizes = {int(v) for v in manifest["patch_size"].dropna()} if "patch_size" in manifest.columns else set()
     spacings = {float(v) for v in manifest["spacing_mm"].dropna()} if "spacing_mm" in manifest.columns else set()
     check_cohort_fits(description, sizes, spacings, checkpoint, manifest_path)
-    images = images_from_table(manifest, config.get("model", {}), config.get("train", {}).get("patch_fit", "crop"))
-    embeddings = embed_images(model, images, manifest, batch_size, device)
+    images = images_from_table(manifest, PatchSource.for_checkpoint(manifest_path, config))
+    embeddings = embed_images(model, images, manifest, settings.batch_size, settings.device)
     write_parquet(embeddings, out_path)
     return embeddings
 
 
-def embed_dataset(
-    checkpoint: str | os.PathLike, config: Mapping[str, Any], out_path: str | os.PathLike, batch_size: int = 32, device: str = "cpu"
-) -> pd.DataFrame:
-    """Embed every split the data loader knows for ``config`` (e.g. MNIST digits); write Parquet atomically."""
+def embed_dataset(checkpoint: str | os.PathLike, source: Any, out_path: str | os.PathLike,
+                  settings: EmbedConfig) -> pd.DataFrame:
+    """Embed every split of a data source (e.g. the ``MnistConfig`` digits); write Parquet atomically."""
     from lidcvae.data import load_split
 
     model, *_ = _load_model(checkpoint)
     parts = []
     for split in ("train", "val", "test"):
-        data = load_split(dict(config), split)
-        parts.append(embed_images(model, data.images, data.table.reset_index(drop=True), batch_size, device))
+        data = load_split(source, split)
+        parts.append(embed_images(model, data.images, data.table.reset_index(drop=True), settings.batch_size, settings.device))
     embeddings = pd.concat(parts, ignore_index=True)
     write_parquet(embeddings, out_path)
     return embeddings

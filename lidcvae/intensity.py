@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -16,17 +15,18 @@ __all__ = ["HUWindow"]
 class HUWindow:
     """Map HU linearly so that ``lower_hu`` → 0 and ``upper_hu`` → 1, clipping outside.
 
-    The default window (−1000, 400) HU keeps air, lung, soft tissue and most calcification apart.
+    The configured window (``model.hu_window``; default in lidcvae/schemas/model.yaml) is stored in
+    every checkpoint's model section.
     """
 
-    lower_hu: float = -1000.0
-    upper_hu: float = 400.0
+    lower_hu: float
+    upper_hu: float
 
     @classmethod
-    def from_config(cls, model_config: Mapping[str, Any]) -> HUWindow:
-        """The window in ``model.hu_window`` ([lower, upper] HU), or the default when absent."""
-        window = model_config.get("hu_window")
-        return cls() if window is None else cls(float(window[0]), float(window[1]))
+    def from_bounds(cls, bounds: Sequence[float]) -> HUWindow:
+        """From ``[lower, upper]`` HU, as ``model.hu_window`` holds it."""
+        lower, upper = bounds
+        return cls(float(lower), float(upper))
 
     @property
     def width_hu(self) -> float:

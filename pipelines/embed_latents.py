@@ -9,12 +9,10 @@ Without --manifest, every split of the config's dataset is embedded (e.g. --conf
 
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lidcvae.cli import config_from_args, setup_logging  # noqa: E402
+import _bootstrap  # noqa: F401  (this checkout's lidcvae first on sys.path)
+from lidcvae.cli import config_from_args, run_script, setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,8 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--manifest", type=Path, help="nodule manifest (extract/manifest.parquet format)")
     source.add_argument("--config", type=Path, help="workflow config whose dataset splits are embedded instead")
     parser.add_argument("--out", required=True, type=Path, help="output Parquet table")
-    parser.add_argument("--batch-size", type=int, default=16, help="patches encoded together (default 16)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--batch-size", type=int, help="patches encoded together (default: embed.batch_size)")
+    parser.add_argument("--device", help="torch device (default: embed.device)")
     parser.add_argument("--log", type=Path, help="also log to this file")
     args = parser.parse_args(argv)
     setup_logging(args.log)
@@ -33,33 +31,34 @@ def main(argv: list[str] | None = None) -> int:
     from lidcvae.embed import embed_dataset, embed_manifest
     from lidcvae.train.checkpoint import CheckpointMismatch
 
+    overrides = {f"embed.{key}": value for key, value in (("batch_size", args.batch_size), ("device", args.device))
+                 if value is not None}  # fmt: skip
+    run = config_from_args(parser, args.config, [], overrides)
     if args.manifest:
         try:
-            table = embed_manifest(args.checkpoint, args.manifest, args.out, args.batch_size, args.device)
+            table = embed_manifest(args.checkpoint, args.manifest, args.out, run.embed)
         except (CheckpointMismatch, FileNotFoundError) as error:
             parser.exit(2, f"error: {error}\n")
     else:
-        table = embed_dataset(args.checkpoint, config_from_args(parser, args.config, []), args.out, args.batch_size, args.device)
+        table = embed_dataset(args.checkpoint, run.mnist, args.out, run.embed)
     print(f"{len(table)} rows → {args.out}")
     return 0
 
 
 def run_from_snakemake(smk) -> None:
     """rules/embed.smk: the manifest when the rule has one, else the workflow config's dataset."""
-    setup_logging(smk.log[0])
     import torch
 
+    from lidcvae.config import RunConfig
     from lidcvae.embed import embed_dataset, embed_manifest
 
     torch.set_num_threads(smk.threads)
+    run = RunConfig.from_mapping(smk.config, source="snakemake config")
     if "manifest" in smk.input.keys():
-        embed_manifest(smk.input.checkpoint, smk.input.manifest, smk.output.embeddings, smk.params.batch_size, smk.params.device)
+        embed_manifest(smk.input.checkpoint, smk.input.manifest, smk.output.embeddings, run.embed)
     else:
-        embed_dataset(smk.input.checkpoint, dict(smk.config), smk.output.embeddings, smk.params.batch_size, smk.params.device)
+        embed_dataset(smk.input.checkpoint, run.mnist, smk.output.embeddings, run.embed)
 
 
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        run_from_snakemake(snakemake)  # noqa: F821
-    else:
-        sys.exit(main())
+    run_script(main, run_from_snakemake, globals())

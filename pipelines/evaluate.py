@@ -4,26 +4,25 @@ figures/*.png and one self-contained report.html.
 
 Command line:
     python pipelines/evaluate.py --checkpoint results/phantom/train/checkpoints/best.pt \\
-        --embeddings results/phantom/embed/embeddings.parquet --run-dir results/phantom/train \\
+        --embeddings results/phantom/embed/embeddings.parquet --history results/phantom/train/metrics.csv \\
+        --manifest results/phantom/extract/manifest.parquet \\
         --out-dir results/phantom/evaluate --config configs/default.yaml --set evaluate.iwae_samples=100
 """
 
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lidcvae.cli import config_from_args, setup_logging  # noqa: E402
-
+import _bootstrap  # noqa: F401  (this checkout's lidcvae first on sys.path)
+from lidcvae.cli import config_from_args, run_script, setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, type=Path, help="trained checkpoint")
     parser.add_argument("--embeddings", required=True, type=Path, help="table from embed_latents.py")
-    parser.add_argument("--run-dir", required=True, type=Path, help="training folder holding metrics.csv")
+    parser.add_argument("--history", type=Path, help="training history metrics.csv (loss curves; none drawn without it)")
+    parser.add_argument("--manifest", type=Path, help="extraction manifest whose patches are evaluated (dataset lidc)")
     parser.add_argument("--out-dir", required=True, type=Path, help="where metrics.json, figures/, report.html go")
     parser.add_argument("--config", type=Path, help="workflow config (default: built-in defaults)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides (YAML values)")
@@ -34,29 +33,29 @@ def main(argv: list[str] | None = None) -> int:
 
     from lidcvae.evaluate import evaluate_run
 
-    config = config_from_args(parser, args.config, args.set)
-    metrics = evaluate_run(args.checkpoint, args.embeddings, args.run_dir, args.out_dir, config, args.include_html)
+    run = config_from_args(parser, args.config, args.set)
+    if run.dataset == "lidc" and args.manifest is None:
+        parser.exit(2, "error: --manifest is required for dataset lidc\n")
+    metrics = evaluate_run(args.checkpoint, args.embeddings, args.history, args.out_dir, run.evaluate,
+                           manifest=args.manifest if run.dataset == "lidc" else None,
+                           mnist=run.mnist if run.dataset == "mnist" else None, extra_html=args.include_html)
     print(f"{len(metrics['warnings'])} warning(s); report: {args.out_dir / 'report.html'}")
     return 0
 
 
 def run_from_snakemake(smk) -> None:
     """rules/evaluate.smk."""
-    setup_logging(smk.log[0])
     import torch
 
+    from lidcvae.config import RunConfig
     from lidcvae.evaluate import evaluate_run
 
     torch.set_num_threads(smk.threads)
-    config = dict(smk.config)
-    if "manifest" in smk.input.keys():  # this run's cohort, whichever cohort the checkpoint was trained on
-        config["train"] = {**config["train"], "manifest": str(smk.input.manifest)}
-    evaluate_run(smk.input.checkpoint, smk.input.embeddings, smk.params.run_dir, smk.params.out_dir, config,
-                 list(smk.input.get("extra_html", [])))
+    run = RunConfig.from_mapping(smk.config, source="snakemake config")
+    evaluate_run(smk.input.checkpoint, smk.input.embeddings, smk.params.history, smk.params.out_dir, run.evaluate,
+                 manifest=smk.input.get("manifest"), mnist=run.mnist if run.dataset == "mnist" else None,
+                 extra_html=list(smk.input.get("extra_html", [])))
 
 
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        run_from_snakemake(snakemake)  # noqa: F821
-    else:
-        sys.exit(main())
+    run_script(main, run_from_snakemake, globals())

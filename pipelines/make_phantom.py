@@ -9,13 +9,11 @@ Writes DIR/<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>/<z>.dcm and, with 
 
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lidcvae.cli import setup_logging  # noqa: E402
-from lidcvae.config import ConfigError, load_config  # noqa: E402
+import _bootstrap  # noqa: F401  (this checkout's lidcvae first on sys.path)
+from lidcvae.cli import run_script, setup_logging
+from lidcvae.config import ConfigError, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,24 +34,21 @@ def main(argv: list[str] | None = None) -> int:
     from lidcvae.phantom import write_phantom_cohort
 
     try:
-        config = load_config(args.config, overrides)
+        run = load_config(args.config, overrides)
     except ConfigError as error:
         parser.exit(2, f"error: {error}\n")
-    table = write_phantom_cohort(args.out, config["phantom"], args.record)
+    table = write_phantom_cohort(args.out, run.phantom, args.record)
     print(f"{len(table)} series, {int(table['slices'].sum())} slices, {table['bytes'].sum() / 1e6:.1f} MB → {args.out}")
     return 0
 
 
 def run_from_snakemake(smk) -> None:
     """The rule in rules/phantom.smk: the phantom section, with the rule's threads as workers."""
-    setup_logging(smk.log[0])
-    from lidcvae.phantom import write_phantom_cohort
+    from lidcvae.phantom import PhantomConfig, write_phantom_cohort
 
-    write_phantom_cohort(smk.output.dicom, {**smk.params.phantom, "workers": smk.threads}, smk.output.record)
+    settings = PhantomConfig.from_mapping({**smk.params.phantom, "workers": smk.threads}, source="snakemake config")
+    write_phantom_cohort(smk.output.dicom, settings, smk.output.record)
 
 
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        run_from_snakemake(snakemake)  # noqa: F821
-    else:
-        sys.exit(main())
+    run_script(main, run_from_snakemake, globals())

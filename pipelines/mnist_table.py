@@ -9,13 +9,10 @@ Writes OUT/table.csv, OUT/table.html (a fragment the report includes) and OUT/ru
 
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lidcvae.cli import config_from_args, setup_logging  # noqa: E402
-
+import _bootstrap  # noqa: F401  (this checkout's lidcvae first on sys.path)
+from lidcvae.cli import config_from_args, run_script, setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,25 +26,22 @@ def main(argv: list[str] | None = None) -> int:
 
     from lidcvae.mnist_table import build_size_table
 
-    config = config_from_args(parser, args.config, args.set)
-    table = build_size_table(config, args.out)
+    run = config_from_args(parser, args.config, args.set)
+    table = build_size_table(run, args.out)
     print(table.to_string(index=False))
     return 0
 
 
 def run_from_snakemake(smk) -> None:
     """rules/mnist.smk: build the table under ``params.out_dir`` from the workflow config."""
-    setup_logging(smk.log[0])
     import torch
 
+    from lidcvae.config import RunConfig
     from lidcvae.mnist_table import build_size_table
 
     torch.set_num_threads(smk.threads)
-    build_size_table(dict(smk.config), smk.params.out_dir)
+    build_size_table(RunConfig.from_mapping(smk.config, source="snakemake config"), smk.params.out_dir)
 
 
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        run_from_snakemake(snakemake)  # noqa: F821
-    else:
-        sys.exit(main())
+    run_script(main, run_from_snakemake, globals())

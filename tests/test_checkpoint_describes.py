@@ -5,27 +5,30 @@ from __future__ import annotations
 import pytest
 
 import lidcvae
-from lidcvae.config import validate_config
-from lidcvae.train.checkpoint import CheckpointMismatch, check_cohort_fits, checkpoint_description, describe_model
+from lidcvae.config import RunConfig
+from lidcvae.train.checkpoint import (
+    CheckpointError, CheckpointMismatch, check_cohort_fits, checkpoint_description, describe_model,
+)
 
 
 @pytest.fixture()
 def description() -> dict:
-    config = validate_config({"model": {"hu_window": [-1200, 600]}, "extract": {"patch_size": 48, "spacing_mm": 0.8}})
-    return describe_model(config)
+    run = RunConfig.from_mapping({"model": {"hu_window": [-1200, 600], "input_size": 24},
+                                  "extract": {"patch_size": 48, "spacing_mm": 0.8}})
+    return describe_model(run)
 
 
-def test_description_holds_model_window_patch_and_version(description):
+def test_description_holds_input_window_patch_and_version(description):
     assert description["hu_window"] == [-1200.0, 600.0]
     assert (description["patch_size"], description["spacing_mm"]) == (48, 0.8)
-    assert description["model"]["name"] == "conv_vae3d" and description["model"]["latent_size"] == 256
+    assert description["event_shape"] == [2, 24, 24, 24] and description["mask_channel"]  # the default: image + mask
     assert description["lidcvae_version"] == lidcvae.__version__ and description["dataset"] == "lidc"
 
 
-def test_old_checkpoint_without_block_is_described_from_its_config(description):
-    config = validate_config({"model": {"hu_window": [-1200, 600]}, "extract": {"patch_size": 48, "spacing_mm": 0.8}})
-    assert checkpoint_description({"config": config}) == description
-    assert checkpoint_description({"config": {}, "describes": {"patch_size": 7}}) == {"patch_size": 7}
+def test_checkpoint_without_block_is_refused_by_name(description):
+    assert checkpoint_description({"config": {}, "describes": description}) == description
+    with pytest.raises(CheckpointError, match=r"old\.pt: written before checkpoints described"):
+        checkpoint_description({"config": {}}, "old.pt")
 
 
 def test_matching_cohort_passes(description):
@@ -66,10 +69,10 @@ def test_embed_script_refuses_a_cohort_cut_at_another_size(tmp_path):
     from lidcvae.models import build_model
     from lidcvae.train.checkpoint import save_checkpoint
 
-    config = validate_config({"model": {"input_size": 16, "latent_size": 4, "channels": [4], "strides": [2]},
-                              "extract": {"patch_size": 48}})
-    model = build_model(config["model"])
-    save_checkpoint(tmp_path / "best.pt", {"model": model.state_dict(), "config": config, "describes": describe_model(config)})
+    run = RunConfig.from_mapping({"model": {"input_size": 16, "latent_size": 4, "channels": [4], "strides": [2]},
+                                  "extract": {"patch_size": 48}})
+    model = build_model(run.model)
+    save_checkpoint(tmp_path / "best.pt", {"model": model.state_dict(), "config": run.to_dict(), "describes": describe_model(run)})
     pd.DataFrame({"nodule_id": ["n1"], "image_path": ["patches/n1_image.nii.gz"], "patch_size": [64],
                   "spacing_mm": [1.0]}).to_parquet(tmp_path / "manifest.parquet")
     script = Path(__file__).resolve().parents[1] / "pipelines" / "embed_latents.py"

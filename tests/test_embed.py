@@ -11,7 +11,9 @@ from test_evaluate_standins import TinyLinearVAE, synthetic_table
 
 import lidcvae
 import lidcvae.embed as embed
+from lidcvae.data import PatchSource
 from lidcvae.intensity import HUWindow
+from lidcvae.models import ModelConfig
 
 
 def test_embeddings_have_one_row_per_manifest_row_and_256_latent_columns():
@@ -46,9 +48,10 @@ def test_mismatched_images_and_table_are_refused():
 
 
 @pytest.mark.parametrize("window, expected", [([-1200, 600], HUWindow(-1200, 600)),
-                                              ([-900, 300], HUWindow(-900, 300)), (None, HUWindow())])
+                                              ([-900, 300], HUWindow(-900, 300)), (None, HUWindow(-1000, 400))])
 def test_hu_window_is_read_from_the_model_config(window, expected):
-    assert HUWindow.from_config({"hu_window": window}) == expected
+    model = ModelConfig.from_mapping({} if window is None else {"hu_window": window})  # None: the schema's default
+    assert HUWindow.from_bounds(model.hu_window) == expected
 
 
 def _write_manifest(folder, patches_zyx):
@@ -70,7 +73,10 @@ def test_manifest_images_come_back_in_zyx_order_and_model_scale(tmp_path):
 
     from lidcvae.data.lidc import images_from_table
 
-    images = images_from_table(read_manifest(manifest_path), {"hu_window": [-1000, 400], "input_size": 6})
+    source = PatchSource(manifest_path, input_size=6, hu_window=(-1000, 400), patch_fit="crop", mask_channel=False)
+    with pytest.raises(ValueError, match="patch edge 6 < model.input_size"):
+        images_from_table(read_manifest(manifest_path), PatchSource(manifest_path, 7, (-1000, 400), "crop", False))
+    images = images_from_table(read_manifest(manifest_path), source)
     assert images.shape == (1, 1, 4, 5, 6) and images.dtype == torch.float32  # input_size = edge: nothing cropped
     assert images[0, 0, 3, 0, 0] == 1.0 and images.sum() == 1.0
 
@@ -78,10 +84,11 @@ def test_manifest_images_come_back_in_zyx_order_and_model_scale(tmp_path):
 def test_embed_manifest_embeds_unseen_nodules_with_a_trained_model(tmp_path, monkeypatch):
     model = TinyLinearVAE((1, 4, 5, 6), latent_size=8)
     describes = {"dataset": "lidc", "patch_size": 64, "spacing_mm": 1.0, "lidcvae_version": lidcvae.__version__}
-    monkeypatch.setattr(embed, "_load_model", lambda checkpoint: (model, {"model": {"hu_window": [-1000, 400]}}, describes))
+    trained = {"model": {"hu_window": [-1000, 400], "input_size": 6, "mask_channel": False}, "train": {"patch_fit": "crop"}}
+    monkeypatch.setattr(embed, "_load_model", lambda checkpoint: (model, trained, describes))
     patches = [np.random.default_rng(i).integers(-1000, 400, (4, 5, 6)) for i in range(3)]
     out = tmp_path / "embed" / "embeddings.parquet"
-    embed.embed_manifest("unused.pt", _write_manifest(tmp_path, patches), out, batch_size=2)
+    embed.embed_manifest("unused.pt", _write_manifest(tmp_path, patches), out, embed.EmbedConfig.from_mapping({"batch_size": 2}))
     table = pd.read_parquet(out)
     assert list(table["nodule_id"]) == ["n0", "n1", "n2"]
     assert embed.posterior_arrays(table)[0].shape == (3, 8)

@@ -61,7 +61,7 @@ def test_run_probe_reports_latents_beside_diameter_and_raw_voxel_pca():
 
     import torch
     splits = {"all": Split(torch.rand(60, 1, 4, 4, 4), table)}
-    section, notes = run_probe(embeddings, splits, ProbeSettings(bootstrap_samples=50), seed=0)
+    section, notes = run_probe(embeddings, splits, ProbeSettings.from_mapping({"bootstrap_samples": 50}), seed=0)
     assert set(section["results"]) == {"latent_means", "consensus_diameter_mm", "raw_voxel_pca4"}
     assert section["results"]["latent_means"]["auc_mean"] > 0.8
     assert section["labelled_samples"] == 60 and section["folds"] == 5

@@ -11,7 +11,7 @@ from matplotlib.image import imread
 from test_evaluate_standins import InputIgnoringVAE, TinyLinearVAE, synthetic_table
 
 from lidcvae.embed import embed_images
-from lidcvae.evaluate import EvaluateSettings, ProbeSettings, SplitData, evaluate_model
+from lidcvae.evaluate import EvaluateSettings, SplitData, evaluate_model
 from lidcvae.intensity import HUWindow
 
 FIGURES = {"reconstruction_montage", "prior_samples", "interpolation", "loss_curves", "kl_per_dimension", "latent_pca"}
@@ -24,9 +24,10 @@ def _run(model, tmp_path, event_shape=(1, 8, 8, 8), count=30, patients=10):
               for name in ("train", "val", "test")}
     embeddings = pd.concat([embed_images(model, s.images, s.table) for s in splits.values()], ignore_index=True)
     history = pd.DataFrame({"epoch": [1, 2, 3], "train_reconstruction": [9.0, 5, 4], "train_kl": [1.0, 2, 1.5]})
-    settings = EvaluateSettings(batch_size=4, iwae_samples=8, iwae_chunk_size=3, montage_samples=4, prior_samples=3,
-                                interpolation_steps=4, probe=ProbeSettings(bootstrap_samples=20, n_splits=3))
-    metrics = evaluate_model(model, splits, embeddings, tmp_path, settings, HUWindow(), history,
+    settings = EvaluateSettings.from_mapping({"batch_size": 4, "iwae_samples": 8, "iwae_chunk_size": 3, "montage_samples": 4,
+                                              "prior_samples": 3, "interpolation_steps": 4,
+                                              "probe": {"bootstrap_samples": 20, "n_splits": 3}})
+    metrics = evaluate_model(model, splits, embeddings, tmp_path, settings, HUWindow(-1000, 400), history,
                              sections=[("extra table", "<p id='extra'>x</p>")])
     return metrics, (tmp_path / "report.html").read_text()
 
@@ -58,7 +59,7 @@ def test_two_dimensional_images_without_hu_window_are_evaluated_too(tmp_path):
     model = TinyLinearVAE((1, 6, 6), latent_size=2)
     table = synthetic_table(12, 12)
     splits = {"test": SplitData(torch.rand(12, 1, 6, 6), table)}
-    settings = EvaluateSettings(splits=["test"], iwae_samples=4, montage_samples=2, probe=ProbeSettings(enabled=False))
+    settings = EvaluateSettings.from_mapping({"splits": ["test"], "iwae_samples": 4, "montage_samples": 2, "probe": {"enabled": False}})
     metrics = evaluate_model(model, splits, embed_images(model, splits["test"].images, table), tmp_path, settings)
     assert "mse_hu2" not in metrics["splits"]["test"] and "probe" not in metrics
     assert any("loss curves not drawn" in note for note in metrics["notes"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -169,7 +168,7 @@ def test_parallel_workers_give_the_same_manifest(lidc_sample, tmp_path):
 @pytest.mark.parametrize(
     "override, key",
     [
-        ({"extract.patch_sise": 64}, "extract"),
+        ({"extract.patch_sise": 64}, "extract.patch_sise"),
         ({"extract.patch_size": "sixty-four"}, "extract.patch_size"),
         ({"extract.consensus_level": 1.5}, "extract.consensus_level"),
         ({"patients": ["0001"]}, "patients.0"),

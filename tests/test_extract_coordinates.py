@@ -14,6 +14,7 @@ import SimpleITK as sitk
 
 from lidcvae.extract import extract_cohort
 from lidcvae.extract.coordinates import extract_coordinates_cohort
+from lidcvae.extract.settings import ExtractSettings
 
 SERIES_UID = "1.3.6.1.4.1.14519.5.2.1.6279.6001.179049373636438705059720603192"
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
@@ -33,7 +34,7 @@ def routes(lidc_whole: Path, tmp_path_factory) -> dict:
     """Both routes on the same series: the LUNA16 point (coordinates) and the readers' consensus (LIDC)."""
     out = tmp_path_factory.mktemp("routes")
     coordinates, coordinate_failures = extract_coordinates_cohort(
-        lidc_whole / "luna16_annotations.csv", lidc_whole, out / "coordinates", {"sphere_mask": True}, progress=False)
+        lidc_whole / "luna16_annotations.csv", lidc_whole, out / "coordinates", ExtractSettings.from_mapping({"sphere_mask": True}), progress=False)
     lidc, _ = extract_cohort(lidc_whole, out / "lidc", progress=False)
     return {"out": out, "coordinates": coordinates, "failures": coordinate_failures, "lidc": lidc}
 

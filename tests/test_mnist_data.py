@@ -11,12 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lidcvae.data import mnist
-from lidcvae.data.mnist import IdxFormatError, MnistDownloadError, download_mnist, mnist_split, read_idx
+from lidcvae.data import mnist, mnist_download
+from lidcvae.data.mnist import IdxFormatError, MnistConfig, MnistDownloadError, download_mnist, mnist_split, read_idx
 
 # Digit counts of the real t10k set (LeCun's 10,000 test digits) and of the 60,000 train digits.
 T10K_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+
+
+def digits_of(data_dir, split, **keys):
+    """One split of the idx files in ``data_dir``; ``keys`` override the ``mnist`` section's schema defaults."""
+    return mnist_split(MnistConfig.from_mapping({"data_dir": str(data_dir), "download": False, **keys}), split)
 
 
 def _write_idx(path: Path, header: bytes, payload: bytes) -> Path:
@@ -67,21 +72,21 @@ def test_idx_reader_reads_gzip_and_plain_alike(mnist_dir, tmp_path):
 
 def test_t10k_split_is_deterministic_disjoint_and_complete(mnist_t10k_dir):
     mnist_dir = mnist_t10k_dir
-    train, test = mnist_split(mnist_dir, "train"), mnist_split(mnist_dir, "test")
+    train, test = digits_of(mnist_dir, "train"), digits_of(mnist_dir, "test")
     assert (len(train.images), len(test.images)) == (8000, 2000)
     assert train.images.shape[1:] == (1, 28, 28) and train.images.dtype.is_floating_point
     assert 0.0 == float(train.images.min()) and float(train.images.max()) == 1.0
     assert set(train.table["id"]).isdisjoint(test.table["id"])
     counts = np.bincount(np.concatenate([train.table["label"], test.table["label"]]))
     assert counts.tolist() == T10K_LABEL_COUNTS
-    again = mnist_split(mnist_dir, "test")
+    again = digits_of(mnist_dir, "test")
     assert again.table["id"].tolist() == test.table["id"].tolist()
-    other_seed = mnist_split(mnist_dir, "test", seed=1)
+    other_seed = digits_of(mnist_dir, "test", split_seed=1)
     assert other_seed.table["id"].tolist() != test.table["id"].tolist()
 
 
 def test_split_table_matches_images(mnist_dir):
-    test = mnist_split(mnist_dir, "test", limit=50, train_limit=50)
+    test = digits_of(mnist_dir, "test", limit=50, train_limit=50)
     raw = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
     rows = test.table["source_index"].to_numpy()
     np.testing.assert_allclose(test.images[:, 0].numpy(), raw[rows] / 255.0, atol=1e-7)
@@ -91,7 +96,7 @@ def test_split_table_matches_images(mnist_dir):
 
 def test_missing_files_without_download_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte"):
-        mnist_split(tmp_path, "train", download=False)
+        digits_of(tmp_path, "train", download=False)
 
 
 def test_download_offline_raises_clear_error(tmp_path):
@@ -118,7 +123,7 @@ def test_download_verifies_sha256_and_falls_through_mirrors(mnist_dir, tmp_path)
 
 def test_canonical_checksums_match_shared_files(mnist_dir):
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
-        assert mnist._sha256(mnist_dir / name) == mnist.MNIST_FILES[name]
+        assert mnist_download._sha256(mnist_dir / name) == mnist.MNIST_FILES[name]
 
 
 @pytest.fixture(scope="module")
@@ -131,9 +136,9 @@ def mnist_full_dir(mnist_dir: Path) -> Path:
 
 def test_standard_split_reads_the_real_train_files(mnist_full_dir):
     for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
-        assert mnist._sha256(mnist_full_dir / name) == mnist.MNIST_FILES[name]
-    train = mnist_split(mnist_full_dir, "train", require_train=True)
-    test = mnist_split(mnist_full_dir, "test", require_train=True)
+        assert mnist_download._sha256(mnist_full_dir / name) == mnist.MNIST_FILES[name]
+    train = digits_of(mnist_full_dir, "train", require_train_files=True)
+    test = digits_of(mnist_full_dir, "test", require_train_files=True)
     assert (len(train.images), len(test.images)) == (60000, 10000)
     assert np.bincount(train.table["label"].to_numpy(int)).tolist() == TRAIN_LABEL_COUNTS
     assert np.bincount(test.table["label"].to_numpy(int)).tolist() == T10K_LABEL_COUNTS
@@ -157,13 +162,13 @@ def test_train_limit_decompresses_only_the_digits_it_uses(mnist_full_dir, tmp_pa
     _truncated_copy(mnist_full_dir / "train-images-idx3-ubyte.gz", tmp_path / "train-images-idx3-ubyte.gz", 300, 784, 16)
     _truncated_copy(mnist_full_dir / "train-labels-idx1-ubyte.gz", tmp_path / "train-labels-idx1-ubyte.gz", 300, 1, 8)
     with pytest.raises(IdxFormatError, match="truncated") as error:
-        mnist_split(tmp_path, "train")
+        digits_of(tmp_path, "train")
     assert "train-" in str(error.value)
-    first = mnist_split(tmp_path, "train", train_limit=300)
+    first = digits_of(tmp_path, "train", train_limit=300)
     full = read_idx(mnist_full_dir / "train-images-idx3-ubyte.gz", limit=300)
     assert first.images.shape == (300, 1, 28, 28)
     np.testing.assert_allclose(first.images[:, 0].numpy(), full / 255.0, atol=1e-7)
-    assert mnist_split(tmp_path, "test", train_limit=300).images.shape[0] == 10000
+    assert digits_of(tmp_path, "test", train_limit=300).images.shape[0] == 10000
 
 
 def test_read_idx_limit_is_the_head_of_the_whole_file(mnist_dir):
@@ -173,23 +178,23 @@ def test_read_idx_limit_is_the_head_of_the_whole_file(mnist_dir):
 
 
 def test_train_limit_caps_the_t10k_train_part_and_leaves_test_alone(mnist_t10k_dir):
-    capped, uncapped = mnist_split(mnist_t10k_dir, "train", train_limit=500), mnist_split(mnist_t10k_dir, "train")
+    capped, uncapped = digits_of(mnist_t10k_dir, "train", train_limit=500), digits_of(mnist_t10k_dir, "train")
     assert len(capped.images) == 500 and set(capped.table["id"]) < set(uncapped.table["id"])
-    test_ids = mnist_split(mnist_t10k_dir, "test", train_limit=500).table["id"].tolist()
-    assert test_ids == mnist_split(mnist_t10k_dir, "test").table["id"].tolist()
-    everything = mnist_split(mnist_t10k_dir, "all", train_limit=500)
+    test_ids = digits_of(mnist_t10k_dir, "test", train_limit=500).table["id"].tolist()
+    assert test_ids == digits_of(mnist_t10k_dir, "test").table["id"].tolist()
+    everything = digits_of(mnist_t10k_dir, "all", train_limit=500)
     assert len(everything.images) == 2500  # the 7,500 unused train-part digits are nowhere
 
 
 def test_test_limit_keeps_the_first_test_digits_in_file_order(mnist_dir):
-    test = mnist_split(mnist_dir, "test", test_limit=300, train_limit=100)
+    test = digits_of(mnist_dir, "test", test_limit=300, train_limit=100)
     assert test.table["source"].eq("t10k").all() and test.table["source_index"].tolist() == list(range(300))
-    assert mnist_split(mnist_dir, "all", test_limit=300, train_limit=100).table["split"].eq("test").sum() == 300
+    assert digits_of(mnist_dir, "all", test_limit=300, train_limit=100).table["split"].eq("test").sum() == 300
 
 
 def test_require_train_files_names_them_when_missing(mnist_t10k_dir):
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
-        mnist_split(mnist_t10k_dir, "train", require_train=True)
+        digits_of(mnist_t10k_dir, "train", require_train_files=True)
 
 
 @pytest.mark.parametrize("folder", ["mnist_dir", "mnist_t10k_dir"])
@@ -199,7 +204,7 @@ def test_smoke_config_uses_8000_train_and_2000_test_digits_whatever_the_folder_h
 
     data_dir = request.getfixturevalue(folder)
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "mnist.yaml", {"mnist.data_dir": str(data_dir)})
-    train, test = load_split(config, "train"), load_split(config, "test")
+    train, test = load_split(config.mnist, "train"), load_split(config.mnist, "test")
     assert (len(train), len(test)) == (8000, 2000)
     has_train_files = (data_dir / "train-images-idx3-ubyte.gz").exists()
     assert train.table["source"].eq("train" if has_train_files else "t10k").all()
@@ -207,20 +212,18 @@ def test_smoke_config_uses_8000_train_and_2000_test_digits_whatever_the_folder_h
 
 def test_val_is_empty_by_default_and_carved_from_train_on_request(mnist_t10k_dir):
     mnist_dir = mnist_t10k_dir
-    empty = mnist_split(mnist_dir, "val")
+    empty = digits_of(mnist_dir, "val")
     assert empty.images.shape == (0, 1, 28, 28) and list(empty.table.columns)[:3] == ["id", "split", "label"]
-    train, val = mnist_split(mnist_dir, "train", val_fraction=0.1), mnist_split(mnist_dir, "val", val_fraction=0.1)
+    train, val = digits_of(mnist_dir, "train", val_fraction=0.1), digits_of(mnist_dir, "val", val_fraction=0.1)
     assert (len(train.images), len(val.images)) == (7200, 800)
-    default_train_ids = set(mnist_split(mnist_dir, "train").table["id"])
+    default_train_ids = set(digits_of(mnist_dir, "train").table["id"])
     assert set(train.table["id"]) | set(val.table["id"]) == default_train_ids  # test part unchanged
 
 
 def test_registry_loads_mnist_from_config_section(mnist_dir):
-    from lidcvae.config import validate_config
     from lidcvae.data import load_split
 
-    config = validate_config({"dataset": "mnist", "mnist": {"data_dir": str(mnist_dir), "limit": 64, "train_limit": 64}})
-    digits = load_split(config, "test")
+    digits = load_split(MnistConfig.from_mapping({"data_dir": str(mnist_dir), "limit": 64, "train_limit": 64}), "test")
     assert digits.images.shape == (64, 1, 28, 28)
     assert str(digits.table["label"].dtype) == "Int64"
     assert digits.table["split"].eq("test").all()

@@ -7,15 +7,20 @@ import math
 import pytest
 import torch
 
-from lidcvae.data.mnist import mnist_split
+from lidcvae.data.mnist import MnistConfig, mnist_split
 from lidcvae.losses import kl_standard_normal, negative_elbo
-from lidcvae.models import build_model
+from lidcvae.models import ModelConfig, build_model
 from lidcvae.models.mlp import MLPVAE, MLPVAEConfig
+
+
+def digits_of(data_dir, split, **keys):
+    """One split of the idx files in ``data_dir``; ``keys`` override the ``mnist`` section's schema defaults."""
+    return mnist_split(MnistConfig.from_mapping({"data_dir": str(data_dir), "download": False, **keys}), split)
 
 
 def _tiny_model(likelihood: str) -> MLPVAE:
     """2 pixels, 2 hidden units, 1 latent; weights picked so every value below is easy by hand."""
-    model = MLPVAE(MLPVAEConfig(event_shape=(1, 1, 2), hidden_sizes=(2,), latent_size=1, likelihood=likelihood))
+    model = MLPVAE(MLPVAEConfig(event_shape=(1, 1, 2), hidden_sizes=(2,), latent_size=1, likelihood=likelihood, log_sigma2=0.0))
     with torch.no_grad():
         encoder_layer, (decoder_hidden, _, decoder_out) = model.encoder[1][0], model.decoder
         for layer in (encoder_layer, model.to_mean, model.to_logvar, decoder_hidden, decoder_out):
@@ -64,7 +69,7 @@ SIZE_CASES = [(400, 20, 652_824), (200, 20, 326_824), (400, 10, 640_804)]
 
 @pytest.mark.parametrize("hidden, latent, parameters", SIZE_CASES)
 def test_registry_builds_mlp_of_configured_size(hidden, latent, parameters):
-    model = build_model({"name": "mlp_vae", "hidden_sizes": [hidden], "latent_size": latent, "channels": [16, 32]})
+    model = build_model(ModelConfig.from_mapping({"name": "mlp_vae", "hidden_sizes": [hidden], "latent_size": latent, "channels": [16, 32]}))
     assert isinstance(model, MLPVAE)
     assert sum(p.numel() for p in model.parameters()) == parameters
     output = model(torch.rand(3, 1, 28, 28))
@@ -72,13 +77,13 @@ def test_registry_builds_mlp_of_configured_size(hidden, latent, parameters):
 
 
 def test_two_hidden_layers_mirror_in_decoder():
-    model = build_model({"name": "mlp_vae", "hidden_sizes": [400, 400], "latent_size": 20})
+    model = build_model(ModelConfig.from_mapping({"name": "mlp_vae", "hidden_sizes": [400, 400], "latent_size": 20}))
     widths = [layer.out_features for layer in model.decoder if isinstance(layer, torch.nn.Linear)]
     assert widths == [400, 400, 784]
 
 
 def test_gaussian_sigma_comes_from_model_sigma_section():
-    model = build_model({"name": "mlp_vae", "likelihood": "gaussian", "sigma": {"mode": "fixed", "log_sigma2": -2.0}})
+    model = build_model(ModelConfig.from_mapping({"name": "mlp_vae", "likelihood": "gaussian", "sigma": {"mode": "fixed", "log_sigma2": -2.0}}))
     x, mean = torch.zeros(1, 1, 28, 28), torch.full((1, 1, 28, 28), 0.5)
     expected = -784 * (0.5 * 0.25 * math.exp(2.0) + 0.5 * (-2.0) + 0.5 * math.log(2 * math.pi))
     assert float(model.log_likelihood(x, mean)[0]) == pytest.approx(expected, rel=1e-5)
@@ -86,7 +91,7 @@ def test_gaussian_sigma_comes_from_model_sigma_section():
 
 def test_unknown_likelihood_is_rejected():
     with pytest.raises(ValueError, match="model.likelihood"):
-        build_model({"name": "mlp_vae", "likelihood": "poisson"})
+        build_model(ModelConfig.from_mapping({"name": "mlp_vae", "likelihood": "poisson"}))
 
 
 def _test_loss(model: MLPVAE, images: torch.Tensor) -> float:
@@ -103,8 +108,8 @@ def _test_loss(model: MLPVAE, images: torch.Tensor) -> float:
 def test_few_hundred_steps_on_real_digits_lower_test_loss(mnist_dir):
     torch.manual_seed(0)
     digits = {"train_limit": 8000, "test_limit": 2000}  # a few thousand: no need to read all 70,000
-    train, test = mnist_split(mnist_dir, "train", **digits).images, mnist_split(mnist_dir, "test", **digits).images
-    model = build_model({"name": "mlp_vae"})
+    train, test = digits_of(mnist_dir, "train", **digits).images, digits_of(mnist_dir, "test", **digits).images
+    model = build_model(ModelConfig.from_mapping({"name": "mlp_vae", "latent_size": 20, "likelihood": "bernoulli"}))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     start = _test_loss(model, test)
     for step in range(300):
@@ -127,8 +132,8 @@ def test_iwae_on_real_digits_is_not_below_the_one_sample_bound(mnist_dir):
 
     torch.manual_seed(0)
     digits = {"train_limit": 1000, "test_limit": 100}
-    train, test = mnist_split(mnist_dir, "train", **digits).images, mnist_split(mnist_dir, "test", **digits).images
-    model = build_model({"name": "mlp_vae", "hidden_sizes": [64], "latent_size": 8})
+    train, test = digits_of(mnist_dir, "train", **digits).images, digits_of(mnist_dir, "test", **digits).images
+    model = build_model(ModelConfig.from_mapping({"name": "mlp_vae", "hidden_sizes": [64], "latent_size": 8, "likelihood": "bernoulli"}))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for step in range(200):
         batch = train[torch.randint(len(train), (64,))]

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from lidcvae.config import load_config
+from lidcvae.config import RunConfig, load_config
 from lidcvae.mnist_table import TABLE_COLUMNS, build_size_table, score_model, size_variant_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _mnist_config(mnist_dir: Path, tmp_path: Path, **overrides) -> dict:
+def _mnist_config(mnist_dir: Path, tmp_path: Path, **overrides) -> RunConfig:
     return load_config(
         REPO_ROOT / "configs" / "mnist.yaml",
         {"mnist.data_dir": str(mnist_dir), "results_dir": str(tmp_path), "train.progress": False, **overrides},
@@ -23,11 +23,11 @@ def _mnist_config(mnist_dir: Path, tmp_path: Path, **overrides) -> dict:
 
 def test_mnist_config_is_the_reference_recipe(mnist_dir, tmp_path):
     config = _mnist_config(mnist_dir, tmp_path)
-    model, train = config["model"], config["train"]
-    assert (config["dataset"], model["name"], model["likelihood"]) == ("mnist", "mlp_vae", "bernoulli")
-    assert (model["hidden_sizes"], model["latent_size"]) == ([400], 20)
-    assert (train["batch_size"], train["lr"], train["schedule"]) == (128, 0.001, "constant")
-    assert config["mnist"]["table"]["importance_samples"] == 1000
+    model, train = config.model, config.train
+    assert (config.dataset, model.name, model.likelihood) == ("mnist", "mlp_vae", "bernoulli")
+    assert (model.hidden_sizes, model.latent_size) == ((400,), 20)
+    assert (train.batch_size, train.lr, train.schedule) == (128, 0.001, "constant")
+    assert config.mnist.table.importance_samples == 1000
 
 
 def test_common_trainer_lowers_test_loss_on_real_digits(mnist_dir, tmp_path):
@@ -37,9 +37,9 @@ def test_common_trainer_lowers_test_loss_on_real_digits(mnist_dir, tmp_path):
     from lidcvae.train.checkpoint import load_model
 
     config = _mnist_config(mnist_dir, tmp_path, **{"train.epochs": 4})  # 4 × 62 = 248 steps
-    test = load_split(config, "test").images
+    test = load_split(config.mnist, "test").images
     torch.manual_seed(0)
-    start = score_model(build_model(config["model"]), test, importance_samples=1)["elbo"]
+    start = score_model(build_model(config.model), test, importance_samples=1)["elbo"]
     train(config, tmp_path / "run")
     trained, _ = load_model(tmp_path / "run" / "checkpoints" / "last.pt")
     end = score_model(trained, test, importance_samples=1)["elbo"]
@@ -50,10 +50,12 @@ def test_common_trainer_lowers_test_loss_on_real_digits(mnist_dir, tmp_path):
 
 
 def test_size_variant_resizes_only_the_mlp():
-    config = {"name": "mnist", "model": {"name": "mlp_vae", "hidden_sizes": [400], "latent_size": 20, "likelihood": "bernoulli"}}
+    config = load_config(None, {"name": "mnist", "dataset": "mnist", "model.name": "mlp_vae", "model.hidden_sizes": [400],
+                                "model.latent_size": 20, "model.likelihood": "bernoulli"})
     variant = size_variant_config(config, 200, 10)
-    assert variant["model"] == {"name": "mlp_vae", "hidden_sizes": [200], "latent_size": 10, "likelihood": "bernoulli"}
-    assert variant["name"] == "mnist_h200_z10" and config["model"]["hidden_sizes"] == [400]
+    assert variant.model.to_dict() == {**config.model.to_dict(), "hidden_sizes": [200], "latent_size": 10}
+    assert variant.name == "mnist_h200_z10" and config.model.hidden_sizes == (400,)
+    assert variant.train == config.train and variant.mnist == config.mnist
 
 
 def test_size_table_scores_every_size_and_writes_csv_and_html(mnist_dir, tmp_path):
@@ -87,12 +89,12 @@ def test_size_table_with_the_seeds_two_hidden_layers_reports_smaller_k_too(mnist
 
 def test_table_config_is_the_seeds_model_on_the_standard_split(mnist_dir, tmp_path):
     config = load_config(REPO_ROOT / "configs" / "mnist-table.yaml", {"mnist.data_dir": str(mnist_dir)})
-    table = config["mnist"]["table"]
-    assert config["model"]["hidden_sizes"] == [400, 400] and table["hidden_layers"] == 2
-    assert sorted(map(tuple, table["sizes"])) == [(200, 20), (400, 10), (400, 20)]
-    assert (table["importance_samples"], table["nested_samples"], table["test_limit"]) == (100, [1, 10], None)
-    assert config["mnist"]["require_train_files"] and config["mnist"]["train_limit"] is None
-    assert (config["train"]["epochs"], config["train"]["batch_size"], config["train"]["lr"]) == (10, 128, 0.001)
+    table = config.mnist.table
+    assert config.model.hidden_sizes == (400, 400) and table.hidden_layers == 2
+    assert sorted(map(tuple, table.sizes)) == [(200, 20), (400, 10), (400, 20)]
+    assert (table.importance_samples, table.nested_samples, table.test_limit) == (100, (1, 10), None)
+    assert config.mnist.require_train_files and config.mnist.train_limit is None
+    assert (config.train.epochs, config.train.batch_size, config.train.lr) == (10, 128, 0.001)
 
 
 @pytest.mark.slow
@@ -104,6 +106,6 @@ def test_iwae_bound_tightens_with_more_samples(mnist_dir, tmp_path):
     config = _mnist_config(mnist_dir, tmp_path, **{"train.epochs": 2})
     train(config, tmp_path / "run")
     model, _ = load_model(tmp_path / "run" / "checkpoints" / "last.pt")
-    test = load_split(config, "test").images[:200]
+    test = load_split(config.mnist, "test").images[:200]
     scores = score_model(model, test, importance_samples=100, nested_samples=[1, 10])
     assert scores["log_likelihood_k1"] < scores["log_likelihood_k10"] < scores["log_likelihood"]

@@ -7,15 +7,16 @@ import math
 
 import pytest
 import torch
-from test_train_data import make_tiny_config, sample_manifest  # noqa: F401  (fixture)
+from test_train_data import sample_manifest, tiny_source  # noqa: F401  (fixture)
 
 from lidcvae.config import ConfigError, validate_config
 from lidcvae.data import load_split
 from lidcvae.losses import kl_standard_normal, negative_elbo
-from lidcvae.models import build_model
+from lidcvae.models import ModelConfig, build_model
 from lidcvae.models.conv3d import ConvVAE3d
 
-TINY = {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2]}
+TINY = {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2],
+        "mask_channel": False, "reconstruction_weight": {"kind": "uniform"}}  # one channel, the plain ELBO
 
 SHAPE_CASES = [
     ({**TINY}, (3, 1, 16, 16, 16), 8),
@@ -26,7 +27,7 @@ SHAPE_CASES = [
 
 @pytest.mark.parametrize("model_config, input_shape, latent_size", SHAPE_CASES)
 def test_shapes_in_eval_mode(model_config: dict, input_shape: tuple, latent_size: int) -> None:
-    model = build_model(model_config).eval()
+    model = build_model(ModelConfig.from_mapping(model_config)).eval()
     with torch.no_grad():
         output = model(torch.rand(input_shape))
     assert output.decoded.shape == input_shape
@@ -35,7 +36,7 @@ def test_shapes_in_eval_mode(model_config: dict, input_shape: tuple, latent_size
 
 
 def test_eval_encode_is_deterministic_and_mean_is_used_without_sampling() -> None:
-    model = build_model(TINY).eval()
+    model = build_model(ModelConfig.from_mapping(TINY)).eval()
     x = torch.rand(2, 1, 16, 16, 16)
     with torch.no_grad():
         first, second = model(x, sample=False), model(x, sample=False)
@@ -44,7 +45,7 @@ def test_eval_encode_is_deterministic_and_mean_is_used_without_sampling() -> Non
 
 
 def test_logvar_is_clamped() -> None:
-    model = build_model({**TINY, "logvar_range": [-1.0, 1.0]}).eval()
+    model = build_model(ModelConfig.from_mapping({**TINY, "logvar_range": [-1.0, 1.0]})).eval()
     with torch.no_grad():
         model.network.logvar.bias.fill_(50.0)
         _, logvar = model.encode(torch.rand(2, 1, 16, 16, 16))
@@ -53,7 +54,7 @@ def test_logvar_is_clamped() -> None:
 
 def test_fixed_sigma_reconstruction_matches_hand_computation() -> None:
     log_sigma2 = math.log(0.04)
-    model = build_model({**TINY, "sigma": {"mode": "fixed", "log_sigma2": log_sigma2}})
+    model = build_model(ModelConfig.from_mapping({**TINY, "sigma": {"mode": "fixed", "log_sigma2": log_sigma2}}))
     x = torch.zeros(2, 1, 16, 16, 16)
     decoded = torch.full_like(x, 0.1)
     decoded[1] = 0.3
@@ -74,7 +75,7 @@ def test_kl_is_the_closed_form() -> None:
 
 
 def test_calibrated_sigma_is_the_batch_mse_and_tracks_a_running_estimate() -> None:
-    model = build_model({**TINY, "sigma": {"mode": "calibrated", "log_sigma2": 0.0, "momentum": 0.5}}).train()
+    model = build_model(ModelConfig.from_mapping({**TINY, "sigma": {"mode": "calibrated", "log_sigma2": 0.0, "momentum": 0.5}})).train()
     x = torch.rand(3, 1, 16, 16, 16)
     decoded = x + 0.2 * torch.randn_like(x)
     batch_mse = ((x - decoded) ** 2).mean()
@@ -90,7 +91,7 @@ def test_calibrated_sigma_is_the_batch_mse_and_tracks_a_running_estimate() -> No
 
 
 def test_calibrated_sigma_gradient_is_detached_from_sigma() -> None:
-    model = build_model({**TINY, "sigma": {"mode": "calibrated"}}).train()
+    model = build_model(ModelConfig.from_mapping({**TINY, "sigma": {"mode": "calibrated"}})).train()
     x = torch.rand(2, 1, 16, 16, 16)
     decoded = torch.rand_like(x, requires_grad=True)
     (-model.log_likelihood(x, decoded).sum()).backward()
@@ -100,7 +101,7 @@ def test_calibrated_sigma_gradient_is_detached_from_sigma() -> None:
 
 def test_the_old_sigma_mode_name_learned_still_calibrates_and_logs_a_deprecation(caplog) -> None:
     with caplog.at_level(logging.WARNING):
-        model = build_model({**TINY, "sigma": {"mode": "learned"}}).train()
+        model = build_model(ModelConfig.from_mapping({**TINY, "sigma": {"mode": "learned"}})).train()
     assert model.sigma.mode == "calibrated"
     assert "'learned' is deprecated, use 'calibrated'" in caplog.text
     x = torch.rand(2, 1, 16, 16, 16)
@@ -112,7 +113,7 @@ def test_the_old_sigma_mode_name_learned_still_calibrates_and_logs_a_deprecation
 
 
 def test_bn_vae_normalises_the_posterior_mean_to_the_fixed_scale() -> None:
-    model = build_model({**TINY, "bn_vae": {"enabled": True, "gamma": 0.7}}).train()
+    model = build_model(ModelConfig.from_mapping({**TINY, "bn_vae": {"enabled": True, "gamma": 0.7}})).train()
     mean, _ = model.encode(torch.rand(32, 1, 16, 16, 16))
     torch.testing.assert_close(mean.std(dim=0, unbiased=False), torch.full((8,), 0.7), atol=1e-3, rtol=1e-3)
     assert not any("norm.weight" in name for name, _ in model.posterior_norm.named_parameters())
@@ -120,8 +121,8 @@ def test_bn_vae_normalises_the_posterior_mean_to_the_fixed_scale() -> None:
 
 def test_loss_decreases_on_a_fixed_batch_of_real_nodules(sample_manifest) -> None:
     torch.manual_seed(0)
-    model = build_model(TINY).train()
-    x = load_split(make_tiny_config(sample_manifest), "train").images  # the sample's nodules, 16³ crops
+    model = build_model(ModelConfig.from_mapping(TINY)).train()
+    x = load_split(tiny_source(sample_manifest), "train").images  # the sample's nodules, 16³ crops
     assert x.shape[0] >= 2
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
@@ -139,7 +140,7 @@ def test_loss_decreases_on_a_fixed_batch_of_real_nodules(sample_manifest) -> Non
 def test_from_config_reads_every_key() -> None:
     config = {**TINY, "act": ["leakyrelu", {"negative_slope": 0.1}], "decoder_output": "sigmoid",
               "hu_window": [-1200, 600], "logvar_range": [-5, 5]}
-    model = ConvVAE3d.from_config(config).eval()
+    model = ConvVAE3d.from_config(ModelConfig.from_mapping(config)).eval()
     assert model.hu_window == (-1200.0, 600.0) and model.logvar_range == (-5, 5)
     with torch.no_grad():
         decoded = model(torch.rand(2, 1, 16, 16, 16)).decoded

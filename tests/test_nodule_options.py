@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from lidcvae.config import validate_config
+from lidcvae.data import PatchSource
+from lidcvae.models import ModelConfig
 from lidcvae.losses import free_bits_kl, gaussian_log_likelihood, kl_standard_normal
 from lidcvae.models import build_model
 from lidcvae.models.weighting import ReconstructionWeight
 
-TINY = {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2]}
+TINY = {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2],
+        "mask_channel": False, "reconstruction_weight": {"kind": "uniform"}}  # one channel, the plain ELBO
 
 
 def _nodule_batch(size=16, radius=3):
@@ -23,7 +25,7 @@ def _nodule_batch(size=16, radius=3):
 
 
 def test_gaussian_weight_peaks_at_the_centre_and_fades_to_one_at_the_corners():
-    weight = ReconstructionWeight("gaussian", peak=20.0, sigma_voxels=3.0)(torch.zeros(1, 1, 17, 17, 17))
+    weight = ReconstructionWeight("gaussian", peak=20.0, sigma_voxels=3.0, dilate_voxels=3)(torch.zeros(1, 1, 17, 17, 17))
     assert weight.shape == (1, 1, 17, 17, 17)
     assert weight[0, 0, 8, 8, 8] == pytest.approx(20.0)
     assert weight[0, 0, 0, 0, 0] == pytest.approx(1.0, abs=1e-3)  # 13.9 voxels = 4.6 sd out
@@ -32,7 +34,7 @@ def test_gaussian_weight_peaks_at_the_centre_and_fades_to_one_at_the_corners():
 
 def test_mask_weight_covers_the_dilated_mask_and_nothing_else():
     batch = _nodule_batch()
-    weight = ReconstructionWeight("mask", peak=10.0, dilate_voxels=2)(batch)[0, 0]
+    weight = ReconstructionWeight("mask", peak=10.0, sigma_voxels=8.0, dilate_voxels=2)(batch)[0, 0]
     mask = batch[0, 1].bool()
     assert (weight[mask] == 10.0).all()
     assert weight[0, 0, 0] == 1.0 and weight[7, 7, 1] == 1.0  # 5+ voxels from a radius-3 ball
@@ -41,15 +43,15 @@ def test_mask_weight_covers_the_dilated_mask_and_nothing_else():
 
 def test_a_weight_below_one_or_a_mask_weight_without_a_mask_is_refused():
     with pytest.raises(ValueError, match="peak: must be ≥ 1"):
-        ReconstructionWeight("gaussian", peak=0.5)
+        ReconstructionWeight("gaussian", peak=0.5, sigma_voxels=8.0, dilate_voxels=3)
     with pytest.raises(ValueError, match="needs model.mask_channel"):
-        build_model({**TINY, "mask_channel": False, "reconstruction_weight": {"kind": "mask", "peak": 5.0}})
+        build_model(ModelConfig.from_mapping({**TINY, "mask_channel": False, "reconstruction_weight": {"kind": "mask", "peak": 5.0}}))
 
 
 def test_the_weighting_changes_the_loss_only_where_it_weights():
     """An error inside the nodule costs `peak` times more; the same error in the background costs the same."""
     batch = _nodule_batch()
-    weight = ReconstructionWeight("mask", peak=10.0, dilate_voxels=0)(batch)
+    weight = ReconstructionWeight("mask", peak=10.0, sigma_voxels=8.0, dilate_voxels=0)(batch)
     inside, outside = batch.clone(), batch.clone()
     inside[0, 0, 7, 7, 7] += 0.5
     outside[0, 0, 0, 0, 0] += 0.5
@@ -64,13 +66,12 @@ def test_the_weighting_changes_the_loss_only_where_it_weights():
 
 
 def test_mask_channel_model_encodes_and_reconstructs_two_channels_with_the_weighted_likelihood():
-    config = validate_config({"model": {**TINY, "mask_channel": True,
-                                        "reconstruction_weight": {"kind": "mask", "peak": 10.0}}})["model"]
-    model = build_model(config).eval()
+    config = {**TINY, "mask_channel": True, "reconstruction_weight": {"kind": "mask", "peak": 10.0}}
+    model = build_model(ModelConfig.from_mapping(config)).eval()
     batch = _nodule_batch().repeat(2, 1, 1, 1, 1)
     output = model(batch, sample=False)
     assert output.decoded.shape == (2, 2, 16, 16, 16)
-    uniform = build_model({**config, "reconstruction_weight": {"kind": "uniform", "peak": 1.0}}).eval()
+    uniform = build_model(ModelConfig.from_mapping({**config, "reconstruction_weight": {"kind": "uniform", "peak": 1.0}})).eval()
     uniform.load_state_dict(model.state_dict())
     assert (model.log_likelihood(batch, output.decoded) < uniform.log_likelihood(batch, output.decoded)).all()
 
@@ -87,15 +88,16 @@ def test_mask_channel_is_loaded_from_the_manifest_as_channel_one(tmp_path):
     nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "i.nii.gz")
     nib.save(nib.Nifti1Image(mask, np.eye(4)), tmp_path / "m.nii.gz")
     table = pd.DataFrame({"image_path": [str(tmp_path / "i.nii.gz")], "mask_path": [str(tmp_path / "m.nii.gz")]})
-    images = images_from_table(table, {"input_size": 6, "mask_channel": True})
+    source = PatchSource(tmp_path / "unused.parquet", 6, (-1000.0, 400.0), "crop", mask_channel=True)
+    images = images_from_table(table, source)
     assert images.shape == (1, 2, 6, 6, 6)
     assert images[0, 1].sum() == 16 and images[0, 0].max() == 0.0
     assert images[0, 1, 1:5, 2:4, 2:4].sum() == 16  # transposed to (z, y, x), centre-cropped by 1
     with pytest.raises(ValueError, match="no mask_path column"):
-        images_from_table(table[["image_path"]], {"input_size": 6, "mask_channel": True})
+        images_from_table(table[["image_path"]], source)
     # The coordinates route without sphere_mask leaves mask_path empty: named, not "No such file: 'None'".
     with pytest.raises(ValueError, match=r"1 row\(s\) have no mask_path .*mask_channel: false"):
-        images_from_table(table.assign(mask_path=[None]), {"input_size": 6, "mask_channel": True})
+        images_from_table(table.assign(mask_path=[None]), source)
 
 
 def test_free_bits_floor_each_dimension_and_leave_a_larger_kl_alone():
@@ -134,7 +136,8 @@ def test_evaluate_samples_from_the_training_codes_unless_told_otherwise():
     from lidcvae.evaluate.settings import EvaluateSettings
 
     table = pd.DataFrame({"split": ["train", "train", "test"], "z000": [1.0, 2.0, 30.0], "logvar000": [0.0, 0.0, 0.0]})
-    source, (means, _) = sample_source(EvaluateSettings(), table)
+    defaults = EvaluateSettings.from_mapping({})
+    source, (means, _) = sample_source(defaults, table)
     assert source == "aggregate_posterior" and means[:, 0].tolist() == [1.0, 2.0]
-    assert sample_source(EvaluateSettings(sample_from="prior"), table)[0] == "prior"
-    assert sample_source(EvaluateSettings(), table.iloc[[0, 2]])[0] == "prior"  # one training code: cannot fit
+    assert sample_source(EvaluateSettings.from_mapping({"sample_from": "prior"}), table)[0] == "prior"
+    assert sample_source(defaults, table.iloc[[0, 2]])[0] == "prior"  # one training code: cannot fit

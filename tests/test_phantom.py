@@ -27,14 +27,14 @@ SMALLEST_SERIES = "1.3.6.1.4.1.14519.5.2.1.6279.6001.314917368146772872954571551
 def phantom_root(tmp_path_factory) -> Path:
     """A one-scan phantom cohort (the database's smallest qualifying scan), written once."""
     root = tmp_path_factory.mktemp("phantom") / "dicom"
-    write_phantom_cohort(root, PhantomConfig(n_scans=1, workers=1), root.parent / "cohort.json")
+    write_phantom_cohort(root, PhantomConfig.from_mapping({"n_scans": 1, "workers": 1}), root.parent / "cohort.json")
     return root
 
 
 @pytest.fixture(scope="session")
 def phantom(phantom_root):
     """The in-memory scan that was written (rebuilt: the generator is deterministic)."""
-    return phantom_scan(SMALLEST_SERIES, PhantomConfig())
+    return phantom_scan(SMALLEST_SERIES, PhantomConfig.from_mapping({}))
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +43,7 @@ def series_dir(phantom_root, phantom) -> Path:
 
 
 def test_default_choice_is_fewest_slices_with_a_three_reader_nodule():
-    chosen = select_series(2)
+    chosen = select_series(2, None, 3)
     assert chosen[0] == SMALLEST_SERIES
     counts = {uid: n for uid, _, n in lidc.series_by_slice_count()}
     assert counts[chosen[0]] <= counts[chosen[1]]
@@ -52,10 +52,10 @@ def test_default_choice_is_fewest_slices_with_a_three_reader_nodule():
 
 
 def test_explicit_patients_take_every_scan_of_each():
-    chosen = select_series(1, patients=["LIDC-IDRI-0365"])
+    chosen = select_series(1, ["LIDC-IDRI-0365"], 3)
     assert len(chosen) == 2  # this patient has two CT scans in the database
     with pytest.raises(KeyError, match="LIDC-IDRI-9999"):
-        select_series(1, patients=["LIDC-IDRI-9999"])
+        select_series(1, ["LIDC-IDRI-9999"], 3)
 
 
 def test_one_file_per_database_z_position_with_real_ct_tags(series_dir, phantom):
@@ -85,9 +85,9 @@ def test_pylidc_loads_the_series_and_to_volume_equals_what_was_written(phantom_r
 
 
 def test_phantom_is_deterministic_per_seed_and_changes_with_it(phantom):
-    again = phantom_scan(SMALLEST_SERIES, PhantomConfig())
+    again = phantom_scan(SMALLEST_SERIES, PhantomConfig.from_mapping({}))
     np.testing.assert_array_equal(again.volume_hu, phantom.volume_hu)
-    other = phantom_scan(SMALLEST_SERIES, PhantomConfig(seed=1))
+    other = phantom_scan(SMALLEST_SERIES, PhantomConfig.from_mapping({"seed": 1}))
     assert np.abs(other.volume_hu.astype(int) - phantom.volume_hu).mean() > 5
 
 
@@ -99,7 +99,7 @@ def test_rewriting_gives_identical_files(tmp_path, series_dir, phantom):
 
 
 def test_anatomy_has_chest_ct_values_and_the_requested_noise(phantom):
-    quiet = phantom_scan(SMALLEST_SERIES, PhantomConfig(noise_hu=0.0)).volume_hu.astype(np.float32)
+    quiet = phantom_scan(SMALLEST_SERIES, PhantomConfig.from_mapping({"noise_hu": 0.0})).volume_hu.astype(np.float32)
     noise = phantom.volume_hu - quiet
     assert 13.5 < noise.std() < 16.5
     middle = quiet[len(quiet) // 2]
@@ -161,5 +161,5 @@ def test_schema_rejects_bad_phantom_keys(key, value):
 
 
 def test_schema_defaults_give_a_small_default_cohort():
-    section = load_config(None)["phantom"]
-    assert section["n_scans"] == 4 and section["patients"] is None and section["seed"] == 0
+    section = load_config(None).phantom
+    assert section.n_scans == 4 and section.patients is None and section.seed == 0

@@ -20,7 +20,7 @@ def extracted(tmp_path_factory):
     from lidcvae.extract.manifest import read_manifest
 
     root = tmp_path_factory.mktemp("phantom_extract")
-    cohort = write_phantom_cohort(root / "dicom", PhantomConfig(n_scans=2, workers=2))
+    cohort = write_phantom_cohort(root / "dicom", PhantomConfig.from_mapping({"n_scans": 2, "workers": 2}))
     extract_cohort(root / "dicom", root / "extract", None, workers=1, progress=False)
     return cohort, read_manifest(root / "extract" / "manifest.parquet"), root
 

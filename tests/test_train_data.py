@@ -1,6 +1,6 @@
 """Training data: real sample extraction → in-memory windowed tensors; augmentation; shared tiny configs.
 
-The fixtures here (``sample_manifest``, ``tiny_config``) are imported by the other test_train* files.
+The fixtures and helpers here (``sample_manifest``, ``make_tiny_config``, ``tiny_source``) are imported by the other test_train* files.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from lidcvae.config import validate_config
-from lidcvae.data import load_split
+from lidcvae.config import RunConfig
+from lidcvae.data import PatchSource, load_split
 from lidcvae.data.augment import augment_batch
 from lidcvae.data.lidc import fit_patch, load_patch_hu
 from lidcvae.extract.manifest import read_manifest
@@ -48,19 +48,24 @@ def sample_manifest(lidc_sample: Path, tmp_path_factory: pytest.TempPathFactory)
     return path
 
 
-def make_tiny_config(manifest: Path, **train: object) -> dict:
-    """A validated config: 16³ crops, channels 4-8, latent 8, CPU, no progress bar."""
-    settings = {"manifest": str(manifest), "epochs": 2, "batch_size": 2, "device": "cpu", "progress": False,
-                "threads": 1, **train}
-    return validate_config({"dataset": "lidc", "model": copy.deepcopy(TINY_MODEL), "train": settings})
+def make_tiny_config(**train: object) -> RunConfig:
+    """A typed config: 16³ crops, channels 4-8, latent 8, CPU, no progress bar (the manifest is passed apart)."""
+    settings = {"epochs": 2, "batch_size": 2, "device": "cpu", "progress": False, "threads": 1, **train}
+    return RunConfig.from_mapping({"dataset": "lidc", "model": copy.deepcopy(TINY_MODEL), "train": settings})
+
+
+def tiny_source(manifest: Path) -> PatchSource:
+    """The manifest's patches as the tiny model takes them."""
+    config = make_tiny_config()
+    return PatchSource.for_model(manifest, config.model, config.train.patch_fit)
 
 
 @pytest.fixture
-def tiny_config(sample_manifest: Path) -> dict:
-    return make_tiny_config(sample_manifest)
+def tiny_config(sample_manifest: Path) -> PatchSource:
+    return tiny_source(sample_manifest)
 
 
-def test_load_split_windows_and_crops_the_extracted_patches(sample_manifest: Path, tiny_config: dict) -> None:
+def test_load_split_windows_and_crops_the_extracted_patches(sample_manifest: Path, tiny_config: PatchSource) -> None:
     train = load_split(tiny_config, "train")
     table = read_manifest(sample_manifest)
     assert train.images.shape == (int((table["split"] == "train").sum()), 1, 16, 16, 16)
@@ -75,7 +80,7 @@ def test_load_split_windows_and_crops_the_extracted_patches(sample_manifest: Pat
     assert train.images[0, 0, 8, 8, 8] > 0.35
 
 
-def test_load_split_of_missing_split_is_empty(tiny_config: dict) -> None:
+def test_load_split_of_missing_split_is_empty(tiny_config: PatchSource) -> None:
     empty = load_split(tiny_config, "nonexistent")
     assert empty.images.shape == (0, 1, 16, 16, 16) and len(empty.table) == 0
 

@@ -15,23 +15,25 @@ import torch
 import yaml
 from test_train_data import make_tiny_config, sample_manifest  # noqa: F401  (fixture)
 
+from lidcvae.config import RunConfig
 from lidcvae.train import read_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "pipelines" / "train_vae.py"
 
 
-def _write_config(config: dict, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(config))
+def _write_config(config: RunConfig, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(config.to_dict()))
     return path
 
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_finishes(sample_manifest: Path, tmp_path: Path) -> None:
     epochs = 40
-    config_path = _write_config(make_tiny_config(sample_manifest, epochs=epochs, batch_size=1), tmp_path / "config.yaml")
+    config_path = _write_config(make_tiny_config(epochs=epochs, batch_size=1), tmp_path / "config.yaml")
     run_dir = tmp_path / "run"
-    command = [sys.executable, str(SCRIPT), "--config", str(config_path), "--run-dir", str(run_dir)]
+    command = [sys.executable, str(SCRIPT), "--config", str(config_path), "--run-dir", str(run_dir),
+               "--manifest", str(sample_manifest)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = run_dir / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 120
@@ -53,10 +55,10 @@ def test_sigkill_mid_epoch_then_resume_finishes(sample_manifest: Path, tmp_path:
 
 @pytest.mark.slow
 def test_torchrun_two_cpu_processes_train_with_ddp(sample_manifest: Path, tmp_path: Path) -> None:
-    config_path = _write_config(make_tiny_config(sample_manifest, epochs=2, batch_size=1), tmp_path / "config.yaml")
+    config_path = _write_config(make_tiny_config(epochs=2, batch_size=1), tmp_path / "config.yaml")
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(SCRIPT),
-               "--config", str(config_path), "--run-dir", str(run_dir)]
+               "--config", str(config_path), "--run-dir", str(run_dir), "--manifest", str(sample_manifest)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert finished.returncode == 0, finished.stderr[-3000:]

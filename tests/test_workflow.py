@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,7 @@ def phantom_dicom_root(tmp_path_factory) -> Path:
     from lidcvae.phantom import PhantomConfig, write_phantom_cohort
 
     root = tmp_path_factory.mktemp("fake-lidc") / "dicom"
-    write_phantom_cohort(root, PhantomConfig(n_scans=2, workers=1))
+    write_phantom_cohort(root, PhantomConfig.from_mapping({"n_scans": 2, "workers": 1}))
     return root
 
 
@@ -126,3 +127,35 @@ def test_two_process_training_through_the_rule_writes_one_set_of_checkpoints_the
     rest = _snakemake(str(report), "--cores", "2", "--configfile", str(config), workdir=tmp_path)
     assert rest.returncode == 0, rest.stderr[-3000:]
     assert "<h2>Metrics</h2>" in report.read_text()
+
+    # Every rule that reads the manifest declares it, so Snakemake knows when their results are stale.
+    summary = _snakemake("--detailed-summary", "--configfile", str(config), workdir=tmp_path)
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    assert _rules_reading(summary.stdout, str(manifest)) >= {"train", "embed", "evaluate"}
+    assert _planned(config, tmp_path) == set()
+    manifest.touch()  # the same content: Snakemake 9 compares checksums of small inputs, so nothing is stale
+    assert _planned(config, tmp_path) == set()
+    table = pd.read_parquet(manifest)
+    table.loc[0, "subtlety"] = table.loc[0, "subtlety"] + 1
+    table.to_parquet(manifest)
+    assert _planned(config, tmp_path) >= {"train", "embed", "evaluate"}
+    assert "extract_gather" not in _planned(config, tmp_path)
+
+
+def _rules_reading(detailed_summary: str, path: str) -> set[str]:
+    """Rules of ``snakemake --detailed-summary`` (tab-separated, one row per output) with ``path`` among their inputs."""
+    lines = detailed_summary.strip().splitlines()
+    header = lines[0].split("\t")
+    rule_column, input_column = header.index("rule"), header.index("input-file(s)")
+    rows = [line.split("\t") for line in lines[1:]]
+    return {row[rule_column] for row in rows if len(row) > input_column and path in row[input_column].split(",")}
+
+
+def _planned(config: Path, workdir: Path) -> set[str]:
+    """Rules a dry run would execute (``all`` left out), from its job-stats table."""
+    plan = _snakemake("--dry-run", "--configfile", str(config), workdir=workdir)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    text = plan.stdout + plan.stderr
+    stats = text.split("Job stats:")[1].split("Reasons:")[0] if "Job stats:" in text else ""
+    rows = [re.fullmatch(r"(\w+)\s+(\d+)", line.strip()) for line in stats.splitlines()]
+    return {row.group(1) for row in rows if row and row.group(1) not in ("all", "total")}

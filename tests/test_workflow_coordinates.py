@@ -16,6 +16,7 @@ import yaml
 
 from lidcvae.embed import embed_manifest
 from lidcvae.extract.coordinates import extract_coordinates_cohort
+from lidcvae.extract.settings import ExtractSettings
 from lidcvae.train.checkpoint import CheckpointMismatch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,7 +119,7 @@ def test_coordinates_route_runs_every_stage_and_embeds_with_a_phantom_checkpoint
     assert "<h2>Metrics</h2>" in (out / "evaluate" / "report.html").read_text()
 
     # 4. A cohort cut at 48³ does not fit the 64³ model: refused, naming what differs.
-    extract_coordinates_cohort(table, images_root, tmp_path / "cut48", {"patch_size": 48}, progress=False)
+    extract_coordinates_cohort(table, images_root, tmp_path / "cut48", ExtractSettings.from_mapping({"patch_size": 48}), progress=False)
     with pytest.raises(CheckpointMismatch, match=r"patch_size: checkpoint 64 voxels, cohort \[48\]"):
         embed_manifest(best, tmp_path / "cut48" / "manifest.parquet", tmp_path / "cut48" / "embeddings.parquet")
     assert not (tmp_path / "cut48" / "embeddings.parquet").exists()

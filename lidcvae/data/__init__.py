@@ -1,8 +1,9 @@
 """Datasets as in-memory tensors: one registry, one ``load_split`` for every stage.
 
-Contract for a dataset module (``lidc``, ``mnist`` ...): a function ``load(config, split)`` taking the full
-validated config dict and a split name (``"train"``, ``"val"``, ``"test"``) and returning
-``LabelledImages``:
+A split is loaded from a *data source*: a ``PatchSource`` (CT patches named by an extraction
+manifest, fitted and windowed for one model) or an ``MnistConfig`` (the typed ``mnist`` section).
+Each source type has one loader module, registered below by import path (so importing the registry
+loads no dataset code), with a function ``load(source, split)`` returning ``LabelledImages``:
 
 - ``images``: float32 tensor (N, *event_shape) already in the model's input scale (for CT, HU windowed
   to [0, 1] by ``model.hu_window``; for MNIST, [0, 1] grey levels), ready for ``model.encode``;
@@ -11,24 +12,68 @@ validated config dict and a split name (``"train"``, ``"val"``, ``"test"``) and 
   (for LIDC every manifest column).
 
 A split with no images gives an empty tensor (0, *event_shape) and an empty table with those columns.
-Register the function below by import path, so importing the registry loads no dataset code.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-__all__ = ["DATASETS", "LabelledImages", "load_split"]
+__all__ = ["DATASETS", "LabelledImages", "PatchSource", "data_source", "load_split"]
 
+# Loader of each source type, by the type's name.
 DATASETS: dict[str, str] = {
-    "lidc": "lidcvae.data.lidc:load",
-    "mnist": "lidcvae.data.mnist:load",
+    "PatchSource": "lidcvae.data.lidc:load",
+    "MnistConfig": "lidcvae.data.mnist:load",
 }
+
+
+@dataclass(frozen=True)
+class PatchSource:
+    """CT nodule patches as one model sees them.
+
+    Attributes:
+        manifest: the extraction manifest (its ``image_path`` column names the patch NIfTI files).
+        input_size: S, the model's input edge in voxels (patches are cropped or resampled to S³).
+        hu_window: (lower, upper) HU mapped to [0, 1].
+        patch_fit: ``crop`` or ``resample`` (``train.patch_fit``).
+        mask_channel: the consensus mask (manifest ``mask_path``) follows the image as channel 1.
+    """
+
+    manifest: Path
+    input_size: int
+    hu_window: tuple[float, float]
+    patch_fit: str
+    mask_channel: bool
+
+    @classmethod
+    def for_model(cls, manifest: str | os.PathLike, model: Any, patch_fit: str) -> PatchSource:
+        """For a typed ``model`` section (``ModelConfig``) and ``train.patch_fit``."""
+        return cls(Path(manifest), int(model.input_size), tuple(float(v) for v in model.hu_window), patch_fit,
+                   bool(model.mask_channel))
+
+    @classmethod
+    def for_checkpoint(cls, manifest: str | os.PathLike, config: Mapping[str, Any]) -> PatchSource:
+        """For the config stored in a checkpoint (its ``model`` and ``train`` sections)."""
+        from lidcvae.models.config import ModelConfig
+
+        return cls.for_model(manifest, ModelConfig.from_mapping(config["model"], "checkpoint"), config["train"]["patch_fit"])
+
+
+def data_source(dataset: str, manifest: str | os.PathLike | None, model: Any, patch_fit: str, mnist: Any):
+    """The source of a run's data: MNIST digits (``mnist``) or the patches of ``manifest`` for ``model``."""
+    if dataset == "mnist":
+        return mnist
+    if manifest is None:
+        raise ValueError("dataset lidc needs a manifest path (the extract stage's manifest.parquet)")
+    return PatchSource.for_model(manifest, model, patch_fit)
 
 
 @dataclass
@@ -47,14 +92,14 @@ class LabelledImages:
         return len(self.images)
 
 
-def load_split(config: dict[str, Any], split: str) -> LabelledImages:
-    """Load ``split`` of the dataset named by ``config['dataset']`` into memory."""
-    name = config.get("dataset", "lidc")
-    if name not in DATASETS:
-        raise KeyError(f"dataset: unknown dataset {name!r}; known: {sorted(DATASETS)}")
-    module_name, function_name = DATASETS[name].split(":")
-    loaded = getattr(import_module(module_name), function_name)(config, split)
+def load_split(source: Any, split: str) -> LabelledImages:
+    """Load ``split`` of a data source (``PatchSource`` or ``MnistConfig``) into memory."""
+    kind = type(source).__name__
+    if kind not in DATASETS:
+        raise TypeError(f"no dataset loader for a {kind}; known sources: {sorted(DATASETS)}")
+    module_name, function_name = DATASETS[kind].split(":")
+    loaded = getattr(import_module(module_name), function_name)(source, split)
     missing = {"id", "split", "label"} - set(loaded.table.columns)
     if missing or len(loaded.table) != len(loaded.images):
-        raise ValueError(f"dataset {name!r}, split {split!r}: table lacks {sorted(missing)} or row count ≠ images")
+        raise ValueError(f"{kind}, split {split!r}: table lacks {sorted(missing)} or row count ≠ images")
     return loaded

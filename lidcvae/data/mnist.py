@@ -13,25 +13,24 @@ from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
 import logging
 import os
-import urllib.error
-import urllib.request
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
-from lidcvae.io import atomic_path
+from lidcvae.config import Section
+from lidcvae.data.mnist_download import MNIST_FILES, MNIST_MIRRORS, MnistDownloadError, download_mnist
 
 __all__ = [
+    "MnistConfig",
+    "MnistTableConfig",
     "IdxFormatError",
-    "MnistDownloadError",
+    "MnistDownloadError",  # the download's names stay importable from here too
     "MNIST_FILES",
     "MNIST_MIRRORS",
     "read_idx",
@@ -44,19 +43,36 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: SHA-256 of the canonical gzip files, as published with torchvision's and TensorFlow's loaders.
-MNIST_FILES: dict[str, str] = {
-    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-}
-#: Tried in order; the first is the mirror PyTorch uses since the original site started refusing bots.
-MNIST_MIRRORS: tuple[str, ...] = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-)
+
+@dataclass(frozen=True)
+class MnistTableConfig(Section):
+    """``mnist.table``: the model-size table (sizes, importance samples k, test digits scored)."""
+
+    SECTION: ClassVar[str] = "mnist.table"
+    enabled: bool
+    sizes: tuple[tuple[int, int], ...]
+    hidden_layers: int
+    nested_samples: tuple[int, ...]
+    importance_samples: int
+    test_limit: int | None
+
+
+@dataclass(frozen=True)
+class MnistConfig(Section):
+    """The ``mnist`` config section (lidcvae/schemas/mnist.yaml); also the MNIST data source of ``load_split``."""
+
+    SECTION: ClassVar[str] = "mnist"
+    data_dir: str
+    download: bool
+    require_train_files: bool
+    train_fraction: float
+    val_fraction: float
+    split_seed: int
+    train_limit: int | None
+    test_limit: int | None
+    limit: int | None
+    table: MnistTableConfig
+
 # idx magic: two zero bytes, a type code (0x08 = unsigned byte), then the number of dimensions.
 _UBYTE = 0x08
 _EXPECTED_DIMS = {"images": 3, "labels": 1}
@@ -64,10 +80,6 @@ _EXPECTED_DIMS = {"images": 3, "labels": 1}
 
 class IdxFormatError(ValueError):
     """An idx file has a wrong magic number, wrong dimensions, or a payload of the wrong size."""
-
-
-class MnistDownloadError(RuntimeError):
-    """No mirror delivered a file with the expected SHA-256 (offline, blocked, or corrupt)."""
 
 
 def _read_bytes(stream, path: Path, size: int = -1) -> bytes:
@@ -129,73 +141,6 @@ def find_idx_file(data_dir: str | os.PathLike, name: str) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fetch(url: str, target: Path, sha256: str, timeout_s: float) -> None:
-    """Download ``url`` to ``target`` atomically; raise ValueError on a checksum mismatch."""
-    with atomic_path(target) as tmp:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response, open(tmp, "wb") as out:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                out.write(block)
-        actual = _sha256(tmp)
-        if actual != sha256:
-            raise ValueError(f"SHA-256 mismatch for {url}: got {actual}, expected {sha256}")
-
-
-def download_mnist(
-    data_dir: str | os.PathLike,
-    files: Sequence[str] | None = None,
-    mirrors: Sequence[str] = MNIST_MIRRORS,
-    timeout_s: float = 30.0,
-) -> list[Path]:
-    """Download the MNIST idx files missing from ``data_dir``, verifying each SHA-256.
-
-    Args:
-        data_dir: folder to write ``*.gz`` into (created if needed).
-        files: file names from ``MNIST_FILES``; None downloads all four.
-        mirrors: base URLs tried in order for each file.
-        timeout_s: socket timeout per request, s.
-
-    Returns:
-        The paths of the requested files, existing or downloaded.
-
-    Raises:
-        MnistDownloadError: every mirror failed for a file (no network, blocked, wrong checksum);
-            the message lists each mirror's error and says where to put the files by hand.
-    """
-    data_dir = Path(data_dir)
-    paths = []
-    for name in files or list(MNIST_FILES):
-        target = data_dir / name
-        if not (target.is_file() and _sha256(target) == MNIST_FILES[name]):
-            _download_one(name, target, mirrors, timeout_s)
-        paths.append(target)
-    return paths
-
-
-def _download_one(name: str, target: Path, mirrors: Sequence[str], timeout_s: float) -> None:
-    errors = []
-    for base in mirrors:
-        url = base.rstrip("/") + "/" + name
-        try:
-            logger.info("downloading %s", url)
-            _fetch(url, target, MNIST_FILES[name], timeout_s)
-            return
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            errors.append(f"  {url}: {error}")
-    raise MnistDownloadError(
-        f"could not download {name} from any MNIST mirror (offline?):\n" + "\n".join(errors)
-        + f"\nPut the idx files (gzip or plain) into {target.parent} by hand, or set mnist.data_dir to a folder"
-        " that holds them."
-    )
 
 
 def _read_pair(data_dir: Path, prefix: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -315,64 +260,37 @@ def _ensure_files(data_dir: Path, download: bool, require_train: bool = False) -
     download_mnist(data_dir)
 
 
-def mnist_split(
-    data_dir: str | os.PathLike,
-    split: str,
-    train_fraction: float = 0.8,
-    val_fraction: float = 0.0,
-    seed: int = 0,
-    download: bool = False,
-    limit: int | None = None,
-    train_limit: int | None = None,
-    test_limit: int | None = None,
-    require_train: bool = False,
-) -> MnistSplit:
-    """Digits of ``split`` from the idx files in ``data_dir``.
+def mnist_split(config: MnistConfig, split: str) -> MnistSplit:
+    """Digits of ``split`` from the idx files in ``config.data_dir``.
 
     Args:
-        data_dir: folder with the idx files (gzip or plain).
+        config: the typed ``mnist`` section: ``data_dir`` (idx files, gzip or plain), ``train_fraction``
+            (share of the 10,000 t10k digits in the train part when the train files are absent; with
+            them, the train part is the 60,000 train digits), ``val_fraction`` (share of the train part
+            held out as val), ``split_seed``, ``download`` (fetch missing files), ``require_train_files``
+            (the standard split or an error), ``train_limit`` / ``test_limit`` (only the first digits of
+            the train part / of the test digits are used; the rest are never decompressed), ``limit``
+            (first digits of the split only; None keeps all).
         split: "train", "val", "test" or "all".
-        train_fraction: share of the 10,000 t10k digits in the train part when the train files are
-            absent (the rest is test); with the train files, the train part is the 60,000 train digits.
-        val_fraction: share of the train part held out as val (0 leaves val empty).
-        seed: seed of the permutation that assigns the splits.
-        download: fetch the files from the canonical mirrors when missing.
-        limit: keep only the first ``limit`` digits of the split (for quick runs), None keeps all.
-        train_limit: use only the first ``train_limit`` digits of the train part (val carved out of
-            them): the first of the train file, whose other digits are then never decompressed, or,
-            with only t10k, the first of the seeded permutation's train part. None uses all.
-        test_limit: use only the first ``test_limit`` test digits, in file order. None uses all.
-        require_train: the train pair must be present (or is downloaded): the standard split or an error.
 
     Returns:
         ``MnistSplit`` with images (N, 1, 28, 28) float32 in [0, 1] and its table, in file order.
     """
-    data_dir = Path(data_dir)
-    _ensure_files(data_dir, download, require_train)
-    digits, table = _all_digits(data_dir, _Subset(train_fraction, val_fraction, seed, train_limit, test_limit))
+    data_dir = Path(config.data_dir)
+    _ensure_files(data_dir, config.download, config.require_train_files)
+    digits, table = _all_digits(data_dir, _Subset(config.train_fraction, config.val_fraction, config.split_seed,
+                                                  config.train_limit, config.test_limit))
     wanted = {"train": ["train"], "val": ["val"], "test": ["test"], "all": ["train", "val", "test"]}
     if split not in wanted:
         raise ValueError(f"unknown MNIST split {split!r}; expected one of {sorted(wanted)}")
-    rows = np.flatnonzero(table["split"].isin(wanted[split]).to_numpy())[:limit]
+    rows = np.flatnonzero(table["split"].isin(wanted[split]).to_numpy())[: config.limit]
     images = torch.from_numpy(digits[rows].astype(np.float32) / 255.0).reshape(len(rows), 1, *digits.shape[1:])
     return MnistSplit(images, table.iloc[rows].reset_index(drop=True))
 
 
-def load(config: dict[str, Any], split: str):
-    """Registry entry (``lidcvae.data.DATASETS['mnist']``): the config's ``mnist`` section → ``LabelledImages``."""
+def load(config: MnistConfig, split: str):
+    """Registry entry (``lidcvae.data.DATASETS['MnistConfig']``): the typed ``mnist`` section → ``LabelledImages``."""
     from lidcvae.data import LabelledImages  # the registry imports this module lazily, by path
 
-    section = config.get("mnist", {})
-    digits = mnist_split(
-        section.get("data_dir", "data/mnist"),
-        split,
-        train_fraction=section.get("train_fraction", 0.8),
-        val_fraction=section.get("val_fraction", 0.0),
-        seed=section.get("split_seed", 0),
-        download=section.get("download", True),
-        limit=section.get("limit"),
-        train_limit=section.get("train_limit"),
-        test_limit=section.get("test_limit"),
-        require_train=section.get("require_train_files", False),
-    )
+    digits = mnist_split(config, split)
     return LabelledImages(images=digits.images, table=digits.table)

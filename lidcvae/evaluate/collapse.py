@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.decomposition import PCA
 
+from lidcvae.posterior import active_units, posterior_mean_variance
+
 __all__ = [
     "kl_per_dimension",
     "posterior_mean_variance",
@@ -28,22 +30,13 @@ def kl_per_dimension(posterior_mean: np.ndarray, posterior_logvar: np.ndarray) -
     return (0.5 * (np.exp(logvar) + mean**2 - 1.0 - logvar)).mean(axis=0)
 
 
-def posterior_mean_variance(posterior_mean: np.ndarray) -> np.ndarray:
-    """Variance over samples of each dimension's posterior mean: (N, D) → (D,)."""
-    return np.asarray(posterior_mean, np.float64).var(axis=0)
-
-
-def active_units(posterior_mean: np.ndarray, threshold: float = 0.01) -> int:
-    """Number of latent dimensions whose posterior-mean variance over samples exceeds ``threshold``."""
-    return int((posterior_mean_variance(posterior_mean) > threshold).sum())
-
-
-def pca_dimension_suggestion(posterior_mean: np.ndarray, variance_fraction: float = 0.9) -> int:
+def pca_dimension_suggestion(posterior_mean: np.ndarray, variance_fraction: float) -> int:
     """Fewest principal components of the posterior means that explain ``variance_fraction`` of their variance.
 
     The seeds' heuristic for choosing dim(z): train wide, then set dim(z) to this number. Returns 0
     when the means do not vary at all (a collapsed encoder).
     """
+    
     mean = np.asarray(posterior_mean, np.float64)
     if len(mean) < 2 or np.allclose(mean.var(axis=0).sum(), 0.0):
         return 0

@@ -45,7 +45,7 @@ class ProbeResult:
         return asdict(self)
 
 
-def grouped_folds(labels: np.ndarray, groups: np.ndarray, n_splits: int = 5, seed: int = 0) -> tuple[list[Fold], list[str]]:
+def grouped_folds(labels: np.ndarray, groups: np.ndarray, n_splits: int, seed: int = 0) -> tuple[list[Fold], list[str]]:
     """Stratified folds with no group on both sides; ([], [note]) when there are too few samples.
 
     Args:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from lidcvae.intensity import HUWindow
 
 __all__ = ["per_sample_mse", "psnr_db", "structural_similarity_per_sample"]
 

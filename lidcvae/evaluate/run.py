@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,10 @@ from lidcvae.intensity import HUWindow
 from lidcvae.io import atomic_path
 from lidcvae.models.base import VAE
 
-__all__ = ["SplitData", "evaluate_model", "evaluate_run", "find_history", "sample_source"]
+if TYPE_CHECKING:
+    from lidcvae.data.mnist import MnistConfig
+
+__all__ = ["SplitData", "evaluate_model", "evaluate_run", "sample_source"]
 
 logger = logging.getLogger(__name__)
 LABEL_NAMES = {0: "benign (label 0)", 1: "malignant (label 1)"}
@@ -40,14 +43,6 @@ class SplitData:
 
     images: torch.Tensor
     table: pd.DataFrame
-
-
-def find_history(run_dir: str | os.PathLike) -> Path | None:
-    """The training history metrics.csv in ``run_dir`` or ``run_dir/train``; None when absent."""
-    for candidate in (Path(run_dir) / "metrics.csv", Path(run_dir) / "train" / "metrics.csv"):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def _scope_notes(hu_window: HUWindow | None) -> list[str]:
@@ -213,34 +208,34 @@ def _report_metrics(metrics: dict) -> dict:
     return shown
 
 
-def evaluate_run(checkpoint: str | os.PathLike, embeddings_path: str | os.PathLike, run_dir: str | os.PathLike,
-                 out_dir: str | os.PathLike, config: Mapping[str, Any], extra_html: Sequence[str | os.PathLike] = ()) -> dict:
+def evaluate_run(checkpoint: str | os.PathLike, embeddings_path: str | os.PathLike, history_path: str | os.PathLike | None,
+                 out_dir: str | os.PathLike, settings: EvaluateSettings, *, manifest: str | os.PathLike | None = None,
+                 mnist: MnistConfig | None = None, extra_html: Sequence[str | os.PathLike] = ()) -> dict:
     """Load a checkpoint, its data splits and embeddings, then ``evaluate_model``.
 
     Args:
         checkpoint: a trainer checkpoint (best.pt / last.pt).
         embeddings_path: the table written by ``lidcvae.embed.embed_manifest``.
-        run_dir: folder holding the training history metrics.csv (itself or its ``train/``).
+        history_path: the training history metrics.csv; None (or a missing file) draws no loss curves.
         out_dir: where metrics.json, figures/ and report.html go.
-        config: the validated workflow config (its ``evaluate`` section and the data settings); the
-            checkpoint's own ``model`` and ``train`` sections decide how inputs are prepared.
+        settings: the typed ``evaluate`` section.
+        manifest: the extraction manifest whose patches are evaluated (CT); the checkpoint's own
+            ``model`` and ``train`` sections decide how they become model input.
+        mnist: the typed ``mnist`` section instead, for digits.
         extra_html: HTML fragments to include in the report (e.g. the MNIST size table), if they exist.
     """
-    from lidcvae.data import load_split
+    from lidcvae.data import PatchSource, load_split
     from lidcvae.train.checkpoint import load_model
 
-    model, model_config = load_model(checkpoint, map_location="cpu")
-    full = {**dict(config), **{k: model_config[k] for k in ("model", "train") if k in model_config}}
-    manifest = dict(config).get("train", {}).get("manifest")
-    if manifest:  # the cohort named by this config, also when the model was trained on another (embed.checkpoint)
-        full["train"] = {**full.get("train", {}), "manifest": manifest}
-    hu_window = None if config.get("dataset") == "mnist" else HUWindow.from_config(full["model"])
+    if (manifest is None) == (mnist is None):
+        raise ValueError("evaluate_run: give exactly one of manifest (CT patches) or mnist (digits)")
+    model, trained_config = load_model(checkpoint, map_location="cpu")
+    source = mnist if mnist is not None else PatchSource.for_checkpoint(manifest, trained_config)
+    hu_window = HUWindow.from_bounds(source.hu_window) if isinstance(source, PatchSource) else None
     splits = {}
     for split in ("train", "val", "test"):
-        loaded = load_split(full, split)
+        loaded = load_split(source, split)
         splits[split] = SplitData(loaded.images, loaded.table.reset_index(drop=True))
-    history_path = find_history(run_dir)
-    history = pd.read_csv(history_path) if history_path else None
-    settings = EvaluateSettings.from_dict(dict(config.get("evaluate", {})))
+    history = pd.read_csv(history_path) if history_path is not None and Path(history_path).is_file() else None
     sections = [(Path(p).stem, Path(p).read_text()) for p in extra_html if Path(p).is_file()]
     return evaluate_model(model, splits, read_embeddings(embeddings_path), out_dir, settings, hu_window, history, sections)

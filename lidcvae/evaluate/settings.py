@@ -1,57 +1,47 @@
-"""The evaluate stage's settings, typed; built from the validated ``evaluate`` config section."""
+"""The evaluate stage's settings, typed: the ``evaluate`` config section (lidcvae/schemas/evaluate.yaml)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
+
+from lidcvae.config import Section
 
 __all__ = ["ProbeSettings", "EvaluateSettings"]
 
 
-def _known(cls, values: dict[str, Any]) -> dict[str, Any]:
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in values.items() if k in names}
-
-
-@dataclass
-class ProbeSettings:
+@dataclass(frozen=True)
+class ProbeSettings(Section):
     """Downstream probe: which label to predict, how to group folds, which baselines to fit."""
 
-    enabled: bool = True
-    label_column: str = "label"
-    group_column: str = "patient_id"
-    n_splits: int = 5
-    bootstrap_samples: int = 1000
-    baseline_columns: list[str] = field(default_factory=lambda: ["consensus_diameter_mm"])
-    raw_voxel_pca: bool = True
-    voxel_stride: int = 1
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ProbeSettings:
-        return cls(**_known(cls, values))
+    SECTION: ClassVar[str] = "evaluate.probe"
+    enabled: bool
+    label_column: str
+    group_column: str
+    n_splits: int
+    bootstrap_samples: int
+    baseline_columns: tuple[str, ...]
+    raw_voxel_pca: bool
+    voxel_stride: int
 
 
-@dataclass
-class EvaluateSettings:
-    """Everything ``evaluate_model`` needs besides the model and the data; see lidcvae/schemas/evaluate.yaml."""
+@dataclass(frozen=True)
+class EvaluateSettings(Section):
+    """Everything ``evaluate_model`` needs besides the model and the data; built by
+    ``EvaluateSettings.from_mapping(section)``, every default in the schema."""
 
-    splits: list[str] = field(default_factory=lambda: ["test", "val"])
-    batch_size: int = 8
-    iwae_samples: int = 100
-    iwae_chunk_size: int = 10
-    active_unit_threshold: float = 0.01
-    min_active_units: int = 2
-    pca_variance_fraction: float = 0.9
-    montage_samples: int = 8
-    prior_samples: int = 8
-    sample_from: str = "aggregate_posterior"
-    interpolation_steps: int = 8
-    image_zoom: int = 2
-    seed: int = 0
-    probe: ProbeSettings = field(default_factory=ProbeSettings)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> EvaluateSettings:
-        known = _known(cls, values)
-        known["probe"] = ProbeSettings.from_dict(values.get("probe", {}))
-        return cls(**known)
+    SECTION: ClassVar[str] = "evaluate"
+    splits: tuple[str, ...]
+    batch_size: int
+    iwae_samples: int
+    iwae_chunk_size: int
+    active_unit_threshold: float
+    min_active_units: int
+    pca_variance_fraction: float
+    montage_samples: int
+    prior_samples: int
+    sample_from: str
+    interpolation_steps: int
+    image_zoom: int
+    seed: int
+    probe: ProbeSettings

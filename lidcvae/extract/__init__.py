@@ -3,7 +3,8 @@
 from lidcvae.extract.cohort import GeometryMismatchError, extract_cohort, extract_series_part, gather_manifest
 from lidcvae.extract.dicom_index import DicomRootError, index_dicom_tree
 from lidcvae.extract.manifest import read_manifest
-from lidcvae.extract.scan import ExtractSettings, extract_scan
+from lidcvae.extract.scan import extract_scan
+from lidcvae.extract.settings import ExtractSettings
 
 __all__ = [
     "extract_cohort", "extract_series_part", "gather_manifest", "DicomRootError", "index_dicom_tree",

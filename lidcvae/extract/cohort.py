@@ -16,14 +16,14 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from lidcvae.extract.dicom_index import index_dicom_tree
 from lidcvae.extract.manifest import FAILURE_COLUMNS, MANIFEST_COLUMNS, assign_splits
-from lidcvae.extract.scan import ExtractSettings, extract_scan
+from lidcvae.extract.scan import extract_scan
+from lidcvae.extract.settings import ExtractSettings
 from lidcvae.io import path_under, read_parquet, write_parquet
 
 __all__ = ["GeometryMismatchError", "ct_series", "scan_part_paths", "extract_series_part", "gather_manifest",
@@ -70,34 +70,36 @@ def check_part_geometry(nodules_part: Path, settings: ExtractSettings, out_dir: 
         raise _mismatch(found, settings, str(nodules_part), Path(out_dir))
 
 
-def extract_series_part(files: pd.DataFrame, series_uid: str, out_dir: str | os.PathLike, settings: ExtractSettings) -> None:
-    """Extract one series from its index rows and write its part tables (failures last: the 'done' marker)."""
+def extract_series_part(files: pd.DataFrame, out_dir: str | os.PathLike, nodules_path: str | os.PathLike,
+                        failures_path: str | os.PathLike, settings: ExtractSettings) -> None:
+    """Extract one series from its index rows: patches under ``out_dir/patches/``, then its two part tables
+    (failures last: the 'done' marker)."""
     result = extract_scan(files, out_dir, settings)
-    nodules_path, failures_path = scan_part_paths(out_dir, series_uid)
     write_parquet(result.nodules.reindex(columns=[c for c in MANIFEST_COLUMNS if c != "split"]), nodules_path)
     write_parquet(result.failures.reindex(columns=FAILURE_COLUMNS), failures_path)
 
 
 def _extract_worker(args: tuple) -> str:
     files, series_uid, out_dir, settings = args
-    extract_series_part(files, series_uid, out_dir, settings)
+    extract_series_part(files, out_dir, *scan_part_paths(out_dir, series_uid), settings)
     return series_uid
 
 
-def gather_manifest(part_paths: Sequence[tuple[Path, Path]], out_dir: str | os.PathLike, settings: ExtractSettings,
-                    unreadable: pd.DataFrame | None = None, row_failures: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Concatenate part tables, assign the patient-level split, write manifest and failures tables.
+def gather_manifest(part_paths: Sequence[tuple[Path, Path]], manifest_path: str | os.PathLike,
+                    failures_path: str | os.PathLike, settings: ExtractSettings, unreadable: pd.DataFrame | None = None,
+                    row_failures: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Concatenate (nodules, failures) part tables, assign the patient-level split, write the manifest and
+    failures tables to the given paths.
 
     Columns beyond ``MANIFEST_COLUMNS`` (a coordinates table's own) follow them; ``row_failures`` are
     failure rows found before any series was read (a coordinates table's unusable rows).
     """
-    out_dir = Path(out_dir)
     nodule_parts = [read_parquet(n) for n, _ in part_paths]
     manifest = pd.concat([p for p in nodule_parts if len(p)], ignore_index=True) if any(len(p) for p in nodule_parts) else pd.DataFrame(columns=MANIFEST_COLUMNS)
     for found in _geometries(manifest) - {(settings.patch_size, float(settings.spacing_mm))}:
-        raise _mismatch(found, settings, f"{out_dir / 'scans'}", out_dir)
-    split = {"train": 0.7, "val": 0.15, "salt": "lidcvae", **settings.split}
-    manifest["split"] = assign_splits(manifest["patient_id"], split["train"], split["val"], split["salt"]) if len(manifest) else pd.Series(dtype=str)
+        raise _mismatch(found, settings, f"{Path(part_paths[0][0]).parent}", Path(manifest_path).parent)
+    split = settings.split
+    manifest["split"] = assign_splits(manifest["patient_id"], split.train, split.val, split.salt) if len(manifest) else pd.Series(dtype=str)
     manifest["label"] = manifest["label"].astype("Int64")
     manifest = manifest[MANIFEST_COLUMNS + [c for c in manifest.columns if c not in MANIFEST_COLUMNS]]
     manifest = manifest.sort_values("nodule_id", ignore_index=True)
@@ -108,26 +110,26 @@ def gather_manifest(part_paths: Sequence[tuple[Path, Path]], out_dir: str | os.P
         failures.append(unreadable.assign(reason="unreadable file: " + unreadable["reason"]))
     failures = pd.concat([f for f in failures if len(f)], ignore_index=True) if any(len(f) for f in failures) else pd.DataFrame()
     failures = failures.reindex(columns=FAILURE_COLUMNS).astype({"nodule_index": "Int64"})
-    write_parquet(manifest, out_dir / "manifest.parquet")
-    write_parquet(failures, out_dir / "failures.parquet")
+    write_parquet(manifest, manifest_path)
+    write_parquet(failures, failures_path)
     log.info("manifest: %d nodule(s) from %d scan(s); %d failure row(s)", len(manifest), manifest["series_instance_uid"].nunique(), len(failures))
     if manifest.empty:
         reasons = failures["reason"].value_counts().head(3)
         log.warning("no nodules were found in %d CT series (most common reasons: %s); see %s", len(part_paths),
-                    "; ".join(f"{n}× {r}" for r, n in reasons.items()) or "none recorded", out_dir / "failures.parquet")
+                    "; ".join(f"{n}× {r}" for r, n in reasons.items()) or "none recorded", failures_path)
     return manifest, failures
 
 
-def extract_cohort(dicom_root: str | os.PathLike, out_dir: str | os.PathLike, extract_config: dict[str, Any] | None = None,
+def extract_cohort(dicom_root: str | os.PathLike, out_dir: str | os.PathLike, settings: ExtractSettings | None = None,
                    patients: Sequence[str] | None = None, workers: int | None = None, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Index ``dicom_root`` once, extract every CT series (resuming finished ones), gather the manifest.
 
     Args:
         dicom_root: a LIDC-IDRI download (any folder layout) or the phantom cohort.
         out_dir: where ``manifest.parquet``, ``failures.parquet``, ``patches/`` and ``scans/`` go.
-        extract_config: the validated ``extract`` config section (defaults when None).
+        settings: the typed ``extract`` section; None takes the schema's defaults.
         patients: restrict to these patient IDs.
-        workers: parallel series (processes); defaults to ``extract_config['workers']``.
+        workers: parallel series (processes); None takes ``settings.workers``.
         progress: show progress bars.
 
     Returns:
@@ -139,9 +141,7 @@ def extract_cohort(dicom_root: str | os.PathLike, out_dir: str | os.PathLike, ex
         StorageError: disk full, permission denied or I/O error; finished series are kept, the rest
             is extracted on the rerun.
     """
-    from lidcvae.config import validate_config
-
-    settings = ExtractSettings.from_dict(validate_config({"extract": extract_config or {}})["extract"])
+    settings = settings if settings is not None else ExtractSettings.from_mapping({})
     workers = workers or settings.workers
     out_dir = Path(out_dir)
     index, unreadable = index_dicom_tree(dicom_root, progress=progress)
@@ -169,4 +169,4 @@ def extract_cohort(dicom_root: str | os.PathLike, out_dir: str | os.PathLike, ex
             _extract_worker(job)
             bar.update()
     bar.close()
-    return gather_manifest(parts, out_dir, settings, unreadable)
+    return gather_manifest(parts, out_dir / "manifest.parquet", out_dir / "failures.parquet", settings, unreadable)

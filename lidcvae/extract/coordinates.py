@@ -22,7 +22,7 @@ from lidcvae.extract.candidates import read_candidates
 from lidcvae.extract.cohort import gather_manifest, scan_part_paths
 from lidcvae.extract.manifest import FAILURE_COLUMNS, MANIFEST_COLUMNS
 from lidcvae.extract.patches import PatchGrid, cut_hu_patch, write_nifti
-from lidcvae.extract.scan import ExtractSettings
+from lidcvae.extract.settings import ExtractSettings
 from lidcvae.extract.series import SeriesError
 from lidcvae.extract.volumes import VOLUME_SUFFIXES, CTVolume, index_images, open_volume
 from lidcvae.io import UnsafePathError, safe_name, write_parquet
@@ -157,19 +157,21 @@ def unknown_series_failures(candidates: pd.DataFrame, index: pd.DataFrame, image
                         columns=FAILURE_COLUMNS)
 
 
-def extract_coordinates_part(files: pd.DataFrame, candidates: pd.DataFrame, series_uid: str, out_dir: str | os.PathLike,
-                             settings: ExtractSettings, table_name: str = "candidates") -> None:
-    """Extract one series' rows and write its part tables (failures last: the 'done' marker)."""
+def extract_coordinates_part(files: pd.DataFrame, candidates: pd.DataFrame, out_dir: str | os.PathLike,
+                             nodules_path: str | os.PathLike, failures_path: str | os.PathLike, settings: ExtractSettings,
+                             table_name: str = "candidates") -> None:
+    """Extract one series' rows: patches under ``out_dir/patches/``, then its two part tables (failures
+    last: the 'done' marker)."""
     nodules, failures = extract_candidates(files, candidates, out_dir, settings, table_name)
-    nodules_path, failures_path = scan_part_paths(out_dir, series_uid)
     extra = [c for c in nodules.columns if c not in MANIFEST_COLUMNS]
     write_parquet(nodules.reindex(columns=[c for c in MANIFEST_COLUMNS if c != "split"] + extra), nodules_path)
     write_parquet(failures.reindex(columns=FAILURE_COLUMNS), failures_path)
 
 
 def extract_coordinates_cohort(candidates_path: str | os.PathLike, images_root: str | os.PathLike, out_dir: str | os.PathLike,
-                               extract_config: dict[str, Any] | None = None, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read the table, index ``images_root`` once, extract every series it names, gather the manifest.
+                               settings: ExtractSettings | None = None, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read the table, index ``images_root`` once, extract every series it names, gather the manifest
+    (``settings``: the typed ``extract`` section; None takes the schema's defaults).
 
     Returns:
         ``(manifest, failures)`` as written to ``out_dir``; every table row is in exactly one of them.
@@ -178,9 +180,7 @@ def extract_coordinates_cohort(candidates_path: str | os.PathLike, images_root: 
         CandidatesError: the table cannot be used at all.
         DicomRootError: ``images_root`` is missing or holds no image.
     """
-    from lidcvae.config import validate_config
-
-    settings = ExtractSettings.from_dict(validate_config({"extract": extract_config or {}})["extract"])
+    settings = settings or ExtractSettings.from_mapping({})
     out_dir = Path(out_dir)
     candidates, row_failures = read_candidates(candidates_path)
     index, unreadable = index_images(images_root, progress=progress)
@@ -192,5 +192,6 @@ def extract_coordinates_cohort(candidates_path: str | os.PathLike, images_root: 
     parts = [scan_part_paths(out_dir, uid) for uid in series]
     for uid in tqdm(series, desc="extract series", unit="series", disable=not progress):
         rows = candidates[candidates["series_instance_uid"] == uid]
-        extract_coordinates_part(files_of[uid], rows, uid, out_dir, settings, Path(candidates_path).name)
-    return gather_manifest(parts, out_dir, settings, unreadable, row_failures)
+        extract_coordinates_part(files_of[uid], rows, out_dir, *scan_part_paths(out_dir, uid), settings,
+                                 Path(candidates_path).name)
+    return gather_manifest(parts, out_dir / "manifest.parquet", out_dir / "failures.parquet", settings, unreadable, row_failures)

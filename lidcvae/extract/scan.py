@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,35 +15,12 @@ from lidcvae import lidc
 from lidcvae.io import path_under, raise_if_environment
 from lidcvae.extract.manifest import FAILURE_COLUMNS, malignancy_label
 from lidcvae.extract.patches import PatchGrid, cut_hu_patch, fractional_index, sample, write_nifti
-from lidcvae.extract.series import SeriesError, SeriesGeometry, SlabReader, series_geometry
+from lidcvae.extract.series import SeriesError, SeriesSlices, SlabReader, series_geometry
+from lidcvae.extract.settings import ExtractSettings
 
 __all__ = ["ExtractSettings", "ScanResult", "extract_scan"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ExtractSettings:
-    """The ``extract`` config section (see ``lidcvae/schemas/extract.yaml``)."""
-
-    patch_size: int = 64
-    spacing_mm: float = 1.0
-    consensus_level: float = 0.5
-    cluster_tolerance_mm: float | None = None
-    min_readers: int = 1
-    pad_hu: int = -1000
-    interpolation: str = "linear"
-    split: dict[str, Any] = field(default_factory=dict)
-    workers: int = 1
-    sphere_mask: bool = False
-
-    @classmethod
-    def from_dict(cls, section: dict[str, Any]) -> ExtractSettings:
-        return cls(**section)
-
-    @property
-    def spline_order(self) -> int:
-        return {"linear": 1, "cubic": 3}[self.interpolation]
 
 
 @dataclass
@@ -64,7 +41,7 @@ def _failure(files: pd.DataFrame, reason: str, nodule_index: int | None = None, 
     }
 
 
-def _centroid_mm(nodule: lidc.NoduleAnnotation, geometry: SeriesGeometry, database_z_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _centroid_mm(nodule: lidc.NoduleAnnotation, geometry: SeriesSlices, database_z_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Consensus centroid as (k, row, col) on the full series grid and as (x, y, z) mm."""
     k_row_col = np.argwhere(nodule.consensus_mask).mean(axis=0) + nodule.bbox_start
     z = np.interp(k_row_col[0], np.arange(database_z_mm.size), database_z_mm)
@@ -73,7 +50,7 @@ def _centroid_mm(nodule: lidc.NoduleAnnotation, geometry: SeriesGeometry, databa
     return k_row_col, np.array([x, y, z])
 
 
-def _in_plane_indices(grid: PatchGrid, geometry: SeriesGeometry, start: tuple[int, int] = (0, 0),
+def _in_plane_indices(grid: PatchGrid, geometry: SeriesSlices, start: tuple[int, int] = (0, 0),
                       shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Fractional indices of the patch's y and x axes into an image region; NaN outside it.
 
@@ -83,7 +60,7 @@ def _in_plane_indices(grid: PatchGrid, geometry: SeriesGeometry, start: tuple[in
     return fractional_index(grid.axis_mm(1), rows), fractional_index(grid.axis_mm(0), cols)
 
 
-def _pixel_positions(geometry: SeriesGeometry, start: tuple[int, int] = (0, 0),
+def _pixel_positions(geometry: SeriesSlices, start: tuple[int, int] = (0, 0),
                      shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """y (mm) of ``shape[0]`` rows and x (mm) of ``shape[1]`` columns from pixel ``start`` (default: the slice)."""
     shape = geometry.shape_yx if shape is None else shape
@@ -92,7 +69,7 @@ def _pixel_positions(geometry: SeriesGeometry, start: tuple[int, int] = (0, 0),
     return rows, cols
 
 
-def _mask_patch(nodule: lidc.NoduleAnnotation, grid: PatchGrid, geometry: SeriesGeometry, database_z_mm: np.ndarray) -> np.ndarray:
+def _mask_patch(nodule: lidc.NoduleAnnotation, grid: PatchGrid, geometry: SeriesSlices, database_z_mm: np.ndarray) -> np.ndarray:
     """The consensus mask resampled onto the patch (linear, thresholded at 0.5): (S, S, S) uint8.
 
     The mask gets a border of empty voxels first, so it fades out over one voxel beyond its outermost
@@ -115,12 +92,12 @@ def _z_at(slice_k: np.ndarray, database_z_mm: np.ndarray) -> np.ndarray:
     return np.where(slice_k >= database_z_mm.size, database_z_mm[-1] + (slice_k - database_z_mm.size + 1) * spacing, z)
 
 
-def _mask_coverage(nodule: lidc.NoduleAnnotation, geometry: SeriesGeometry) -> float:
+def _mask_coverage(nodule: lidc.NoduleAnnotation, geometry: SeriesSlices) -> float:
     """Fraction of the nodule's annotated slices that are on disk."""
     return float(np.isin(nodule.slice_k, geometry.database_k).mean())
 
 
-def _cut_patches(nodule: lidc.NoduleAnnotation, grid: PatchGrid, record: lidc.ScanRecord, geometry: SeriesGeometry,
+def _cut_patches(nodule: lidc.NoduleAnnotation, grid: PatchGrid, record: lidc.ScanRecord, geometry: SeriesSlices,
                  slabs: SlabReader, settings: ExtractSettings) -> tuple[np.ndarray, np.ndarray, float, bool]:
     """Image and mask patches on ``grid``.
 
@@ -137,7 +114,7 @@ def _cut_patches(nodule: lidc.NoduleAnnotation, grid: PatchGrid, record: lidc.Sc
     return patch_hu, _mask_patch(nodule, grid, geometry, record.slice_z_mm), coverage, edge
 
 
-def _nodule_row(nodule: lidc.NoduleAnnotation, index: int, record: lidc.ScanRecord, geometry: SeriesGeometry,
+def _nodule_row(nodule: lidc.NoduleAnnotation, index: int, record: lidc.ScanRecord, geometry: SeriesSlices,
                 slabs: SlabReader, settings: ExtractSettings, out_dir: Path) -> dict[str, Any]:
     """Cut and write one nodule's patches; its manifest row (paths relative to ``out_dir``)."""
     k_row_col, centre = _centroid_mm(nodule, geometry, record.slice_z_mm)

@@ -16,7 +16,7 @@ from pydicom.pixels import apply_modality_lut
 
 from lidcvae.io import raise_if_environment
 
-__all__ = ["SeriesError", "SeriesGeometry", "SliceStack", "SlabReader", "series_geometry"]
+__all__ = ["SeriesError", "SeriesSlices", "SliceStack", "SlabReader", "series_geometry"]
 
 AXIAL = "1\\0\\0\\0\\1\\0"
 #: Stored HU are clipped to the CT range; values below (e.g. the -2000/-3024 outside the scanner's
@@ -30,7 +30,7 @@ class SeriesError(ValueError):
 
 
 @dataclass(frozen=True)
-class SeriesGeometry:
+class SeriesSlices:
     """Where a series' slices lie.
 
     Attributes:
@@ -65,7 +65,7 @@ def _single(files: pd.DataFrame, column: str, series_uid: str):
     return values[0]
 
 
-def series_geometry(files: pd.DataFrame, database_z_mm: np.ndarray) -> SeriesGeometry:
+def series_geometry(files: pd.DataFrame, database_z_mm: np.ndarray) -> SeriesSlices:
     """Check a series' index rows against the database's z positions.
 
     The slices on disk may be a contiguous part of the series (a partial download): that is kept.
@@ -99,7 +99,7 @@ def series_geometry(files: pd.DataFrame, database_z_mm: np.ndarray) -> SeriesGeo
         raise SeriesError(
             f"series {series_uid}: {missing} slice(s) missing between z={z_mm[g]:.3f} and z={z_mm[g + 1]:.3f} mm"
         )
-    return SeriesGeometry(
+    return SeriesSlices(
         files=tuple(files["path"]),
         slice_z_mm=z_mm,
         database_k=database_k,
@@ -148,7 +148,7 @@ class SlabReader:
     decoded about once while memory stays at one slab, not one scan.
     """
 
-    def __init__(self, geometry: SeriesGeometry) -> None:
+    def __init__(self, geometry: SeriesSlices) -> None:
         self.geometry = geometry
         self._slices: dict[int, np.ndarray] = {}
 

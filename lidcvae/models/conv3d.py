@@ -24,6 +24,7 @@ from torch import nn
 
 from lidcvae.losses import gaussian_log_likelihood
 from lidcvae.models.base import VAE
+from lidcvae.models.config import ModelConfig
 from lidcvae.models.weighting import ReconstructionWeight
 
 __all__ = ["ConvVAE3d", "CalibratedSigma", "FixedScaleBatchNorm"]
@@ -51,7 +52,7 @@ class CalibratedSigma(nn.Module):
         momentum: weight of the newest batch in the running estimate.
     """
 
-    def __init__(self, mode: str = "calibrated", log_sigma2: float = math.log(0.01), momentum: float = 0.1) -> None:
+    def __init__(self, mode: str, log_sigma2: float, momentum: float) -> None:
         super().__init__()
         if mode in DEPRECATED_SIGMA_MODES:
             logger.warning("model.sigma.mode: %r is deprecated, use %r (σ² is calibrated to the batch MSE, not "
@@ -90,7 +91,7 @@ class FixedScaleBatchNorm(nn.Module):
         gamma: the fixed scale γ.
     """
 
-    def __init__(self, latent_size: int, gamma: float = 0.5) -> None:
+    def __init__(self, latent_size: int, gamma: float) -> None:
         super().__init__()
         self.norm = nn.BatchNorm1d(latent_size, affine=False)
         self.gamma = gamma
@@ -124,28 +125,29 @@ class ConvVAE3d(VAE):
 
     Example::
 
-        model = ConvVAE3d(input_size=64, latent_size=256, channels=(32, 64, 128, 256), strides=(2, 2, 2, 2))
+        model = ConvVAE3d.from_config(ModelConfig.from_mapping({"channels": [32, 64, 128, 256]}))
         out = model(torch.rand(2, 1, 64, 64, 64))  # out.decoded: (2, 1, 64, 64, 64), out.z: (2, 256)
     """
 
     def __init__(
         self,
-        input_size: int = 64,
-        latent_size: int = 256,
-        channels: tuple[int, ...] = (32, 64, 128, 256),
-        strides: tuple[int, ...] = (2, 2, 2, 2),
-        kernel_size: int = 3,
-        num_res_units: int = 0,
-        norm: Any = "batch",
-        act: Any = ("leakyrelu", {"negative_slope": 0.2}),
-        dropout: float = 0.0,
-        decoder_output: str = "linear",
-        sigma: CalibratedSigma | None = None,
-        logvar_range: tuple[float, float] = (-10.0, 10.0),
-        bn_gamma: float | None = None,
-        hu_window: tuple[float, float] = (-1000.0, 400.0),
-        in_channels: int = 1,
-        reconstruction_weight: ReconstructionWeight | None = None,
+        *,
+        input_size: int,
+        latent_size: int,
+        channels: tuple[int, ...],
+        strides: tuple[int, ...],
+        kernel_size: int,
+        num_res_units: int,
+        norm: Any,
+        act: Any,
+        dropout: float,
+        decoder_output: str,
+        sigma: CalibratedSigma,
+        logvar_range: tuple[float, float],
+        bn_gamma: float | None,
+        hu_window: tuple[float, float],
+        in_channels: int,
+        reconstruction_weight: ReconstructionWeight,
     ) -> None:
         super().__init__()
         self.latent_size = latent_size
@@ -166,47 +168,35 @@ class ConvVAE3d(VAE):
             use_sigmoid=decoder_output == "sigmoid",
             use_mean_at_inference=True,  # never used by encode/decode below; set for anyone calling network(x)
         )
-        self.sigma = sigma or CalibratedSigma()
+        self.sigma = sigma
         self.logvar_range = tuple(logvar_range)
         self.posterior_norm = FixedScaleBatchNorm(latent_size, bn_gamma) if bn_gamma else None
         self.hu_window = tuple(float(v) for v in hu_window)
-        self.reconstruction_weight = reconstruction_weight or ReconstructionWeight()
+        self.reconstruction_weight = reconstruction_weight
 
     @classmethod
-    def from_config(cls, model_config: dict[str, Any]) -> ConvVAE3d:
-        """Build from the validated ``model`` config section (lidcvae/schemas/model.yaml)."""
-        sigma_config = model_config.get("sigma", {})
-        bn_config = model_config.get("bn_vae", {})
-        weight_config = model_config.get("reconstruction_weight", {})
-        if weight_config.get("kind") == "mask" and not model_config.get("mask_channel", False):
+    def from_config(cls, model: ModelConfig) -> ConvVAE3d:
+        """Build from the typed ``model`` section (lidcvae/schemas/model.yaml)."""
+        if model.reconstruction_weight.kind == "mask" and not model.mask_channel:
             raise ValueError("model.reconstruction_weight.kind 'mask' needs model.mask_channel: true "
                              "(or choose kind 'gaussian' / 'uniform')")
         return cls(
-            input_size=model_config.get("input_size", 64),
-            latent_size=model_config.get("latent_size", 256),
-            channels=tuple(model_config.get("channels", (32, 64, 128, 256))),
-            strides=tuple(model_config.get("strides", (2, 2, 2, 2))),
-            kernel_size=model_config.get("kernel_size", 3),
-            num_res_units=model_config.get("num_res_units", 0),
-            norm=model_config.get("norm", "batch"),
-            act=model_config.get("act", ["leakyrelu", {"negative_slope": 0.2}]),
-            dropout=model_config.get("dropout", 0.0),
-            decoder_output=model_config.get("decoder_output", "linear"),
-            sigma=CalibratedSigma(
-                sigma_config.get("mode", "calibrated"),
-                sigma_config.get("log_sigma2", math.log(0.01)),
-                sigma_config.get("momentum", 0.1),
-            ),
-            logvar_range=tuple(model_config.get("logvar_range", (-10.0, 10.0))),
-            bn_gamma=bn_config.get("gamma", 0.5) if bn_config.get("enabled", False) else None,
-            hu_window=tuple(model_config.get("hu_window", (-1000.0, 400.0))),
-            in_channels=2 if model_config.get("mask_channel", False) else 1,
-            reconstruction_weight=ReconstructionWeight(
-                weight_config.get("kind", "uniform"),
-                weight_config.get("peak", 1.0),
-                weight_config.get("sigma_voxels", 8.0),
-                weight_config.get("dilate_voxels", 3),
-            ),
+            input_size=model.input_size,
+            latent_size=model.latent_size,
+            channels=model.channels,
+            strides=model.strides,
+            kernel_size=model.kernel_size,
+            num_res_units=model.num_res_units,
+            norm=model.norm,
+            act=model.act,
+            dropout=model.dropout,
+            decoder_output=model.decoder_output,
+            sigma=CalibratedSigma(model.sigma.mode, model.sigma.log_sigma2, model.sigma.momentum),
+            logvar_range=model.logvar_range,
+            bn_gamma=model.bn_vae.gamma if model.bn_vae.enabled else None,
+            hu_window=model.hu_window,
+            in_channels=2 if model.mask_channel else 1,
+            reconstruction_weight=ReconstructionWeight.from_config(model.reconstruction_weight),
         )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,6 +223,6 @@ class ConvVAE3d(VAE):
 
 def _monai_layer_spec(spec: Any) -> Any:
     """YAML lists → the (name, kwargs) tuples MONAI's layer factories expect."""
-    if isinstance(spec, list):
+    if isinstance(spec, (list, tuple)):
         return tuple(spec)
     return spec

@@ -8,7 +8,7 @@ choice for MNIST) or a Gaussian with fixed variance (squared error / σ² plus t
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -16,12 +16,14 @@ from torch import nn
 
 from lidcvae.losses import bernoulli_log_likelihood, gaussian_log_likelihood
 from lidcvae.models.base import VAE
+from lidcvae.models.config import ModelConfig
 
 __all__ = ["MLPVAEConfig", "MLPVAE", "LIKELIHOODS"]
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 # q(z|x) variance kept in [e^-30, e^20]: exp(logvar) neither underflows nor overflows in float32.
 _LOGVAR_RANGE = (-30.0, 20.0)
+MNIST_EVENT_SHAPE = (1, 28, 28)
 
 
 @dataclass
@@ -36,11 +38,11 @@ class MLPVAEConfig:
         log_sigma2: log σ² of the Gaussian decoder (ignored for Bernoulli).
     """
 
-    event_shape: tuple[int, ...] = (1, 28, 28)
-    hidden_sizes: tuple[int, ...] = (400,)
-    latent_size: int = 20
-    likelihood: str = "bernoulli"
-    log_sigma2: float = 0.0
+    event_shape: tuple[int, ...]
+    hidden_sizes: tuple[int, ...]
+    latent_size: int
+    likelihood: str
+    log_sigma2: float
 
     def __post_init__(self) -> None:
         self.event_shape = tuple(int(s) for s in self.event_shape)
@@ -49,17 +51,11 @@ class MLPVAEConfig:
             raise ValueError(f"model.likelihood: {self.likelihood!r} is not one of {LIKELIHOODS}")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> MLPVAEConfig:
-        """Take the keys this model knows from a ``model`` config section; other models' keys are ignored.
-
-        The Gaussian decoder's log σ² comes from ``log_sigma2`` or else the section's ``sigma.log_sigma2``
-        (always used as a fixed σ² here).
-        """
-        known = {f.name for f in fields(cls)}
-        chosen = {k: v for k, v in values.items() if k in known and v is not None}
-        if "log_sigma2" not in chosen and isinstance(values.get("sigma"), dict) and "log_sigma2" in values["sigma"]:
-            chosen["log_sigma2"] = values["sigma"]["log_sigma2"]
-        return cls(**chosen)
+    def from_model(cls, model: ModelConfig) -> MLPVAEConfig:
+        """The MLP's keys of the typed ``model`` section; the Gaussian decoder's fixed log σ² is
+        ``sigma.log_sigma2``, and a null ``event_shape`` means one MNIST digit, (1, 28, 28)."""
+        return cls(event_shape=model.event_shape or MNIST_EVENT_SHAPE, hidden_sizes=model.hidden_sizes,
+                   latent_size=model.latent_size, likelihood=model.likelihood, log_sigma2=model.sigma.log_sigma2)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "event_shape": list(self.event_shape), "hidden_sizes": list(self.hidden_sizes)}
@@ -82,9 +78,9 @@ class MLPVAE(VAE):
         config: sizes and decoder likelihood.
     """
 
-    def __init__(self, config: MLPVAEConfig | None = None) -> None:
+    def __init__(self, config: MLPVAEConfig) -> None:
         super().__init__()
-        self.config = config or MLPVAEConfig()
+        self.config = config
         self.event_shape = self.config.event_shape
         self.latent_size = self.config.latent_size
         pixels, hidden = math.prod(self.event_shape), list(self.config.hidden_sizes)
@@ -94,9 +90,9 @@ class MLPVAE(VAE):
         self.decoder = _perceptron([self.latent_size, *reversed(hidden), pixels])
 
     @classmethod
-    def from_config(cls, model_config: dict[str, Any]) -> MLPVAE:
-        """Build from a ``model`` config section (``name: mlp_vae``, ``hidden_sizes``, ``latent_size`` ...)."""
-        return cls(MLPVAEConfig.from_dict(model_config))
+    def from_config(cls, model: ModelConfig) -> MLPVAE:
+        """Build from the typed ``model`` section (``name: mlp_vae``, ``hidden_sizes``, ``latent_size`` ...)."""
+        return cls(MLPVAEConfig.from_model(model))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, *event_shape) in [0, 1] → posterior mean and log-variance, each (B, D)."""

@@ -33,13 +33,18 @@ class ReconstructionWeight(nn.Module):
         dilate_voxels: dilation radius of the mask (a cube of edge 2r + 1), voxels.
     """
 
-    def __init__(self, kind: str = "uniform", peak: float = 1.0, sigma_voxels: float = 8.0, dilate_voxels: int = 3) -> None:
+    def __init__(self, kind: str, peak: float, sigma_voxels: float, dilate_voxels: int) -> None:
         super().__init__()
         if kind not in WEIGHT_KINDS:
             raise ValueError(f"model.reconstruction_weight.kind: expected one of {WEIGHT_KINDS}, got {kind!r}")
         if peak < 1:
             raise ValueError(f"model.reconstruction_weight.peak: must be ≥ 1 so the ELBO stays a bound, got {peak}")
         self.kind, self.peak, self.sigma_voxels, self.dilate_voxels = kind, float(peak), float(sigma_voxels), int(dilate_voxels)
+
+    @classmethod
+    def from_config(cls, weight) -> ReconstructionWeight:
+        """From the typed ``model.reconstruction_weight`` section (``ReconstructionWeightConfig``)."""
+        return cls(weight.kind, weight.peak, weight.sigma_voxels, weight.dilate_voxels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | None:
         if self.kind == "uniform" or self.peak == 1.0:

@@ -7,14 +7,15 @@
 
 from __future__ import annotations
 
-from lidcvae.phantom.cohort import PhantomConfig, PhantomScan, phantom_scan, select_series, write_phantom_cohort
+from lidcvae.phantom.cohort import PhantomScan, phantom_scan, select_series, write_phantom_cohort
 from lidcvae.phantom.dicom_writer import SeriesIdentity, series_folder, write_ct_series
-from lidcvae.phantom.geometry import SeriesGeometry
+from lidcvae.phantom.geometry import PhantomGrid
+from lidcvae.phantom.settings import PhantomConfig
 
 __all__ = [
     "PhantomConfig",
     "PhantomScan",
-    "SeriesGeometry",
+    "PhantomGrid",
     "SeriesIdentity",
     "phantom_scan",
     "select_series",

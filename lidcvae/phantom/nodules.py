@@ -35,7 +35,7 @@ import numpy as np
 from scipy import ndimage
 
 from lidcvae.lidc import CHARACTERISTICS, ReaderAnnotation
-from lidcvae.phantom.geometry import SeriesGeometry
+from lidcvae.phantom.geometry import PhantomGrid
 from lidcvae.phantom.tubes import Segment, rasterize_segments
 
 __all__ = ["PaintedNodule", "reader_occupancy", "nodule_density", "nodule_clearance", "paint_nodule"]
@@ -79,7 +79,7 @@ def reader_occupancy(readers: list[ReaderAnnotation]) -> PaintedNodule:
     return PaintedNodule(occupancy, start, medians)
 
 
-def nodule_clearance(nodules: list[PaintedNodule], geometry: SeriesGeometry, clearance_mm: float) -> np.ndarray:
+def nodule_clearance(nodules: list[PaintedNodule], geometry: PhantomGrid, clearance_mm: float) -> np.ndarray:
     """(K, rows, cols) bool: every voxel within ``clearance_mm`` (ellipsoidal, per axis) of a nodule."""
     clear = np.zeros(geometry.shape, bool)
     slice_mm = float(np.median(np.diff(geometry.slice_z_mm))) if len(geometry.slice_z_mm) > 1 else 1.0
@@ -140,7 +140,7 @@ def _calcify(density: np.ndarray, calcification: int, depth: np.ndarray, rng: np
 
 
 def _surface_features(
-    core: np.ndarray, characteristics: dict[str, float], geometry: SeriesGeometry, rng: np.random.Generator
+    core: np.ndarray, characteristics: dict[str, float], geometry: PhantomGrid, rng: np.random.Generator
 ) -> list[Segment]:
     """Spicules (thin segments pointing out) and lobes (short fat capsules) on the outline of ``core``.
 
@@ -165,18 +165,18 @@ def _surface_features(
     return features
 
 
-def _to_mm(indices: np.ndarray, geometry: SeriesGeometry) -> np.ndarray:
+def _to_mm(indices: np.ndarray, geometry: PhantomGrid) -> np.ndarray:
     """(N, 3) voxel indices (k, row, col) → (N, 3) (z, y, x) mm on ``geometry``."""
     return np.column_stack([geometry.slice_z_mm[indices[:, 0]], indices[:, 1:] * geometry.pixel_spacing_mm])
 
 
-def paint_nodule(volume: np.ndarray, nodule: PaintedNodule, geometry: SeriesGeometry, rng: np.random.Generator) -> None:
+def paint_nodule(volume: np.ndarray, nodule: PaintedNodule, geometry: PhantomGrid, rng: np.random.Generator) -> None:
     """Paint one nodule into ``volume`` ((K, rows, cols) float32 HU) in place."""
     box = nodule.box(pad=6, shape=geometry.shape)
     local = np.zeros(tuple(s.stop - s.start for s in box), np.float32)
     inner = tuple(slice(a - s.start, a - s.start + n) for a, s, n in zip(nodule.bbox_start, box, nodule.occupancy.shape))
     local[inner] = nodule.occupancy
-    local_geometry = SeriesGeometry(
+    local_geometry = PhantomGrid(
         geometry.slice_z_mm[box[0]], geometry.pixel_spacing_mm, geometry.slice_thickness_mm, local.shape[1], local.shape[2]
     )
     features = _surface_features(local >= 0.5, nodule.characteristics, local_geometry, rng)
@@ -190,7 +190,7 @@ def paint_nodule(volume: np.ndarray, nodule: PaintedNodule, geometry: SeriesGeom
     region += local * (density - region)
 
 
-def _blurred(occupancy: np.ndarray, nodule: PaintedNodule, geometry: SeriesGeometry) -> np.ndarray:
+def _blurred(occupancy: np.ndarray, nodule: PaintedNodule, geometry: PhantomGrid) -> np.ndarray:
     """The occupancy blurred in-plane by the margin score, σ = 0.3 · (6 − margin) mm, at most diameter / 6."""
     widest_area = float((nodule.occupancy >= 0.5).sum(axis=(1, 2)).max()) * geometry.pixel_spacing_mm**2
     diameter_mm = 2.0 * np.sqrt(max(widest_area, 1.0) / np.pi)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lidcvae.phantom.geometry import SeriesGeometry
+from lidcvae.phantom.geometry import PhantomGrid
 
 __all__ = ["Segment", "branching_tree", "rasterize_segments"]
 
@@ -96,7 +96,7 @@ def _segment_occupancy(
 
 
 def rasterize_segments(
-    segments: list[Segment], geometry: SeriesGeometry, occupancy: np.ndarray | None = None, radius_offset_mm: float = 0.0
+    segments: list[Segment], geometry: PhantomGrid, occupancy: np.ndarray | None = None, radius_offset_mm: float = 0.0
 ) -> np.ndarray:
     """Partial-volume occupancy of a set of tubes on the series grid.
 

@@ -6,7 +6,10 @@ A checkpoint is a dict::
      rng,                                   # python / numpy / torch (CPU, CUDA) / augmentation states
      epoch, step, best_val_loss,            # progress: epochs and optimisation steps completed
      config,                                # the resolved full config dict (model section included)
-     describes}                             # what the model expects of its input (describe_model)
+     describes,                             # what the model expects of its input (``describe_model``)
+     identity}                              # settings and data digest: is a resumed run the same run
+
+``training_checkpoint`` builds it and ``restore_training`` puts a run back where it stopped.
 
 Everything in it is a tensor, number, string, list or dict, so the safe unpickler reads it.
 """
@@ -21,12 +24,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from lidcvae.config import RunConfig
 from lidcvae.io import atomic_path, raise_if_environment
-from lidcvae.models import VAE, build_model
+from lidcvae.models import VAE, ModelConfig, build_model
 
 __all__ = [
     "CheckpointError", "CheckpointMismatch", "save_checkpoint", "read_checkpoint", "describe_model", "checkpoint_description",
-    "check_cohort_fits", "model_from_checkpoint", "load_model", "capture_rng", "restore_rng",
+    "check_cohort_fits", "model_from_checkpoint", "load_model", "capture_rng", "restore_rng", "training_checkpoint",
+    "restore_training",
 ]
 
 
@@ -74,25 +79,16 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return checkpoint
 
 
-def describe_model(config: dict[str, Any]) -> dict[str, Any]:
-    """What a model trained with the full ``config`` expects of its input, stored in its checkpoints.
+def checkpoint_description(checkpoint: dict[str, Any], path: str | Path = "checkpoint") -> dict[str, Any]:
+    """The checkpoint's ``describes`` block (``describe_model``).
 
-    Returns:
-        ``{lidcvae_version, dataset, model (the model section), hu_window [lower, upper] HU,
-        patch_size (voxels), spacing_mm, patch_fit}``; patch size and spacing are the extraction's.
+    Raises:
+        CheckpointError: the checkpoint predates the block, so nothing says how its input was prepared.
     """
-    import lidcvae
-    from lidcvae.intensity import HUWindow
-
-    window = HUWindow.from_config(config["model"])
-    return {"lidcvae_version": lidcvae.__version__, "dataset": config.get("dataset", "lidc"), "model": dict(config["model"]),
-            "hu_window": [window.lower_hu, window.upper_hu], "patch_size": int(config["extract"]["patch_size"]),
-            "spacing_mm": float(config["extract"]["spacing_mm"]), "patch_fit": config["train"].get("patch_fit", "crop")}
-
-
-def checkpoint_description(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint's ``describes`` block; for one written before the block existed, derived from its config."""
-    return checkpoint.get("describes") or describe_model(checkpoint["config"])
+    if "describes" not in checkpoint:
+        raise CheckpointError(f"{path}: written before checkpoints described their model's input "
+                              "(no 'describes' entry); train the model again with this lidcvae")
+    return checkpoint["describes"]
 
 
 def _minor_version(version: str) -> tuple[str, ...]:
@@ -117,9 +113,9 @@ def check_cohort_fits(description: dict[str, Any], patch_size: set[int], spacing
     differences = []
     if description["dataset"] != "lidc":
         differences.append(f"the model was trained on dataset {description['dataset']!r}, not CT nodule patches")
-    if patch_size and patch_size != {description["patch_size"]}:
+    elif patch_size and patch_size != {description["patch_size"]}:
         differences.append(f"patch_size: checkpoint {description['patch_size']} voxels, cohort {sorted(patch_size)}")
-    if any(abs(s - description["spacing_mm"]) > 1e-6 for s in spacing_mm):
+    if description["dataset"] == "lidc" and any(abs(s - description["spacing_mm"]) > 1e-6 for s in spacing_mm):
         differences.append(f"spacing_mm: checkpoint {description['spacing_mm']} mm, cohort {sorted(spacing_mm)}")
     if _minor_version(description["lidcvae_version"]) != _minor_version(lidcvae.__version__):
         differences.append(f"lidcvae version: checkpoint {description['lidcvae_version']}, installed {lidcvae.__version__}")
@@ -129,9 +125,10 @@ def check_cohort_fits(description: dict[str, Any], patch_size: set[int], spacing
                                  "extract.spacing_mm) or train a model on it.")
 
 
-def model_from_checkpoint(checkpoint: dict[str, Any], map_location: str | torch.device = "cpu") -> VAE:
+def model_from_checkpoint(checkpoint: dict[str, Any], map_location: str | torch.device = "cpu",
+                          path: str | Path = "checkpoint") -> VAE:
     """The model of a checkpoint dict, weights loaded, in eval mode."""
-    model = build_model(checkpoint["config"]["model"])
+    model = build_model(ModelConfig.from_mapping(checkpoint["config"]["model"], source=f"{path} (model section)"))
     model.load_state_dict(checkpoint["model"])
     return model.to(map_location).eval()
 
@@ -142,10 +139,60 @@ def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "
     ``config['model']['hu_window']`` says how HU map to the model's input scale.
     """
     checkpoint = read_checkpoint(checkpoint_path, map_location)
-    config = checkpoint["config"]
-    model = build_model(config["model"])
+    return model_from_checkpoint(checkpoint, map_location, checkpoint_path), checkpoint["config"]
+
+
+def describe_model(run: RunConfig) -> dict[str, Any]:
+    """What a checkpoint alone must say to prepare new data for its model, in plain types.
+
+    Keys: ``lidcvae_version``; ``dataset`` (lidc / mnist); ``event_shape`` (one input without the batch
+    axis); for CT also ``hu_window`` ([lower, upper] HU mapped to [0, 1]), ``input_size`` (S, voxels per
+    edge), ``mask_channel`` (the consensus mask is input channel 1), ``patch_fit`` (crop / resample from
+    the patch to S³), ``patch_size`` (voxels per edge of the extracted patch) and ``spacing_mm`` (its
+    isotropic voxel spacing, mm).
+    """
+    import lidcvae
+
+    if run.dataset == "mnist":
+        shape = list(run.model.event_shape) if run.model.event_shape else None
+        return {"lidcvae_version": lidcvae.__version__, "dataset": "mnist", "event_shape": shape}
+    size = run.model.input_size
+    channels = 2 if run.model.mask_channel else 1
+    return {"lidcvae_version": lidcvae.__version__, "dataset": run.dataset, "event_shape": [channels, size, size, size],
+            "hu_window": [float(v) for v in run.model.hu_window], "input_size": size,
+            "mask_channel": run.model.mask_channel, "patch_fit": run.train.patch_fit,
+            "patch_size": run.extract.patch_size, "spacing_mm": run.extract.spacing_mm}
+
+
+def training_checkpoint(run: RunConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                        scaler: Any, rng: list[dict[str, Any]], epoch: int, step: int, best_val_loss: float,
+                        identity: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint dict of a run after ``epoch`` epochs and ``step`` optimisation steps.
+
+    ``rng`` holds every rank's ``capture_rng`` state, in rank order; ``identity`` is
+    ``lidcvae.train.identity.run_identity`` (what makes a resumed run the same run).
+    """
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "rng": rng, "epoch": epoch, "step": step, "best_val_loss": best_val_loss,
+            "config": run.to_dict(), "describes": describe_model(run), "identity": identity}
+
+
+def restore_training(checkpoint: dict[str, Any], run: RunConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     scheduler: Any, scaler: Any, rank: int, augment_generator: torch.Generator) -> tuple[int, int, float]:
+    """Load a checkpoint's states into a run's objects (this rank's random state); returns (epoch, step, best_val_loss).
+
+    Raises:
+        ValueError: the run's model section differs from the checkpoint's.
+    """
+    if checkpoint["config"]["model"] != run.model.to_dict():
+        raise ValueError("--resume: the model section differs from the checkpoint's; start a new run_dir")
     model.load_state_dict(checkpoint["model"])
-    return model.to(map_location).eval(), config
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    scaler.load_state_dict(checkpoint["scaler"])
+    if rank < len(checkpoint["rng"]):
+        restore_rng(checkpoint["rng"][rank], augment_generator)
+    return checkpoint["epoch"], checkpoint["step"], checkpoint["best_val_loss"]
 
 
 def capture_rng(augment_generator: torch.Generator) -> dict[str, Any]:

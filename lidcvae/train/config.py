@@ -2,62 +2,65 @@
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-__all__ = ["TrainConfig"]
+from lidcvae.config import Section
+
+__all__ = ["TrainConfig", "GradClip", "Augment"]
 
 
-@dataclass
-class TrainConfig:
-    """Optimisation, loss weighting, augmentation and runtime settings of one training run."""
+@dataclass(frozen=True)
+class GradClip(Section):
+    """``train.grad_clip``: ``value`` clips each gradient element to ±max, ``norm`` the total L2 norm."""
 
-    seed: int = 0
-    epochs: int = 20
-    batch_size: int = 4
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    lr_warmup_steps: int = 0
-    min_lr_ratio: float = 0.05
-    beta: float = 1.0
-    free_bits: float = 0.0
-    kl_warmup_steps: int = 0
-    grad_clip: dict[str, Any] = field(default_factory=lambda: {"mode": "value", "max": 1e5})
-    augment: dict[str, bool] = field(default_factory=lambda: {"flips": True, "rot90": True})
-    patch_fit: str = "crop"
-    manifest: str | None = None
-    precision: str = "auto"
-    compile: bool = False
-    deterministic: bool = False
-    device: str = "auto"
-    gpus: int = 0
-    cpu_processes: int = 0
-    threads: int = 2
-    active_unit_threshold: float = 0.01
-    progress: bool = True
+    SECTION: ClassVar[str] = "train.grad_clip"
+    mode: str
+    max: float
 
-    @classmethod
-    def from_dict(cls, section: dict[str, Any]) -> TrainConfig:
-        """From a validated ``train`` section; unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(section) - known
-        if unknown:
-            raise KeyError(f"train: unknown keys {sorted(unknown)}")
-        values = dict(section)
-        if "betas" in values:
-            values["betas"] = tuple(values["betas"])
-        return cls(**values)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (lists, not tuples) that round-trips through YAML and ``from_dict``."""
-        values = dataclasses.asdict(self)
-        values["betas"] = list(self.betas)
-        return values
+@dataclass(frozen=True)
+class Augment(Section):
+    """``train.augment``: random flips along z, y, x and 90° rotations in the axial plane."""
+
+    SECTION: ClassVar[str] = "train.augment"
+    flips: bool
+    rot90: bool
+
+
+@dataclass(frozen=True)
+class TrainConfig(Section):
+    """Optimisation, loss weighting, augmentation and runtime settings of one training run.
+
+    Built by ``TrainConfig.from_mapping(section)``; every default is in the schema.
+    """
+
+    SECTION: ClassVar[str] = "train"
+    seed: int
+    epochs: int
+    batch_size: int
+    lr: float
+    betas: tuple[float, float]
+    weight_decay: float
+    schedule: str
+    lr_warmup_steps: int
+    min_lr_ratio: float
+    beta: float
+    free_bits: float
+    kl_warmup_steps: int
+    grad_clip: GradClip
+    augment: Augment
+    patch_fit: str
+    precision: str
+    compile: bool
+    deterministic: bool
+    device: str
+    gpus: int
+    cpu_processes: int
+    threads: int
+    progress: bool
 
     def kl_weight(self, step: int) -> float:
         """β at optimisation step ``step`` (0-based): linear warm-up from 0 over ``kl_warmup_steps``."""

@@ -6,13 +6,20 @@ Outside torchrun everything here degrades to a single process, so the trainer ha
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["ProcessGroup", "setup_process_group", "teardown_process_group", "all_reduce_sum", "gather_objects"]
+__all__ = [
+    "ProcessGroup", "setup_process_group", "teardown_process_group", "all_reduce_sum", "gather_objects",
+    "process_count", "relaunch_under_torchrun",
+]
 
 
 @dataclass(frozen=True)
@@ -68,3 +75,19 @@ def gather_objects(value: Any, group: ProcessGroup) -> list[Any]:
     gathered: list[Any] = [None] * group.world_size
     dist.all_gather_object(gathered, value)
     return gathered
+
+
+def process_count(gpus: int, cpu_processes: int) -> int:
+    """Training processes a run asks for: one per GPU, else ``cpu_processes`` (gloo), at least one."""
+    return max(1, gpus if gpus > 0 else cpu_processes)
+
+
+def relaunch_under_torchrun(script: str | os.PathLike, script_args: Sequence[str], processes: int) -> int:
+    """Run ``script`` with ``script_args`` in ``processes`` ranks under ``torchrun --standalone``; its exit status.
+
+    Rank 0 logs and checkpoints. Give the script's options in full (``--log-file``, not ``--log``):
+    torchrun's own parser would take an abbreviation of one of its options as its own.
+    """
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               str(Path(script)), *map(str, script_args)]
+    return subprocess.call(command)

@@ -25,19 +25,21 @@ from torch.utils.data import DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from lidcvae.config import validate_config
-from lidcvae.data import LabelledImages, load_split
-from lidcvae.data.lidc import manifest_path
+from lidcvae.config import RunConfig
+from lidcvae.data import LabelledImages, data_source, load_split
 from lidcvae.data.augment import augment_batch
 from lidcvae.io import atomic_path
 from lidcvae.models import VAE, build_model
-from lidcvae.train.checkpoint import capture_rng, describe_model, read_checkpoint, restore_rng, save_checkpoint
+from lidcvae.train.checkpoint import (
+    capture_rng, read_checkpoint, restore_training, save_checkpoint, training_checkpoint,
+)
 from lidcvae.train.config import TrainConfig
 from lidcvae.train.identity import identity_differences, run_identity
 from lidcvae.train.distributed import (
     ProcessGroup, all_reduce_sum, gather_objects, setup_process_group, teardown_process_group,
 )
-from lidcvae.train.metrics import MetricsTable, active_units
+from lidcvae.posterior import active_units
+from lidcvae.train.metrics import MetricsTable, log_epoch_scalars, log_step_scalars, metrics_row
 from lidcvae.train.step import LossTerms, NonFiniteError, backward_and_step, loss_terms
 
 __all__ = ["train", "Trainer", "lr_schedule"]
@@ -45,26 +47,28 @@ __all__ = ["train", "Trainer", "lr_schedule"]
 log = logging.getLogger(__name__)
 
 
-def train(config: dict[str, Any], run_dir: str | Path, resume: bool | str = False) -> Path:
+def train(run: RunConfig, run_dir: str | Path, resume: bool | str = False, manifest: str | Path | None = None) -> Path:
     """Train the configured model on the configured dataset; returns the best checkpoint's path.
 
     Args:
-        config: full config (validated again here, so defaults are filled).
+        run: the validated, typed config (``RunConfig.from_mapping``); its ``model``, ``train`` and,
+            for MNIST, ``mnist`` sections are used, and the whole is recorded in ``config.yaml`` and
+            every checkpoint.
         run_dir: output folder (see the module docstring).
         resume: ``True``: continue from ``run_dir/checkpoints/last.pt`` when it exists (model, optimizer,
             scheduler, scaler, RNG states, epoch and step) at this config's lr, betas and weight decay;
             ``"same"``: continue only when the checkpoint was made with the same settings and data
             (``identity.run_identity``), else start afresh (the Snakemake rule); ``False``: start afresh.
+        manifest: the extraction manifest (dataset ``lidc``); unused for MNIST.
 
     Raises:
         NonFiniteError: a loss term, the gradient or the validation loss became NaN/Inf; the last good
             checkpoint is kept.
     """
-    config = validate_config(config)
-    train_config = TrainConfig.from_dict(config["train"])
-    group = setup_process_group(train_config.resolve_device())
+    source = data_source(run.dataset, manifest, run.model, run.train.patch_fit, run.mnist)
+    group = setup_process_group(run.train.resolve_device())
     try:
-        return Trainer(config, train_config, Path(run_dir), group).fit(resume)
+        return Trainer(run, source, Path(run_dir), group).fit(resume)
     finally:
         teardown_process_group(group)
 
@@ -87,17 +91,18 @@ def lr_schedule(train_config: TrainConfig, total_steps: int):
 class Trainer:
     """State of one run: model, optimiser, data, progress; ``fit`` runs it to the last epoch."""
 
-    def __init__(self, config: dict[str, Any], train_config: TrainConfig, run_dir: Path, group: ProcessGroup) -> None:
-        self.config, self.train_config, self.run_dir, self.group = config, train_config, run_dir, group
+    def __init__(self, run: RunConfig, source: Any, run_dir: Path, group: ProcessGroup) -> None:
+        train_config = run.train
+        self.run, self.train_config, self.run_dir, self.group = run, train_config, run_dir, group
         self.checkpoint_dir = run_dir / "checkpoints"
         _seed_everything(train_config.seed + group.rank, train_config.deterministic)
         torch.set_num_threads(train_config.threads)
         self.augment_generator = torch.Generator().manual_seed(train_config.seed + group.rank)
-        self.train_data = _to_device(load_split(config, "train"), group.device)
-        self.val_data = _to_device(load_split(config, "val"), group.device)
+        self.train_data = _to_device(load_split(source, "train"), group.device)
+        self.val_data = _to_device(load_split(source, "val"), group.device)
         if len(self.train_data) == 0:
             raise ValueError("the train split is empty: nothing to train on")
-        self.model: VAE = build_model(config["model"]).to(group.device)
+        self.model: VAE = build_model(run.model).to(group.device)
         self.forward = self._wrap_model()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_config.lr, betas=train_config.betas,
                                           weight_decay=train_config.weight_decay)
@@ -107,8 +112,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(group.device.type, enabled=False)  # bf16 needs no loss scaling
         self.autocast_dtype = train_config.autocast_dtype(group.device)
         self.epoch, self.step, self.best_val_loss = 0, 0, math.inf
-        manifest = manifest_path(config) if config["dataset"] == "lidc" else None
-        self.identity = run_identity(config, manifest)
+        self.identity = run_identity(run.to_dict(), getattr(source, "manifest", None))
 
     def _wrap_model(self):
         forward = self.model
@@ -148,11 +152,11 @@ class Trainer:
             for stale in (self.checkpoint_dir / "best.pt", self.checkpoint_dir / "last.pt"):
                 stale.unlink(missing_ok=True)
         with atomic_path(self.run_dir / "config.yaml") as tmp:
-            tmp.write_text(yaml.safe_dump(self.config, sort_keys=False))
+            tmp.write_text(yaml.safe_dump(self.run.to_dict(), sort_keys=False))
         self.metrics = MetricsTable(self.run_dir / "metrics.csv", resume_epoch=self.epoch)
         self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step if resumed else None)
         log.info("training %s on %s: %d train / %d val samples, %d steps per epoch, device %s x%d, precision %s",
-                 self.config["model"]["name"], self.config["dataset"], len(self.train_data), len(self.val_data),
+                 self.run.model.name, self.run.dataset, len(self.train_data), len(self.val_data),
                  self.steps_per_epoch, self.group.device, self.group.world_size, self.autocast_dtype or "fp32")
 
     def _batches(self, epoch: int) -> list[torch.Tensor]:
@@ -187,8 +191,8 @@ class Trainer:
     def _train_step(self, batch_indices: torch.Tensor) -> list[float]:
         x = self.train_data.images[batch_indices.to(self.train_data.images.device)]
         augment = self.train_config.augment
-        if x.dim() == 5 and (augment.get("flips") or augment.get("rot90")):
-            x = augment_batch(x, self.augment_generator, augment.get("flips", False), augment.get("rot90", False))
+        if x.dim() == 5 and (augment.flips or augment.rot90):
+            x = augment_batch(x, self.augment_generator, augment.flips, augment.rot90)
         beta = self.train_config.kl_weight(self.step)
         terms = loss_terms(self.forward, self.model, x, beta, self.autocast_dtype, self.train_config.free_bits)
         values = backward_and_step(terms, self.forward, self.optimizer, self.train_config.grad_clip, self.step)
@@ -199,10 +203,7 @@ class Trainer:
         return values
 
     def _log_step(self, values: list[float], beta: float) -> None:
-        for name, value in zip(("reconstruction", "kl", "total", "grad_norm"), values):
-            self.writer.add_scalar(f"train/{name}", value, self.step)
-        self.writer.add_scalar("train/beta", beta, self.step)
-        self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.step)
+        log_step_scalars(self.writer, self.step, values, beta, self.optimizer.param_groups[0]["lr"])
 
     @torch.no_grad()
     def _validate(self) -> tuple[list[float], int]:
@@ -215,7 +216,7 @@ class Trainer:
             sums += torch.tensor([terms.reconstruction.item(), terms.kl.item(), terms.total.item()]) * len(batch)
             means.append(terms.posterior_mean.float().cpu())
         self.model.train()
-        return (sums / len(data)).tolist(), active_units(torch.cat(means), self.train_config.active_unit_threshold)
+        return (sums / len(data)).tolist(), active_units(torch.cat(means).numpy(), self.run.evaluate.active_unit_threshold)
 
     def _check_validation(self, val_terms: list[float]) -> None:
         """Stop before this epoch is saved when a validation term is NaN/Inf (weights that fit the
@@ -236,11 +237,9 @@ class Trainer:
             return
         row = self._metrics_row(train_terms, val_terms, n_active, samples_per_s, seconds)
         self.metrics.append(row)
-        for name in ("reconstruction", "kl", "total"):
-            self.writer.add_scalar(f"val/{name}", row[f"val_{name}"], self.step)
-        self.writer.add_scalar("val/active_units", n_active, self.step)
-        self.writer.flush()
-        checkpoint = self._checkpoint(rng)
+        log_epoch_scalars(self.writer, row)
+        checkpoint = training_checkpoint(self.run, self.model, self.optimizer, self.scheduler, self.scaler, rng,
+                                         self.epoch, self.step, self.best_val_loss, self.identity)
         if improved:
             save_checkpoint(self.checkpoint_dir / "best.pt", checkpoint)
         save_checkpoint(self.checkpoint_dir / "last.pt", checkpoint)
@@ -252,31 +251,14 @@ class Trainer:
     def _metrics_row(self, train_terms, val_terms, n_active, samples_per_s, seconds) -> dict[str, Any]:
         sigma = getattr(self.model, "sigma", None)
         sigma2 = float(sigma.log_sigma2.exp()) if sigma is not None else float("nan")
-        names = ("reconstruction", "kl", "total")
-        return {"epoch": self.epoch, "step": self.step,
-                **{f"train_{n}": v for n, v in zip(names, train_terms)},
-                **{f"val_{n}": v for n, v in zip(names, val_terms)},
-                "beta": self.train_config.kl_weight(self.step - 1), "lr": self.optimizer.param_groups[0]["lr"],
-                "sigma2": sigma2, "active_units": n_active, "samples_per_s": samples_per_s, "epoch_seconds": seconds}
-
-    def _checkpoint(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
-                "epoch": self.epoch, "step": self.step, "best_val_loss": self.best_val_loss, "config": self.config,
-                "identity": self.identity, "describes": describe_model(self.config)}
+        return metrics_row(self.epoch, self.step, train_terms, val_terms, self.train_config.kl_weight(self.step - 1),
+                           self.optimizer.param_groups[0]["lr"], sigma2, n_active, samples_per_s, seconds)
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
-        if checkpoint["config"]["model"] != self.config["model"]:
-            raise ValueError("--resume: the model section differs from the checkpoint's; start a new run_dir")
-        self.model.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.scheduler.load_state_dict(checkpoint["scheduler"])
-        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.epoch, self.step, self.best_val_loss = restore_training(
+            checkpoint, self.run, self.model, self.optimizer, self.scheduler, self.scaler, self.group.rank,
+            self.augment_generator)
         self._apply_optimizer_settings(checkpoint["config"]["train"])
-        rng_states = checkpoint["rng"]
-        if self.group.rank < len(rng_states):
-            restore_rng(rng_states[self.group.rank], self.augment_generator)
-        self.epoch, self.step, self.best_val_loss = checkpoint["epoch"], checkpoint["step"], checkpoint["best_val_loss"]
         log.info("resumed from epoch %d, step %d (best val loss %.2f)", self.epoch, self.step, self.best_val_loss)
 
 

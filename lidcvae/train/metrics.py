@@ -1,4 +1,7 @@
-"""Per-epoch metrics table, per-step TensorBoard scalars and the posterior-collapse count."""
+"""Per-epoch metrics rows (metrics.csv) and the TensorBoard scalars, per step and per epoch.
+
+Loss terms are nats per sample (negative ELBO = reconstruction + β·KL, lower is better).
+"""
 
 from __future__ import annotations
 
@@ -6,27 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from lidcvae.io import atomic_path
 
-__all__ = ["METRIC_COLUMNS", "active_units", "MetricsTable"]
+__all__ = ["METRIC_COLUMNS", "MetricsTable", "metrics_row", "log_step_scalars", "log_epoch_scalars"]
+
+_TERMS = ("reconstruction", "kl", "total")
 
 METRIC_COLUMNS = [
     "epoch", "step", "train_reconstruction", "train_kl", "train_total", "val_reconstruction", "val_kl",
     "val_total", "beta", "lr", "sigma2", "active_units", "samples_per_s", "epoch_seconds",
 ]
-
-
-def active_units(posterior_means: torch.Tensor, threshold: float = 0.01) -> int:
-    """Dimensions whose posterior mean varies over the data: Cov_x(E_q[z_d]) > threshold (Burda et al. 2016).
-
-    Args:
-        posterior_means: (N, D), N ≥ 2.
-    """
-    if len(posterior_means) < 2:
-        return 0
-    return int((posterior_means.float().var(dim=0) > threshold).sum())
 
 
 class MetricsTable:
@@ -48,3 +41,30 @@ class MetricsTable:
         self.rows.append(row)
         with atomic_path(self.path) as tmp:
             pd.DataFrame(self.rows, columns=METRIC_COLUMNS).to_csv(tmp, index=False)
+
+
+def metrics_row(epoch: int, step: int, train_terms: list[float], val_terms: list[float], beta: float, lr: float,
+                sigma2: float, active_units: int, samples_per_s: float, epoch_seconds: float) -> dict[str, Any]:
+    """One metrics.csv row (``METRIC_COLUMNS``): ``train_terms``/``val_terms`` are (reconstruction, kl, total),
+    nats per sample; ``sigma2`` the decoder variance (NaN for models without one); ``epoch_seconds`` s."""
+    return {"epoch": epoch, "step": step,
+            **{f"train_{n}": v for n, v in zip(_TERMS, train_terms)},
+            **{f"val_{n}": v for n, v in zip(_TERMS, val_terms)},
+            "beta": beta, "lr": lr, "sigma2": sigma2, "active_units": active_units,
+            "samples_per_s": samples_per_s, "epoch_seconds": epoch_seconds}
+
+
+def log_step_scalars(writer: Any, step: int, values: list[float], beta: float, lr: float) -> None:
+    """TensorBoard ``train/*`` at ``step``: reconstruction, kl, total, grad_norm (``values``), β and lr."""
+    for name, value in zip((*_TERMS, "grad_norm"), values):
+        writer.add_scalar(f"train/{name}", value, step)
+    writer.add_scalar("train/beta", beta, step)
+    writer.add_scalar("train/lr", lr, step)
+
+
+def log_epoch_scalars(writer: Any, row: dict[str, Any]) -> None:
+    """TensorBoard ``val/*`` of an epoch's metrics row, at its last step; flushed."""
+    for name in _TERMS:
+        writer.add_scalar(f"val/{name}", row[f"val_{name}"], row["step"])
+    writer.add_scalar("val/active_units", row["active_units"], row["step"])
+    writer.flush()

@@ -11,6 +11,7 @@ from torch import nn
 
 from lidcvae.losses import free_bits_kl, kl_standard_normal, negative_elbo
 from lidcvae.models import VAE, VAEOutput
+from lidcvae.train.config import GradClip
 
 __all__ = ["NonFiniteError", "LossTerms", "loss_terms", "backward_and_step", "check_finite"]
 
@@ -66,7 +67,7 @@ def backward_and_step(
     terms: LossTerms,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    grad_clip: dict,
+    grad_clip: GradClip,
     step: int,
 ) -> list[float]:
     """Backpropagate, check every term and the gradient norm, clip, and step the optimizer.
@@ -83,10 +84,10 @@ def backward_and_step(
     grad_norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
     values = torch.stack([terms.reconstruction.detach(), terms.kl.detach(), terms.total.detach(), grad_norm]).tolist()
     check_finite(values, step, model)
-    if grad_clip.get("mode") == "norm":
-        torch.nn.utils.clip_grads_with_norm_(parameters, grad_clip["max"], grad_norm)
-    elif grad_clip.get("mode") == "value":
-        torch.nn.utils.clip_grad_value_(parameters, grad_clip["max"])
+    if grad_clip.mode == "norm":
+        torch.nn.utils.clip_grads_with_norm_(parameters, grad_clip.max, grad_norm)
+    elif grad_clip.mode == "value":
+        torch.nn.utils.clip_grad_value_(parameters, grad_clip.max)
     optimizer.step()
     return values
 

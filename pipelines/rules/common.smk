@@ -73,10 +73,22 @@ def extract_scan_settings():
     return {key: value for key, value in config["extract"].items() if key not in ("workers", "split")}
 
 
-def extract_parts(wildcards):
-    """Every per-series part table the gather step reads."""
+def extract_parts(wildcards, part):
+    """One part table (``nodules`` or ``failures``) of every series, in series order, for the gather step."""
     folder = RESULTS / "extract" / "scans"
-    return [str(folder / f"{uid}.{part}.parquet") for uid in extract_series(wildcards) for part in ("nodules", "failures")]
+    return [str(folder / f"{uid}.{part}.parquet") for uid in extract_series(wildcards)]
+
+
+def manifest_input(wildcards):
+    """The extraction manifest for CT, as the rules that read it declare it (MNIST digits have none)."""
+    if config["dataset"] == "lidc":
+        return {"manifest": str(RESULTS / "extract" / "manifest.parquet")}
+    return {}
+
+
+def train_inputs(wildcards):
+    """The manifest whose patches train the model (nothing for MNIST)."""
+    return manifest_input(wildcards)
 
 
 def model_checkpoint():
@@ -94,17 +106,17 @@ def training_run_dir(checkpoint):
 
 def embed_inputs(wildcards):
     """The checkpoint, plus the manifest for CT (MNIST digits come from the dataset loader)."""
-    inputs = {"checkpoint": model_checkpoint()}
-    if config["dataset"] == "lidc":
-        inputs["manifest"] = str(RESULTS / "extract" / "manifest.parquet")
-    return inputs
+    return {"checkpoint": model_checkpoint(), **manifest_input(wildcards)}
 
 
 def evaluate_inputs(wildcards):
-    """Checkpoint, embeddings and, for CT, the manifest; for MNIST also the model-size table the report includes."""
-    inputs = {"checkpoint": model_checkpoint(), "embeddings": rules.embed.output.embeddings}
-    if config["dataset"] == "lidc":
-        inputs["manifest"] = str(RESULTS / "extract" / "manifest.parquet")
+    """Checkpoint, embeddings and the manifest whose patches are evaluated; for MNIST the model-size
+    table the report includes instead of a manifest."""
+    inputs = {
+        "checkpoint": model_checkpoint(),
+        "embeddings": rules.embed.output.embeddings,
+        **manifest_input(wildcards),
+    }
     if config["dataset"] == "mnist":
         inputs["extra_html"] = [str(RESULTS / "mnist_table" / "table.html")]
     return inputs

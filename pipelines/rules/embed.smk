@@ -8,8 +8,7 @@ rule embed:
     output:
         embeddings=EMBED / "embeddings.parquet",
     params:
-        batch_size=config["embed"]["batch_size"],
-        device=config["embed"]["device"],
+        embed=config["embed"],  # a changed section reruns the rule
     log:
         LOGS / "embed.log",
     benchmark:

@@ -10,7 +10,9 @@ rule evaluate:
         report=EVALUATE / "report.html",
         figures=directory(EVALUATE / "figures"),
     params:
-        run_dir=lambda wildcards, input: training_run_dir(input.checkpoint),  # metrics.csv: the training history
+        # The training history, kept out of the train rule's outputs (train.smk); absent for a checkpoint
+        # trained elsewhere that has none beside it.
+        history=lambda wildcards, input: str(Path(training_run_dir(input.checkpoint)) / "metrics.csv"),
         settings=config["evaluate"],
         out_dir=lambda wildcards, output: str(Path(output.metrics).parent),
     log:

@@ -15,7 +15,6 @@ checkpoint extract_index:
         index=EXTRACT / "dicom_index.parquet",
         unreadable=EXTRACT / "unreadable_files.parquet",
     params:
-        step="index",
         dicom_root=dicom_root(),
     log:
         LOGS / "extract_index.log",
@@ -28,7 +27,7 @@ checkpoint extract_index:
     conda:
         CONDA_ENV
     script:
-        "../extract_patches.py"
+        "../extract_index.py"
 
 
 rule extract_scan:
@@ -38,9 +37,8 @@ rule extract_scan:
         nodules=EXTRACT / "scans" / "{series}.nodules.parquet",
         failures=EXTRACT / "scans" / "{series}.failures.parquet",
     params:
-        step="scan",
         settings=extract_scan_settings(),  # a changed patch geometry reruns every scan
-        out_dir=lambda wildcards, output: str(Path(output.failures).parent.parent),
+        out_dir=lambda wildcards, output: str(Path(output.failures).parent.parent),  # patches/ go under it
     log:
         LOGS / "extract" / "{series}.log",
     benchmark:
@@ -54,21 +52,19 @@ rule extract_scan:
     conda:
         CONDA_ENV
     script:
-        "../extract_patches.py"
+        "../extract_scan.py"
 
 
 rule extract_gather:
     input:
-        parts=extract_parts,
+        nodules=lambda wildcards: extract_parts(wildcards, "nodules"),
+        failures=lambda wildcards: extract_parts(wildcards, "failures"),
         unreadable=EXTRACT / "unreadable_files.parquet",
     output:
         manifest=EXTRACT / "manifest.parquet",
         failures=EXTRACT / "failures.parquet",
     params:
-        step="gather",
         split=config["extract"]["split"],
-        out_dir=lambda wildcards, output: str(Path(output.manifest).parent),
-        series=extract_series,
     log:
         LOGS / "extract_gather.log",
     benchmark:
@@ -80,4 +76,4 @@ rule extract_gather:
     conda:
         CONDA_ENV
     script:
-        "../extract_patches.py"
+        "../extract_gather.py"

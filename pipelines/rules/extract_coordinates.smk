@@ -24,8 +24,6 @@ checkpoint extract_index:
         row_failures=EXTRACT / "candidate_failures.parquet",
         unreadable=EXTRACT / "unreadable_files.parquet",
     params:
-        step="index",
-        table_name=lambda wildcards, input: Path(input.table).name,
         images_root=config["images_root"],
     log:
         LOGS / "extract_index.log",
@@ -38,7 +36,7 @@ checkpoint extract_index:
     conda:
         CONDA_ENV
     script:
-        "../extract_coordinates.py"
+        "../extract_coordinates_index.py"
 
 
 rule extract_scan:
@@ -49,7 +47,6 @@ rule extract_scan:
         nodules=EXTRACT / "scans" / "{series}.nodules.parquet",
         failures=EXTRACT / "scans" / "{series}.failures.parquet",
     params:
-        step="scan",
         table_name=lambda wildcards: Path(config["candidates"]).name,
         settings=extract_scan_settings(),  # a changed patch geometry or sphere_mask reruns every series
         out_dir=lambda wildcards, output: str(Path(output.failures).parent.parent),
@@ -66,22 +63,20 @@ rule extract_scan:
     conda:
         CONDA_ENV
     script:
-        "../extract_coordinates.py"
+        "../extract_coordinates_scan.py"
 
 
 rule extract_gather:
     input:
-        parts=extract_parts,
+        nodules=lambda wildcards: extract_parts(wildcards, "nodules"),
+        failures=lambda wildcards: extract_parts(wildcards, "failures"),
         unreadable=EXTRACT / "unreadable_files.parquet",
         row_failures=EXTRACT / "candidate_failures.parquet",
     output:
         manifest=EXTRACT / "manifest.parquet",
         failures=EXTRACT / "failures.parquet",
     params:
-        step="gather",
-        table_name=lambda wildcards: Path(config["candidates"]).name,
-        out_dir=lambda wildcards, output: str(Path(output.manifest).parent),
-        series=extract_series,
+        split=config["extract"]["split"],
     log:
         LOGS / "extract_gather.log",
     benchmark:
@@ -93,4 +88,4 @@ rule extract_gather:
     conda:
         CONDA_ENV
     script:
-        "../extract_coordinates.py"
+        "../extract_gather.py"

@@ -9,7 +9,7 @@ TRAIN = RESULTS / "train"
 
 rule train:
     input:
-        unpack(lambda wildcards: {} if config["dataset"] == "mnist" else {"manifest": RESULTS / "extract" / "manifest.parquet"}),
+        unpack(train_inputs),
     output:
         best=TRAIN / "model.pt",
     params:

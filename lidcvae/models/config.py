@@ -1,0 +1,76 @@
+"""The ``model`` config section as a typed object (keys and meanings: lidcvae/schemas/model.yaml).
+
+One object for every registered model: ``name`` picks the class, and each class reads the keys it
+uses (``hidden_sizes``, ``likelihood`` and ``event_shape`` are the MLP's; the rest the 3D model's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from lidcvae.config import Section
+
+__all__ = ["ModelConfig", "SigmaConfig", "BnVaeConfig", "ReconstructionWeightConfig"]
+
+
+@dataclass(frozen=True)
+class SigmaConfig(Section):
+    """``model.sigma``: the Gaussian decoder's σ, fixed or calibrated to the batch MSE."""
+
+    SECTION: ClassVar[str] = "model.sigma"
+    mode: str
+    log_sigma2: float
+    momentum: float
+
+
+@dataclass(frozen=True)
+class BnVaeConfig(Section):
+    """``model.bn_vae``: batch-normalised posterior mean with a fixed scale γ."""
+
+    SECTION: ClassVar[str] = "model.bn_vae"
+    enabled: bool
+    gamma: float
+
+
+@dataclass(frozen=True)
+class ReconstructionWeightConfig(Section):
+    """``model.reconstruction_weight``: per-voxel weight w = 1 + (peak − 1)·g of the squared error
+    (``lidcvae.models.weighting``); ``sigma_voxels`` and ``dilate_voxels`` in voxels."""
+
+    SECTION: ClassVar[str] = "model.reconstruction_weight"
+    kind: str
+    peak: float
+    sigma_voxels: float
+    dilate_voxels: int
+
+
+@dataclass(frozen=True)
+class ModelConfig(Section):
+    """The VAE's architecture, decoder and input scale; built by ``ModelConfig.from_mapping(section)``.
+
+    Attributes (units): ``input_size`` voxels per edge; ``mask_channel`` adds the consensus mask as input
+    channel 1; ``hu_window`` (lower, upper) HU mapped to [0, 1].
+    """
+
+    SECTION: ClassVar[str] = "model"
+    name: str
+    latent_size: int
+    input_size: int
+    mask_channel: bool
+    reconstruction_weight: ReconstructionWeightConfig
+    hu_window: tuple[float, float]
+    channels: tuple[int, ...]
+    strides: tuple[int, ...]
+    kernel_size: int
+    num_res_units: int
+    norm: Any
+    act: Any
+    dropout: float
+    decoder_output: str
+    logvar_range: tuple[float, float]
+    sigma: SigmaConfig
+    bn_vae: BnVaeConfig
+    hidden_sizes: tuple[int, ...]
+    likelihood: str
+    event_shape: tuple[int, ...] | None

@@ -1,0 +1,75 @@
+"""The one config contract: defaults live only in the schemas, one strict constructor for every section."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from lidcvae.config import (
+    SECTION_TYPES, ConfigError, RunConfig, config_schema, load_config, section_defaults, section_type,
+)
+
+
+@pytest.mark.parametrize("section", sorted(SECTION_TYPES))
+def test_typed_section_built_from_nothing_equals_the_schema_defaults(section: str) -> None:
+    schema = config_schema()["properties"][section]
+    built = section_type(section).from_mapping({})
+    assert built.to_dict() == section_defaults(section)
+    # every schema key is a field and every field a schema key: no key lives only in code
+    assert {f.name for f in dataclasses.fields(built)} == set(schema["properties"])
+    for key, subschema in schema["properties"].items():
+        if "properties" not in subschema:
+            assert built.to_dict()[key] == subschema["default"], f"{section}.{key}"
+
+
+def test_no_section_class_carries_a_default_of_its_own() -> None:
+    for section in SECTION_TYPES:
+        classes = [section_type(section)]
+        while classes:
+            cls = classes.pop()
+            for field in dataclasses.fields(cls):
+                assert field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING, \
+                    f"{cls.__name__}.{field.name} has a default outside the schema"
+                if dataclasses.is_dataclass(getattr(cls.from_mapping({}), field.name, None)):
+                    classes.append(type(getattr(cls.from_mapping({}), field.name)))
+
+
+@pytest.mark.parametrize("section", sorted(SECTION_TYPES))
+def test_an_unknown_key_is_the_same_config_error_naming_section_and_key(section: str) -> None:
+    with pytest.raises(ConfigError, match=rf"key '{section}\.no_such_key': unknown key"):
+        section_type(section).from_mapping({"no_such_key": 1})
+    with pytest.raises(ConfigError, match=rf"key '{section}\.no_such_key': unknown key"):
+        RunConfig.from_mapping({section: {"no_such_key": 1}})
+
+
+@pytest.mark.parametrize("dotted", ["train.grad_clip", "train.augment", "model.sigma", "model.bn_vae", "extract.split",
+                                    "evaluate.probe", "mnist.table"])
+def test_an_unknown_nested_key_is_named_with_its_full_path(dotted: str) -> None:
+    section, nested = dotted.split(".")
+    with pytest.raises(ConfigError, match=rf"key '{dotted}\.typo': unknown key"):
+        section_type(section).from_mapping({nested: {"typo": 1}})
+
+
+def test_a_wrong_type_names_the_key_and_a_given_value_wins_over_the_default() -> None:
+    with pytest.raises(ConfigError, match=r"key 'train.epochs'"):
+        section_type("train").from_mapping({"epochs": "many"})
+    train = section_type("train").from_mapping({"epochs": 3, "grad_clip": {"mode": "norm"}})
+    assert (train.epochs, train.grad_clip.mode, train.grad_clip.max) == (3, "norm", 100000.0)
+
+
+def test_sections_are_frozen_and_lists_become_tuples() -> None:
+    model = section_type("model").from_mapping({"channels": [4, 8]})
+    assert model.channels == (4, 8)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        model.latent_size = 3  # type: ignore[misc]
+
+
+def test_run_config_round_trips_through_yaml(tmp_path) -> None:
+    run = load_config(None, {"train.epochs": 2, "model.channels": [4, 8], "patients": ["LIDC-IDRI-0001"]})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(run.to_dict()))
+    again = load_config(path)
+    assert again == run
+    assert (again.train.epochs, again.model.channels, again.patients) == (2, (4, 8), ("LIDC-IDRI-0001",))
