@@ -159,7 +159,10 @@ def table_html(table: pd.DataFrame, epochs: int | None = None) -> str:
         f"MLP VAE sizes ({layers} hidden layer{'s' if layers > 1 else ''} each side) trained with the same budget"
         f" ({budget}same seed and optimiser), scored on {_digits(table)} test digits: ELBO and log p(x) in nats per"
         " digit (higher is better; the IWAE estimate at smaller k uses the first k of the same draws) and the"
-        " per-pixel squared error of the decoder mean (lower is better)."
+        " per-pixel squared error of the decoder mean (lower is better). The seeds' \"MLE\" column is this"
+        " importance-sampled estimate: log p(x) ≈ log (1/k) Σ p(x|zᵢ)p(zᵢ)/q(zᵢ|x), a lower bound on log p(x)"
+        " in expectation that rises towards it as k grows (k = 1 is a one-sample ELBO); compare it with the"
+        " IWAE column, not with the ELBO."
     )
     return f"<h2>MNIST model sizes</h2><p>{html.escape(note)}</p><table><tr>{header}</tr>{body}</table>"
 

@@ -70,6 +70,7 @@ def test_size_table_scores_every_size_and_writes_csv_and_html(mnist_dir, tmp_pat
     assert pd.read_csv(tmp_path / "table" / "table.csv").shape == (2, len(TABLE_COLUMNS))
     html = (tmp_path / "table" / "table.html").read_text()
     assert "IWAE k=20" in html and "32 / 4" in html and "1 epochs each" in html
+    assert "MLE" in html and "lower bound on log p(x)" in html  # the seeds' column, mapped to ours
 
 
 def test_size_table_with_the_seeds_two_hidden_layers_reports_smaller_k_too(mnist_dir, tmp_path):

@@ -153,7 +153,25 @@ def _rules_reading(detailed_summary: str, path: str) -> set[str]:
 
 def _planned(config: Path, workdir: Path) -> set[str]:
     """Rules a dry run would execute (``all`` left out), from its job-stats table."""
-    plan = _snakemake("--dry-run", "--configfile", str(config), workdir=workdir)
+    return _planned_with(config, workdir)
+
+
+def test_mnist_table_disabled_is_neither_built_nor_waited_for(tmp_path):
+    data_dir = str(REPO.parent / "shared" / "data" / "mnist")
+    base = {"mnist": {"data_dir": data_dir}, "results_dir": str(tmp_path / "results")}
+    on = _write_config(tmp_path / "on.yaml", **base)
+    off = _write_config(tmp_path / "off.yaml", **{**base, "mnist": {"data_dir": data_dir, "table": {"enabled": False}}})
+    with_table = _planned_with(REPO / "configs" / "mnist.yaml", on, tmp_path)
+    without = _planned_with(REPO / "configs" / "mnist.yaml", off, tmp_path)
+    assert {"mnist_table", "train", "embed", "evaluate"} <= with_table
+    assert "mnist_table" not in without and {"train", "embed", "evaluate"} <= without
+
+
+def _planned_with(*configs_and_workdir: Path) -> set[str]:
+    """Rules a dry run would execute (``all`` left out) for config files layered in order (the last wins),
+    from its job-stats table; the workdir comes last."""
+    *configs, workdir = configs_and_workdir
+    plan = _snakemake("--dry-run", "--configfile", *map(str, configs), workdir=workdir)
     assert plan.returncode == 0, plan.stderr[-3000:]
     text = plan.stdout + plan.stderr
     stats = text.split("Job stats:")[1].split("Reasons:")[0] if "Job stats:" in text else ""

@@ -117,6 +117,6 @@ def evaluate_inputs(wildcards):
         "embeddings": rules.embed.output.embeddings,
         **manifest_input(wildcards),
     }
-    if config["dataset"] == "mnist":
+    if config["dataset"] == "mnist" and config["mnist"]["table"]["enabled"]:
         inputs["extra_html"] = [str(RESULTS / "mnist_table" / "table.html")]
     return inputs
