@@ -60,14 +60,16 @@ log = logging.getLogger("representation")
 UNIFORM = {"kind": "uniform", "peak": 1.0}
 VARIANTS: dict[str, dict[str, object]] = {
     # = configs/seed-recipe.yaml's model section, on the benchmark config's channels
-    "seed-recipe (64³, 10 epochs)": {"model.input_size": 64, "model.mask_channel": False,
-                                     "model.reconstruction_weight": UNIFORM, "train.epochs": 10},
+    "seed-recipe (64³, 30 epochs)": {"model.input_size": 64, "model.mask_channel": False,
+                                     "model.reconstruction_weight": UNIFORM, "train.epochs": 30},
     "crop32": {"model.input_size": 32, "model.mask_channel": False, "model.reconstruction_weight": UNIFORM},
     "crop32 + gaussian weight ×20": {"model.input_size": 32, "model.mask_channel": False,
                                      "model.reconstruction_weight": {"kind": "gaussian", "peak": 20.0, "sigma_voxels": 6.0}},
     "crop32 + mask channel": {"model.input_size": 32, "model.mask_channel": True, "model.reconstruction_weight": UNIFORM},
     "crop32 + mask channel + mask weight ×10 (default)": {"model.input_size": 32, "model.mask_channel": True,
                                                 "model.reconstruction_weight": {"kind": "mask", "peak": 10.0, "dilate_voxels": 3}},
+    "crop32 + mask channel + mask weight ×30": {"model.input_size": 32, "model.mask_channel": True,
+                                                "model.reconstruction_weight": {"kind": "mask", "peak": 30.0, "dilate_voxels": 3}},
 }
 
 TARGETS = [
