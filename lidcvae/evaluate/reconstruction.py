@@ -10,8 +10,15 @@ __all__ = ["per_sample_mse", "psnr_db", "structural_similarity_per_sample"]
 
 
 def per_sample_mse(inputs: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
-    """Mean squared error per sample over every element: (N, *event_shape) × 2 → (N,)."""
-    difference = (np.asarray(inputs, np.float64) - np.asarray(reconstructions, np.float64)).reshape(len(inputs), -1)
+    """Mean squared error per sample over the image: (N, *event_shape) × 2 → (N,).
+
+    For volumes (N, C, Z, Y, X) only channel 0 is scored: a consensus-mask channel (``model.mask_channel``)
+    is not part of the image, and its 0/1 errors would make the MSE and PSNR incomparable across models.
+    """
+    inputs, reconstructions = np.asarray(inputs, np.float64), np.asarray(reconstructions, np.float64)
+    if inputs.ndim == 5:
+        inputs, reconstructions = inputs[:, :1], reconstructions[:, :1]
+    difference = (inputs - reconstructions).reshape(len(inputs), -1)
     return (difference**2).mean(axis=1)
 
 
