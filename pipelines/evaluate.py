@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Evaluate a trained VAE: metrics.json (ELBO, IWAE, MSE/PSNR/SSIM, active units, dim(z) suggestion, probe),
-figures/*.png and one self-contained report.html.
+figures/*.png, the TensorBoard projector and one self-contained report.html that opens on a headline.
 
 Command line:
     python pipelines/evaluate.py --checkpoint results/phantom/train/checkpoints/best.pt \\
@@ -32,13 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log)
 
     from lidcvae.evaluate import evaluate_run
+    from lidcvae.evaluate.headline import RunInfo
 
     run = config_from_args(parser, args.config, args.set)
     if run.dataset == "lidc" and args.manifest is None:
         parser.exit(2, "error: --manifest is required for dataset lidc\n")
     metrics = evaluate_run(args.checkpoint, args.embeddings, args.history, args.out_dir, run.evaluate,
                            manifest=args.manifest if run.dataset == "lidc" else None,
-                           mnist=run.mnist if run.dataset == "mnist" else None, extra_html=args.include_html)
+                           mnist=run.mnist if run.dataset == "mnist" else None, extra_html=args.include_html,
+                           info=RunInfo.for_run(run))
     print(f"{len(metrics['warnings'])} warning(s); report: {args.out_dir / 'report.html'}")
     return 0
 
@@ -49,12 +51,13 @@ def run_from_snakemake(smk) -> None:
 
     from lidcvae.config import RunConfig
     from lidcvae.evaluate import evaluate_run
+    from lidcvae.evaluate.headline import RunInfo
 
     torch.set_num_threads(smk.threads)
     run = RunConfig.from_mapping(smk.config, source="snakemake config")
     evaluate_run(smk.input.checkpoint, smk.input.embeddings, smk.params.history, smk.params.out_dir, run.evaluate,
                  manifest=smk.input.get("manifest"), mnist=run.mnist if run.dataset == "mnist" else None,
-                 extra_html=list(smk.input.get("extra_html", [])))
+                 extra_html=list(smk.input.get("extra_html", [])), info=RunInfo.for_run(run))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import pytest
 from matplotlib.image import imread
 
 from lidcvae.evaluate import figures
-from lidcvae.evaluate.report import flatten_metrics, write_report
+from lidcvae.evaluate.report import Section, figure_html, flatten_metrics, write_report
 from lidcvae.intensity import HUWindow
 
 GAP = figures.GAP
@@ -59,24 +59,22 @@ def test_interpolation_paths_start_and_end_at_the_two_codes_and_slerp_keeps_the_
     assert np.linalg.norm(linear[2]) < 3.0
 
 
-def test_plots_write_pngs_from_a_training_history(tmp_path):
-    history = pd.DataFrame({"epoch": range(5), "train_reconstruction": [9, 5, 4, 3.5, 3.3], "train_kl": [1, 3, 4, 3, 2.5],
-                            "val_reconstruction": [9, 6, 5, 4, 3.9], "val_kl": [1, 3, 3.8, 3.1, 2.6], "beta": 1.0})
-    assert figures._term_columns(history, "kl") == ["train_kl", "val_kl"]
-    figures.plot_loss_curves(history, tmp_path / "loss.png")
+def test_plots_write_pngs(tmp_path):
     codes = np.random.default_rng(0).normal(size=(30, 4))
     figures.plot_latent_pca(codes, pd.Series(pd.array([0, 1, pd.NA] * 10, dtype="Int64")), tmp_path / "pca.png")
-    figures.plot_kl_per_dimension(np.arange(4.0), np.array([0, 0.5, 0, 1.0]), 0.01, tmp_path / "kl.png")
-    for name in ("loss.png", "pca.png", "kl.png"):
+    figures.plot_kl_per_dimension(np.array([0.0, 0.001, 2.0, 0.5]), 0.01, tmp_path / "kl.png")
+    figures.plot_roc_curves({"a": ([0, 0, 1], [0, 1, 1], 1.0)}, tmp_path / "roc.png")
+    for name in ("pca.png", "kl.png", "roc.png"):
         assert imread(tmp_path / name).shape[0] > 100
 
 
-def test_report_is_self_contained_with_warnings_first(tmp_path):
+def test_report_is_self_contained_with_headline_then_warnings_then_sections(tmp_path):
     figures.save_image(np.eye(8), tmp_path / "eye.png")
     metrics = {"splits": {"test": {"psnr_db": 21.5}}, "collapse": {"kl_per_dimension_nats": list(range(256))}}
-    page = write_report(tmp_path / "report.html", "t", metrics, [("an eye", tmp_path / "eye.png")],
+    sections = [Section("first", "Question one?", figure_html(tmp_path / "eye.png", "an eye <b>"))]
+    page = write_report(tmp_path / "report.html", "t", "<p id='head'>h</p>", sections, metrics,
                         warnings=["!!! collapsed <b>"]).read_text()
-    assert page.index('class="warnings"') < page.index("<table>")
+    assert page.index("id='head'") < page.index('class="warnings"') < page.index('<section id="first">')
     assert "data:image/png;base64," in page and 'src="eye.png"' not in page
-    assert "splits.test.psnr_db" in page and "&lt;b&gt;" in page
+    assert "splits.test.psnr_db" in page and "&lt;b&gt;" in page and "an eye &lt;b&gt;" in page
     assert ("collapse.kl_per_dimension_nats", "0, 1") not in flatten_metrics(metrics)

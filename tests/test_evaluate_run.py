@@ -14,21 +14,27 @@ from lidcvae.embed import embed_images
 from lidcvae.evaluate import EvaluateSettings, SplitData, evaluate_model
 from lidcvae.intensity import HUWindow
 
-FIGURES = {"reconstruction_montage", "prior_samples", "interpolation", "loss_curves", "kl_per_dimension", "latent_pca"}
+FIGURES = {"reconstruction_train", "reconstruction_val", "reconstruction_test", "prior_samples", "interpolation", "loss_curves",
+           "kl_per_dimension", "latent_pca", "roc", "retrieval", "attribute_traversals"}
 
 
 def _run(model, tmp_path, event_shape=(1, 8, 8, 8), count=30, patients=10):
     table = synthetic_table(count, patients)
     images = torch.rand(count, *event_shape, generator=torch.Generator().manual_seed(0))
-    splits = {name: SplitData(images[torch.tensor((table["split"] == name).to_numpy())], table[table["split"] == name].reset_index(drop=True))
-              for name in ("train", "val", "test")}
+    masks = torch.zeros(count, *event_shape, dtype=torch.bool)
+    masks[..., 3:5, 3:5, 3:5] = True  # a 2×2×2 "nodule" at the centre of each 8³ patch
+    splits = {}
+    for name in ("train", "val", "test"):
+        chosen = torch.tensor((table["split"] == name).to_numpy())
+        splits[name] = SplitData(images[chosen], table[table["split"] == name].reset_index(drop=True), masks[chosen])
     embeddings = pd.concat([embed_images(model, s.images, s.table) for s in splits.values()], ignore_index=True)
-    history = pd.DataFrame({"epoch": [1, 2, 3], "train_reconstruction": [9.0, 5, 4], "train_kl": [1.0, 2, 1.5]})
+    history = pd.DataFrame({"epoch": [1, 2, 3], "train_reconstruction": [9.0, 5, 4], "train_kl": [1.0, 2, 1.5],
+                            "epoch_seconds": [1.0, 1.0, 1.5]})
     settings = EvaluateSettings.from_mapping({"batch_size": 4, "iwae_samples": 8, "iwae_chunk_size": 3, "montage_samples": 4,
                                               "prior_samples": 3, "interpolation_steps": 4,
                                               "probe": {"bootstrap_samples": 20, "n_splits": 3}})
     metrics = evaluate_model(model, splits, embeddings, tmp_path, settings, HUWindow(-1000, 400), history,
-                             sections=[("extra table", "<p id='extra'>x</p>")])
+                             sections_html=[("extra table", "<p id='extra'>x</p>")])
     return metrics, (tmp_path / "report.html").read_text()
 
 
@@ -44,7 +50,17 @@ def test_evaluation_writes_metrics_figures_and_a_report(tmp_path):
     assert {p.stem for p in (tmp_path / "figures").glob("*.png")} == FIGURES
     assert page.count("data:image/png;base64,") == len(FIGURES) and "id='extra'" in page
     assert any("window [-1000, 400] HU" in note for note in metrics["notes"]) and "window [-1000, 400] HU" in page
-    assert imread(tmp_path / "figures" / "reconstruction_montage.png").shape[:2] == (2 * (2 * 8 + 2), 2 * (4 * 28 + 3 * 6))
+    # 4 nodules per split, 4 columns: one row of blocks, each 2 rows × 3 views of 8² voxels; zoom raised from 2 to 12
+    # so that a view spans ≥ 96 pixels; 2-voxel gaps inside a block, 6 between blocks, zoomed alike
+    z = 12
+    assert imread(tmp_path / "figures" / "reconstruction_test.png").shape[:3] == (2 * 8 * z + 2 * z, 4 * (3 * 8 * z + 2 * 2 * z) + 3 * 6 * z, 4)
+    for split in ("train", "val", "test"):
+        error = metrics["nodule_error"][split]
+        assert error["nodules"] == 10 and error["mask_fraction"] == pytest.approx(8 / 512)
+        assert error["rmse_inside_hu"] > 0 and error["rmse_outside_hu"] > 0
+    assert metrics["training"]["training_seconds"] == 3.5 and "3 epochs" in page
+    for section in ("headline", "reconstruction", "latent-space", "probe", "retrieval", "generative", "training", "all-numbers"):
+        assert f'id="{section}"' in page
 
 
 def test_a_collapsed_model_gets_a_loud_warning_in_log_and_report(tmp_path, caplog):
@@ -52,7 +68,7 @@ def test_a_collapsed_model_gets_a_loud_warning_in_log_and_report(tmp_path, caplo
     assert metrics["collapse"]["active_units"] == 0 and metrics["collapse"]["pca_dims_for_variance"] == 0
     assert any("POSTERIOR COLLAPSE" in w for w in metrics["warnings"])
     assert "POSTERIOR COLLAPSE" in caplog.text
-    assert page.index('class="warnings"') < page.index("<table>")
+    assert page.index('class="warnings"') < page.index('<section id="reconstruction">')
 
 
 def test_two_dimensional_images_without_hu_window_are_evaluated_too(tmp_path):
@@ -61,6 +77,27 @@ def test_two_dimensional_images_without_hu_window_are_evaluated_too(tmp_path):
     splits = {"test": SplitData(torch.rand(12, 1, 6, 6), table)}
     settings = EvaluateSettings.from_mapping({"splits": ["test"], "iwae_samples": 4, "montage_samples": 2, "probe": {"enabled": False}})
     metrics = evaluate_model(model, splits, embed_images(model, splits["test"].images, table), tmp_path, settings)
-    assert "mse_hu2" not in metrics["splits"]["test"] and "probe" not in metrics
-    assert any("loss curves not drawn" in note for note in metrics["notes"])
+    assert "mse_hu2" not in metrics["splits"]["test"] and metrics["probe"] == {"results": {}}
+    assert metrics["nodule_error"] == {} and metrics["training"] == {"health": []}
+    page = (tmp_path / "report.html").read_text()
+    assert "No training history (metrics.csv) found" in page and "The probe is disabled" in page
     assert not any("HU²" in note for note in metrics["notes"])
+
+
+def test_a_two_channel_input_gives_its_masks_from_channel_1_and_the_nodule_error_from_channel_0(tmp_path):
+    model = TinyLinearVAE((2, 8, 8, 8), latent_size=3)
+    table = synthetic_table(12, 6)
+    images = torch.rand(12, 2, 8, 8, 8, generator=torch.Generator().manual_seed(1))
+    images[:, 1] = 0.0
+    images[:, 1, 3:5, 3:5, 3:5] = 1.0  # the consensus mask channel: 8 of 512 voxels
+    settings = EvaluateSettings.from_mapping({"splits": ["test"], "iwae_samples": 2, "montage_samples": 2, "projector": False,
+                                              "probe": {"enabled": False}})
+    metrics = evaluate_model(model, {"test": SplitData(images, table)}, embed_images(model, images, table), tmp_path,
+                             settings, HUWindow(-1000, 400))
+    with torch.no_grad():
+        decoded = model.decode(model.encode(images)[0])
+    squared = ((images[:, 0] - decoded[:, 0]) ** 2).double()  # the image channel only
+    inside = squared[:, 3:5, 3:5, 3:5].reshape(12, -1).mean(dim=1).mean().item()
+    error = metrics["nodule_error"]["test"]
+    assert error["mask_fraction"] == pytest.approx(8 / 512)
+    assert error["rmse_inside_hu"] == pytest.approx(inside**0.5 * 1400, rel=1e-5)

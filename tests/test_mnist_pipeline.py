@@ -48,6 +48,27 @@ def test_common_trainer_lowers_test_loss_on_real_digits(mnist_dir, tmp_path):
     history = pd.read_csv(tmp_path / "run" / "metrics.csv")
     assert history["train_total"].iloc[-1] < 0.8 * history["train_total"].iloc[0]
 
+    # The MNIST report opens on the same headline as the CT one.
+    from dataclasses import replace
+
+    from lidcvae.embed import embed_dataset
+    from lidcvae.evaluate import evaluate_run
+    from lidcvae.evaluate.headline import RunInfo
+
+    digits = replace(config.mnist, limit=3000)  # the report's pieces on fewer digits; the headline counts what was embedded
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.pt"
+    embedded = len(embed_dataset(checkpoint, digits, tmp_path / "embeddings.parquet", config.embed))
+    settings = replace(config.evaluate, iwae_samples=2, projector=False, probe=replace(config.evaluate.probe, bootstrap_samples=5))
+    metrics = evaluate_run(checkpoint, tmp_path / "embeddings.parquet", tmp_path / "run" / "metrics.csv", tmp_path / "evaluate",
+                           settings, mnist=digits, info=RunInfo.for_run(config))
+    page = (tmp_path / "evaluate" / "report.html").read_text()
+    headline = page[page.index('id="headline"'): page.index('<section id="reconstruction"')]
+    assert "MNIST digits from" in headline and "MLP VAE, hidden layers [400], latent size 20" in headline
+    assert "Bernoulli decoder" in headline and "4 epochs" in headline and f"<td>all</td><td>{embedded}</td>" in headline
+    assert metrics["splits"]["test"]["elbo_nats"] > -170 and "IWAE log-likelihood, test (k = 2)" in page
+    assert metrics["retrieval"]["label_agreement"] > 2 * metrics["retrieval"]["label_agreement_by_chance"]
+    assert metrics["attributes"] == {} and metrics["nodule_error"] == {}
+
 
 def test_size_variant_resizes_only_the_mlp():
     config = load_config(None, {"name": "mnist", "dataset": "mnist", "model.name": "mlp_vae", "model.hidden_sizes": [400],

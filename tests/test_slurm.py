@@ -80,4 +80,4 @@ def test_mnist_workflow_runs_every_job_through_slurm_with_resources_scaled_by_co
     assert f"cpu={cores},mem={4000 * cores}M" in jobs["evaluate"]["TRES"]
     assert "cpu=1,mem=8000M" in jobs["train"]["TRES"]  # train.threads 1
     report = tmp_path / "results" / "mnist-slurm" / "evaluate" / "report.html"
-    assert "<h2>Metrics</h2>" in report.read_text()
+    assert '<section id="reconstruction">' in report.read_text()

@@ -91,7 +91,7 @@ def test_coordinates_route_runs_every_stage_and_embeds_with_a_phantom_checkpoint
     assert list(embeddings["nodule_id"]) == list(manifest["nodule_id"])
     assert embeddings["diameter_mm"].tolist() == manifest["diameter_mm"].tolist()  # the table's columns carried
     assert (out / "train" / "checkpoints" / "best.pt").is_file()
-    assert "<h2>Metrics</h2>" in (out / "evaluate" / "report.html").read_text()
+    assert '<section id="reconstruction">' in (out / "evaluate" / "report.html").read_text()
 
     # 2. A tiny model trained on the phantom default (one scan).
     phantom = _config(tmp_path / "phantom.yaml", **common, phantom={"n_scans": 1, "workers": 1})
@@ -116,7 +116,7 @@ def test_coordinates_route_runs_every_stage_and_embeds_with_a_phantom_checkpoint
     assert list(reused["nodule_id"]) == list(manifest["nodule_id"])
     # The phantom model's own encoder, not this cohort's: same nodules, other codes.
     assert not np.allclose(reused[["z000", "z001"]].to_numpy(), embeddings[["z000", "z001"]].to_numpy())
-    assert "<h2>Metrics</h2>" in (out / "evaluate" / "report.html").read_text()
+    assert '<section id="reconstruction">' in (out / "evaluate" / "report.html").read_text()
 
     # 4. A cohort cut at 48³ does not fit the 64³ model: refused, naming what differs.
     extract_coordinates_cohort(table, images_root, tmp_path / "cut48", ExtractSettings.from_mapping({"patch_size": 48}), progress=False)

@@ -15,7 +15,7 @@ from lidcvae.data import LabelledImages, PatchSource
 from lidcvae.extract.manifest import read_manifest
 from lidcvae.intensity import HUWindow
 
-__all__ = ["NoNodulesError", "load", "images_from_table", "load_patch_hu", "load_patch_mask", "fit_patch"]
+__all__ = ["NoNodulesError", "load", "images_from_table", "masks_from_table", "load_patch_hu", "load_patch_mask", "fit_patch"]
 
 # Patch files are gzip NIfTI: zlib releases the GIL, so a few threads decode them in parallel.
 _READ_THREADS = 4
@@ -110,3 +110,17 @@ def _mask_channel(table: pd.DataFrame, patch_shape: tuple[int, ...], size: int, 
     if masks.shape[2:] != patch_shape:
         raise ValueError(f"{table['mask_path'].iloc[0]}: mask shape {tuple(masks.shape[2:])} ≠ image {patch_shape}")
     return fit_patch(masks, size, patch_fit)
+
+
+def masks_from_table(table: pd.DataFrame, source: PatchSource) -> torch.Tensor:
+    """The consensus masks of ``table['mask_path']`` fitted like the images: (N, 1, S, S, S) bool.
+
+    For the report's error inside vs outside the nodule when the model has no mask channel; resampled
+    masks are thresholded at 0.5.
+    """
+    size = source.input_size
+    if table.empty:
+        return torch.zeros(0, 1, size, size, size, dtype=torch.bool)
+    with ThreadPoolExecutor(_READ_THREADS) as pool:
+        masks = torch.from_numpy(np.stack(list(pool.map(load_patch_mask, table["mask_path"])))).unsqueeze(1).float()
+    return fit_patch(masks, size, source.patch_fit) > 0.5

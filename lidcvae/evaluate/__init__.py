@@ -1,6 +1,6 @@
 """Evaluate a trained VAE: likelihood (ELBO, IWAE), reconstruction, posterior collapse, probe, figures, report.
 
-Entry point for the workflow: ``evaluate_run(checkpoint, embeddings_path, history_path, out_dir, settings, manifest=...)``;
+Entry point for the workflow: ``evaluate_run(checkpoint, embeddings_path, history_path, out_dir, settings, manifest=..., info=...)``;
 ``evaluate_model`` does the same for a model and data already in memory (the MNIST smoke test, tests).
 """
 

@@ -1,7 +1,9 @@
 """Posterior-collapse checks and the PCA suggestion for dim(z).
 
-Active units: Burda et al. 2016 (arXiv 1509.00519, §5.2): dimension d is active when
-Cov_x(E_q[z_d|x]) > 0.01. When every unit is inactive the decoder can only output one image, and the
+Active units: the report counts dimension d as active when its KL(q(z_d|x) ‖ N(0, 1)), averaged over
+samples, exceeds a stated threshold in nats: an unused dimension copies the prior for every input and
+costs ~0 nats. Burda et al. 2016's criterion (arXiv 1509.00519, §5.2), Cov_x(E_q[z_d|x]) > 0.01, is
+reported beside it. When every unit is inactive the decoder can only output one image, and the
 best single image is the dataset's mean patch: the failure the seeds show (every reconstruction
 regresses to the mean), so reconstructions no closer than the mean patch are flagged too.
 """
@@ -17,6 +19,7 @@ __all__ = [
     "kl_per_dimension",
     "posterior_mean_variance",
     "active_units",
+    "active_units_by_kl",
     "pca_dimension_suggestion",
     "collapse_warnings",
 ]
@@ -30,13 +33,17 @@ def kl_per_dimension(posterior_mean: np.ndarray, posterior_logvar: np.ndarray) -
     return (0.5 * (np.exp(logvar) + mean**2 - 1.0 - logvar)).mean(axis=0)
 
 
+def active_units_by_kl(kl_per_dim: np.ndarray, threshold_nats: float) -> int:
+    """Number of latent dimensions whose mean KL per sample (D,) exceeds ``threshold_nats``."""
+    return int((np.asarray(kl_per_dim) > threshold_nats).sum())
+
+
 def pca_dimension_suggestion(posterior_mean: np.ndarray, variance_fraction: float) -> int:
     """Fewest principal components of the posterior means that explain ``variance_fraction`` of their variance.
 
     The seeds' heuristic for choosing dim(z): train wide, then set dim(z) to this number. Returns 0
     when the means do not vary at all (a collapsed encoder).
     """
-    
     mean = np.asarray(posterior_mean, np.float64)
     if len(mean) < 2 or np.allclose(mean.var(axis=0).sum(), 0.0):
         return 0

@@ -8,7 +8,6 @@ are shown in a lung window (W 1500, L −600 HU); images without an HU window ar
 from __future__ import annotations
 
 import os
-import re
 
 import matplotlib
 
@@ -31,7 +30,7 @@ __all__ = [
     "slerp",
     "interpolation_codes",
     "save_image",
-    "plot_loss_curves",
+    "plot_roc_curves",
     "plot_latent_pca",
     "plot_kl_per_dimension",
 ]
@@ -127,27 +126,6 @@ def _save_figure(figure, path: str | os.PathLike) -> None:
     plt.close(figure)
 
 
-def _term_columns(history: pd.DataFrame, term: str) -> list[str]:
-    """Columns of a training history holding ``term`` ('recon' or 'kl'), e.g. train_reconstruction, val_kl."""
-    pattern = re.compile(rf"(^|_){term}", re.IGNORECASE)
-    return [c for c in history.columns if pattern.search(c) and not re.search("weight|beta", c, re.IGNORECASE)]
-
-
-def plot_loss_curves(history: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Reconstruction and KL terms on separate axes, per epoch (train and validation lines)."""
-    x_name = "epoch" if "epoch" in history.columns else None
-    x = history[x_name] if x_name else np.arange(len(history))
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for axis, term, title in zip(axes, ("recon", "kl"), ("reconstruction −log p(x|z) (nats)", "KL(q(z|x) ‖ p(z)) (nats)")):
-        for column in _term_columns(history, term):
-            axis.plot(x, history[column], marker=".", label=column)
-        axis.set(title=title, xlabel=x_name or "row")
-        axis.legend(fontsize=8)
-    axes[0].set_yscale("symlog")
-    figure.suptitle("Expected: reconstruction falls fast then slowly; KL rises, then falls")
-    _save_figure(figure, path)
-
-
 def plot_latent_pca(posterior_mean: np.ndarray, labels: pd.Series, path: str | os.PathLike, label_names: dict | None = None) -> None:
     """2-D PCA of the posterior means (N, D), coloured by label (missing labels grey)."""
     varies = len(posterior_mean) > 2 and np.var(posterior_mean, axis=0).sum() > 0
@@ -165,14 +143,28 @@ def plot_latent_pca(posterior_mean: np.ndarray, labels: pd.Series, path: str | o
     _save_figure(figure, path)
 
 
-def plot_kl_per_dimension(kl: np.ndarray, mean_variance: np.ndarray, threshold: float, path: str | os.PathLike) -> None:
-    """KL per latent dimension, sorted descending; active dimensions (mean variance > threshold) highlighted."""
+def plot_kl_per_dimension(kl: np.ndarray, threshold_nats: float, path: str | os.PathLike) -> None:
+    """KL per latent dimension (D,) in nats, sorted descending on a log axis; the activity threshold drawn."""
     order = np.argsort(kl)[::-1]
-    active = mean_variance[order] > threshold
+    active = kl[order] > threshold_nats
     figure, axis = plt.subplots(figsize=(8, 3.5))
-    axis.bar(np.arange(len(kl)), kl[order], width=1.0, color=np.where(active, "tab:blue", "lightgrey"))
-    axis.set(
-        title=f"KL per latent dimension, sorted ({int(active.sum())} active of {len(kl)}; blue = active)",
-        xlabel="latent dimension (rank)", ylabel="mean KL (nats)",
-    )
+    floor = max(float(kl[kl > 0].min()) / 2, 1e-6) if (kl > 0).any() else 1e-6
+    axis.bar(np.arange(len(kl)), np.maximum(kl[order], floor), width=1.0, color=np.where(active, "tab:blue", "lightgrey"))
+    axis.axhline(threshold_nats, color="tab:red", linestyle="--", label=f"active threshold {threshold_nats:g} nats")
+    axis.set_yscale("log")
+    axis.set(title=f"KL per latent dimension, sorted: {int(active.sum())} of {len(kl)} above the threshold (blue)",
+             xlabel="latent dimension (rank by KL)", ylabel="mean KL per sample (nats, log axis)")
+    axis.legend(fontsize=8)
+    _save_figure(figure, path)
+
+
+def plot_roc_curves(curves: dict[str, tuple[list[float], list[float], float | None]], path: str | os.PathLike) -> None:
+    """ROC curves {name: (false-positive rates, true-positive rates, mean fold AUC)} with the chance diagonal."""
+    figure, axis = plt.subplots(figsize=(5.2, 4.6))
+    for name, (fpr, tpr, auc) in curves.items():
+        axis.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})" if auc is not None else name, drawstyle="steps-post")
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance (AUC 0.5)")
+    axis.set(xlabel="false-positive rate", ylabel="true-positive rate", xlim=(0, 1), ylim=(0, 1.01),
+             title="ROC, pooled out-of-fold predictions")
+    axis.legend(fontsize=7, loc="lower right")
     _save_figure(figure, path)

@@ -1,4 +1,8 @@
-"""One self-contained HTML page per run: warnings first (red box), metrics table, figures inlined as base64."""
+"""One self-contained HTML page per run: headline, warnings, then sections that each answer one question.
+
+Figures are inlined as base64 data URIs, so the page is one file that opens anywhere. Every section
+is a ``<section id=...>`` so a test (or a link) can find it; the full metrics.json dump comes last.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,40 @@ import base64
 import html
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lidcvae.io import atomic_path
 
-__all__ = ["flatten_metrics", "render_report", "write_report"]
+__all__ = ["Section", "flatten_metrics", "figure_html", "table_html", "render_report", "write_report"]
 
 _STYLE = """
-body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+body { font-family: sans-serif; max-width: 1150px; margin: 1.5em auto; color: #222; line-height: 1.35; }
+.headline { border: 2px solid #246; background: #f3f7fb; padding: .3em 1.2em 1em; }
+.headline h1 { margin-bottom: .2em; }
+.keynumbers td.value { font-size: 1.1em; font-weight: bold; white-space: nowrap; }
+.facts { display: flex; gap: 1.5em; align-items: flex-start; } .facts p { margin-top: .4em; }
+.convention { font-style: italic; font-size: .9em; }
 .warnings { border: 3px solid #c00; background: #fee; color: #900; padding: .5em 1em; font-weight: bold; }
-.notes { border: 1px solid #aaa; background: #f6f6f6; padding: .5em 1em; }
-table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 2px 8px; text-align: left; }
+.notes { border: 1px solid #aaa; background: #f6f6f6; padding: .5em 1em; font-size: .92em; }
+.unhealthy { color: #a40; font-weight: bold; }
+.skipped { color: #a40; font-weight: bold; }
+section { border-top: 1px solid #bbb; margin-top: 1.5em; }
+table { border-collapse: collapse; margin: .5em 0; } td, th { border: 1px solid #ccc; padding: 2px 8px; text-align: left; }
 td.value { font-family: monospace; text-align: right; }
-figure { margin: 1.5em 0; } img { max-width: 100%; border: 1px solid #ddd; }
+figure { margin: 1.2em 0; } img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { font-size: .92em; color: #333; }
 """
+
+
+@dataclass
+class Section:
+    """One part of the report: ``heading`` states its question, ``body`` is trusted HTML."""
+
+    id: str
+    heading: str
+    body: str
 
 
 def _format(value: Any) -> str:
@@ -44,9 +67,22 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "", max_list: int 
     return rows
 
 
-def _image_tag(path: Path) -> str:
+def figure_html(path: str | os.PathLike, caption: str) -> str:
+    """A ``<figure>`` with the PNG at ``path`` inlined as a data URI and an escaped caption."""
+    path = Path(path)
     encoded = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{encoded}">'
+    return (f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{encoded}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def table_html(header: Sequence[str], rows: Sequence[Sequence[Any]], css_class: str = "") -> str:
+    """An escaped HTML table; float cells are shown to 4 significant digits."""
+    def cell(value: Any) -> str:
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        return html.escape(text)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f'<table class="{css_class}"><tr>{head}</tr>{body}</table>'
 
 
 def _box(css_class: str, heading: str, lines: Sequence[str]) -> str:
@@ -56,37 +92,28 @@ def _box(css_class: str, heading: str, lines: Sequence[str]) -> str:
     return f'<div class="{css_class}"><h2>{heading}</h2><ul>{items}</ul></div>'
 
 
-def render_report(
-    title: str,
-    metrics: Mapping[str, Any],
-    figures: Sequence[tuple[str, str | os.PathLike]],
-    warnings: Sequence[str] = (),
-    notes: Sequence[str] = (),
-    sections: Sequence[tuple[str, str]] = (),
-) -> str:
+def render_report(title: str, headline: str, sections: Sequence[Section], metrics: Mapping[str, Any],
+                  warnings: Sequence[str] = (), notes: Sequence[str] = ()) -> str:
     """The report page as one HTML string.
 
     Args:
-        figures: (caption, PNG path) pairs, inlined as base64.
-        sections: (heading, trusted HTML fragment) pairs placed after the metrics, e.g. the MNIST size table.
+        headline: trusted HTML of the headline block (what was trained on what, the key numbers).
+        sections: the question-answering sections, in reading order.
+        metrics: metrics.json's content, listed in full at the end.
     """
-    rows = "".join(
-        f'<tr><td>{html.escape(k)}</td><td class="value">{html.escape(v)}</td></tr>' for k, v in flatten_metrics(metrics)
-    )
+    flat = flatten_metrics(metrics)
+    rows = "".join(f'<tr><td>{html.escape(k)}</td><td class="value">{html.escape(v)}</td></tr>' for k, v in flat)
     body = [
-        f"<h1>{html.escape(title)}</h1>",
+        f'<div class="headline" id="headline"><h1>{html.escape(title)}</h1>{headline}</div>',
         _box("warnings", "Warnings", warnings),
-        _box("notes", "Notes", notes),
-        f"<h2>Metrics</h2><table><tr><th>metric</th><th>value</th></tr>{rows}</table>",
-        *(f"<h2>{html.escape(heading)}</h2>{fragment}" for heading, fragment in sections),
-        "<h2>Figures</h2>",
+        *(f'<section id="{s.id}"><h2>{html.escape(s.heading)}</h2>{s.body}</section>' for s in sections),
+        _box("notes", "Notes: what each number is computed on", notes),
+        '<section id="all-numbers"><h2>All numbers (metrics.json)</h2><details><summary>show the '
+        f'{len(flat)} values</summary><table><tr><th>metric</th><th>value</th></tr>{rows}'
+        "</table></details></section>",
     ]
-    for caption, path in figures:
-        body.append(f"<figure>{_image_tag(Path(path))}<figcaption>{html.escape(caption)}</figcaption></figure>")
-    return (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>"
-    )
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
 
 
 def write_report(path: str | os.PathLike, *args, **kwargs) -> Path:

@@ -36,6 +36,7 @@ class EvaluateSettings(Section):
     iwae_samples: int
     iwae_chunk_size: int
     active_unit_threshold: float
+    kl_active_threshold_nats: float
     min_active_units: int
     pca_variance_fraction: float
     montage_samples: int
@@ -43,5 +44,9 @@ class EvaluateSettings(Section):
     sample_from: str
     interpolation_steps: int
     image_zoom: int
+    retrieval_queries: int
+    retrieval_neighbours: int
+    projector: bool
+    representation_table: str | None
     seed: int
     probe: ProbeSettings

@@ -1,0 +1,171 @@
+"""The report's model-driven pictures and the numbers behind them, each returning (metrics, figures).
+
+Every function takes the trained model in eval mode and writes PNGs under ``figure_dir``; a figure is a
+(caption, path) pair. Reconstructions decode the posterior mean; codes are posterior means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lidcvae.evaluate import figures
+from lidcvae.evaluate.latent_views import (
+    ATTRIBUTES, attribute_vector, nearest_neighbours, plot_retrieval_gallery, retrieval_caption, traversal_codes,
+)
+from lidcvae.evaluate.nodule_views import masked_squared_error, outlined_montage, save_rgb
+from lidcvae.intensity import HUWindow
+from lidcvae.models.base import VAE
+
+__all__ = ["reconstruct", "decode_display", "nodule_reconstruction", "retrieval", "attribute_traversals", "slerp_figure"]
+
+Figure = tuple[str, Path]
+
+
+@torch.no_grad()
+def reconstruct(model: VAE, images: torch.Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior means (N, D) and decoder means at them (N, *event_shape), model scale."""
+    codes, decoded = [], []
+    for batch in images.split(batch_size):
+        mean, _ = model.encode(batch.float())
+        codes.append(mean.numpy())
+        decoded.append(model.mean_image(model.decode(mean)).numpy())
+    return np.concatenate(codes), np.concatenate(decoded)
+
+
+@torch.no_grad()
+def decode_display(model: VAE, codes: np.ndarray, hu_window: HUWindow | None) -> np.ndarray:
+    """Codes (M, D) → decoder means in display grey levels (M, *event_shape)."""
+    decoded = model.mean_image(model.decode(torch.as_tensor(np.asarray(codes), dtype=torch.float32))).numpy()
+    return figures.to_display(decoded, hu_window)
+
+
+def _spread_by_size(masks: np.ndarray | None, count: int, wanted: int) -> np.ndarray:
+    """``wanted`` indices evenly spaced from the smallest to the largest mask (the first ones without masks)."""
+    if masks is None:
+        return np.arange(min(count, wanted))
+    order = np.argsort(masks.reshape(count, -1).sum(axis=1), kind="stable")
+    return order[np.unique(np.linspace(0, count - 1, min(count, wanted)).round().astype(int))]
+
+
+def nodule_reconstruction(model: VAE, splits: Mapping, batch_size: int, montage_samples: int, zoom: int,
+                          hu_window: HUWindow | None, figure_dir: Path) -> tuple[dict, list[Figure]]:
+    """Per split: error inside vs outside the consensus mask, and an outlined 3-plane montage."""
+    section, made = {}, []
+    for name, data in splits.items():
+        if len(data.images) == 0:
+            continue
+        inputs = data.images.numpy()
+        _, decoded = reconstruct(model, data.images, batch_size)
+        masks = None if getattr(data, "masks", None) is None else data.masks.numpy().astype(bool)
+        if masks is not None:  # channel 0 is the image; a mask channel (1) is not the nodule's error
+            inside, outside = masked_squared_error(inputs[:, :1], decoded[:, :1], masks)
+            scale = hu_window.width_hu**2 if hu_window is not None else 1.0
+            unit = "hu" if hu_window is not None else "model_scale"
+            inside_mse, outside_mse = float(np.nanmean(inside) * scale), float(np.nanmean(outside) * scale)
+            section[name] = {"nodules": len(inputs), f"mse_inside_{unit}2": inside_mse, f"mse_outside_{unit}2": outside_mse,
+                             f"rmse_inside_{unit}": inside_mse**0.5, f"rmse_outside_{unit}": outside_mse**0.5,
+                             "mask_fraction": float(masks.mean())}
+        chosen = _spread_by_size(masks, len(inputs), montage_samples)
+        if inputs.ndim == 5:
+            montage = outlined_montage(figures.to_display(inputs[chosen], hu_window), figures.to_display(decoded[chosen], hu_window),
+                                       None if masks is None else masks[chosen], columns=4, zoom=zoom)
+            save_rgb(montage, figure_dir / f"reconstruction_{name}.png")
+        else:
+            montage = figures.reconstruction_montage(figures.to_display(inputs[chosen], hu_window),
+                                                     figures.to_display(decoded[chosen], hu_window), columns=8)
+            figures.save_image(montage, figure_dir / f"reconstruction_{name}.png", zoom)
+        ids = ", ".join(_row_name(data.table, i) for i in chosen)
+        how = "evenly spaced from the smallest to the largest consensus mask" if masks is not None else "the first"
+        outline = "; red: the consensus (50 %) mask outline" if masks is not None else ""
+        made.append((f"{name} split: {len(chosen)} of {len(inputs)} ({how}); per nodule its axial, coronal and sagittal centre "
+                     f"slices, input (top) above reconstruction (bottom){outline}. Nodules: {ids}", figure_dir / f"reconstruction_{name}.png"))
+    return section, made
+
+
+def _row_name(table: pd.DataFrame, row: int) -> str:
+    for column in ("nodule_id", "id"):
+        if column in table.columns:
+            return str(table[column].iloc[row])
+    return f"row {row}"
+
+
+def _thumbnail(image: np.ndarray, hu_window: HUWindow | None) -> np.ndarray:
+    return figures.to_display(figures.centre_views(image)[0], hu_window)
+
+
+def retrieval(codes: np.ndarray, table: pd.DataFrame, images: np.ndarray, hu_window: HUWindow | None,
+              figure_dir: Path, queries: int = 6, k: int = 5, label_column: str = "label") -> tuple[dict, list[Figure]]:
+    """Gallery of ``queries`` nodules (spread over the table) with their ``k`` nearest neighbours in latent space.
+
+    Also measures how often a neighbour shares its query's label, over every labelled nodule, against
+    the rate expected from the label frequencies alone.
+    """
+    if len(codes) < 2:
+        return {"skipped": "fewer than 2 embedded samples"}, []
+    query_rows = np.unique(np.linspace(0, len(codes) - 1, min(queries, len(codes))).round().astype(int))
+    neighbours, distances = nearest_neighbours(codes, query_rows, k)
+    thumbs = [[_thumbnail(images[q], hu_window)] + [_thumbnail(images[n], hu_window) for n in row] for q, row in zip(query_rows, neighbours)]
+    captions = [[retrieval_caption(table.iloc[q])] + [retrieval_caption(table.iloc[n]) for n in row] for q, row in zip(query_rows, neighbours)]
+    plot_retrieval_gallery(thumbs, captions, distances, figure_dir / "retrieval.png")
+    section: dict[str, Any] = {"k": int(neighbours.shape[1]), "distance": "Euclidean between posterior means",
+                               "queries": [_row_name(table, q) for q in query_rows]}
+    if label_column in table.columns:
+        labels = table[label_column]
+        labelled = np.flatnonzero(labels.notna().to_numpy())
+        if len(labelled) > k:
+            values = labels.iloc[labelled].astype("int64").to_numpy()
+            # at most 2,000 queries (seeded): the agreement rate is a mean, and N² distances grow fast (MNIST: 10,000)
+            asked = np.sort(np.random.default_rng(0).permutation(len(labelled))[:2000])
+            near, _ = nearest_neighbours(codes[labelled], asked, k)
+            frequencies = np.bincount(values) / len(values)
+            section["label_agreement"] = float((values[near] == values[asked][:, None]).mean())
+            section["label_agreement_queries"] = int(len(asked))
+            section["label_agreement_by_chance"] = float((frequencies**2).sum())
+    return section, [("Nearest neighbours in latent space: each row a query nodule (red frame) and its "
+                      f"{neighbours.shape[1]} nearest other nodules by Euclidean distance d between posterior means, "
+                      "axial centre slices with split, consensus diameter and the readers' median ratings "
+                      "(mal = malignancy 1–5, spic = spiculation 1–5, tex = texture 1–5).", figure_dir / "retrieval.png")]
+
+
+def attribute_traversals(model: VAE, codes: np.ndarray, table: pd.DataFrame, hu_window: HUWindow | None,
+                         steps: int, zoom: int, figure_dir: Path) -> tuple[dict, list[Figure], list[str]]:
+    """White 2016 attribute vectors decoded as traversals, one row per attribute the table can define."""
+    scales = np.linspace(-0.5, 1.5, steps)
+    rows, section, notes, names = [], {}, [], []
+    for attribute in ATTRIBUTES:
+        if not attribute.applies(table):
+            continue
+        has, has_not = attribute.groups(table)
+        vector = attribute_vector(codes, has, has_not)
+        if vector is None:
+            notes.append(f"attribute vector '{attribute.name}' not drawn: {int(has.sum())} {attribute.high} and "
+                         f"{int(has_not.sum())} {attribute.low} nodules (needs both)")
+            continue
+        base = np.asarray(codes, np.float64)[has_not].mean(axis=0)
+        rows.append(decode_display(model, traversal_codes(base, vector, scales), hu_window))
+        names.append(f"{attribute.name} ({attribute.high} − {attribute.low})")
+        section[attribute.name] = {"has": int(has.sum()), "has_not": int(has_not.sum()), "vector_norm": float(np.linalg.norm(vector))}
+    if not rows:
+        return section, [], notes
+    figures.save_image(figures.image_rows(rows), figure_dir / "attribute_traversals.png", zoom)
+    scale_text = ", ".join(f"{t:.2g}" for t in scales)
+    return section, [(f"Attribute vectors (White 2016): per row, mean code of the second group + t × (mean of the first "
+                      f"− mean of the second), t = {scale_text} left to right (t = 0: the second group's mean, t = 1: the "
+                      f"first's); decoded, centre slices stacked axial/coronal/sagittal. Rows: {'; '.join(names)}.",
+                      figure_dir / "attribute_traversals.png")], notes
+
+
+def slerp_figure(model: VAE, codes: np.ndarray, table: pd.DataFrame, first: int, second: int, steps: int, zoom: int,
+                 hu_window: HUWindow | None, figure_dir: Path) -> list[Figure]:
+    """Linear (upper) and spherical (lower) interpolation between two nodules' codes (White 2016)."""
+    paths = figures.interpolation_codes(codes[first], codes[second], steps)
+    figures.save_image(figures.image_rows([decode_display(model, p, hu_window) for p in paths]), figure_dir / "interpolation.png", zoom)
+    name = lambda i: f"{_row_name(table, i)} ({retrieval_caption(table.iloc[i]).replace(chr(10), ', ')})"  # noqa: E731
+    return [(f"Interpolation from {name(first)} to {name(second)}: linear (upper block), spherical / slerp (lower block, "
+             "White 2016: keeps the code's norm where the prior's mass lies).", figure_dir / "interpolation.png")]
