@@ -84,7 +84,7 @@ def test_two_dimensional_images_without_hu_window_are_evaluated_too(tmp_path):
     assert not any("HU²" in note for note in metrics["notes"])
 
 
-def test_a_two_channel_input_gives_its_masks_from_channel_1_and_the_nodule_error_from_channel_0(tmp_path):
+def test_a_two_channel_input_gives_its_masks_from_channel_1_and_its_errors_from_channel_0(tmp_path):
     model = TinyLinearVAE((2, 8, 8, 8), latent_size=3)
     table = synthetic_table(12, 6)
     images = torch.rand(12, 2, 8, 8, 8, generator=torch.Generator().manual_seed(1))
@@ -100,4 +100,7 @@ def test_a_two_channel_input_gives_its_masks_from_channel_1_and_the_nodule_error
     inside = squared[:, 3:5, 3:5, 3:5].reshape(12, -1).mean(dim=1).mean().item()
     error = metrics["nodule_error"]["test"]
     assert error["mask_fraction"] == pytest.approx(8 / 512)
+    # the split's MSE (HU²) is the image channel's too: the mask channel's error is no HU
+    assert metrics["splits"]["test"]["mse_normalised"] == pytest.approx(squared.mean().item(), rel=1e-5)
+    assert metrics["splits"]["test"]["mse_hu2"] == pytest.approx(squared.mean().item() * 1400**2, rel=1e-5)
     assert error["rmse_inside_hu"] == pytest.approx(inside**0.5 * 1400, rel=1e-5)
