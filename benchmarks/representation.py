@@ -70,6 +70,12 @@ VARIANTS: dict[str, dict[str, object]] = {
                                                 "model.reconstruction_weight": {"kind": "mask", "peak": 10.0, "dilate_voxels": 3}},
     "crop32 + mask channel + mask weight ×30": {"model.input_size": 32, "model.mask_channel": True,
                                                 "model.reconstruction_weight": {"kind": "mask", "peak": 30.0, "dilate_voxels": 3}},
+    # One σ² per channel: the image is no longer scored against an error level set by the mask's edges.
+    "crop32 + mask channel + σ per channel": {"model.input_size": 32, "model.mask_channel": True,
+                                              "model.reconstruction_weight": UNIFORM, "model.sigma.per_channel": True},
+    "crop32 + mask channel + mask weight ×10 + σ per channel": {
+        "model.input_size": 32, "model.mask_channel": True, "model.sigma.per_channel": True,
+        "model.reconstruction_weight": {"kind": "mask", "peak": 10.0, "dilate_voxels": 3}},
 }
 
 TARGETS = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -141,3 +143,24 @@ def test_evaluate_samples_from_the_training_codes_unless_told_otherwise():
     assert source == "aggregate_posterior" and means[:, 0].tolist() == [1.0, 2.0]
     assert sample_source(EvaluateSettings.from_mapping({"sample_from": "prior"}), table)[0] == "prior"
     assert sample_source(defaults, table.iloc[[0, 2]])[0] == "prior"  # one training code: cannot fit
+
+
+def test_per_channel_sigma_calibrates_image_and_mask_to_their_own_errors():
+    """With one σ² per channel, each channel's term sits at its own optimum: ½(1 + log 2πσ_c²) per element."""
+    config = {**TINY, "mask_channel": True, "sigma": {"mode": "calibrated", "per_channel": True, "log_sigma2": 0.0,
+                                                      "momentum": 1.0}}
+    model = build_model(ModelConfig.from_mapping(config)).train()
+    x = torch.rand(3, 2, 16, 16, 16)
+    decoded = x.clone()
+    decoded[:, 0] += 0.05 * torch.randn_like(decoded[:, 0])  # a small image error
+    decoded[:, 1] += 0.5 * torch.randn_like(decoded[:, 1])  # a large mask error
+    per_channel_mse = ((x - decoded) ** 2).transpose(0, 1).flatten(1).mean(dim=1)
+    log_sigma2 = model.log_sigma2(x, decoded)
+    assert log_sigma2.shape == (1, 2, 1, 1, 1)
+    torch.testing.assert_close(log_sigma2.exp().flatten(), per_channel_mse)
+    expected = 16**3 * sum(0.5 * (1.0 + math.log(2 * math.pi * mse.item())) for mse in per_channel_mse)
+    assert -model.log_likelihood(x, decoded).mean().item() == pytest.approx(expected, rel=1e-4)
+    assert model.sigma.image_sigma2() == pytest.approx(per_channel_mse[0].item(), rel=1e-5)  # momentum 1: the batch's
+    shared = build_model(ModelConfig.from_mapping({**config, "sigma": {"mode": "calibrated"}})).train()
+    assert shared.log_sigma2(x, decoded).dim() == 0  # one σ² for both: set by the mask's larger error
+    assert shared.log_sigma2(x, decoded).exp().item() == pytest.approx(per_channel_mse.mean().item(), rel=1e-5)

@@ -76,7 +76,8 @@ def data_rows(tables: Mapping[str, pd.DataFrame]) -> list[list[Any]]:
 def _sigma_text(sigma: Any) -> str:
     mode = {"learned": "calibrated"}.get(sigma.mode, sigma.mode)
     if mode == "calibrated":
-        return ("σ calibrated: σ² is set to each training batch's mean squared error (its maximum-likelihood value, "
+        per = " per input channel (image and mask each their own)" if sigma.per_channel else ""
+        return (f"σ calibrated{per}: σ² is set to each training batch's mean squared error (its maximum-likelihood value, "
                 "Rybkin et al. 2021), not learned by gradient descent; evaluation uses the running estimate")
     return (f"σ fixed: σ² = exp({sigma.log_sigma2:g}) = {math.exp(sigma.log_sigma2):.3g} "
             f"(σ = {math.exp(sigma.log_sigma2 / 2):.3g} in [0, 1] units)")

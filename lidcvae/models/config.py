@@ -22,6 +22,7 @@ class SigmaConfig(Section):
     mode: str
     log_sigma2: float
     momentum: float
+    per_channel: bool
 
 
 @dataclass(frozen=True)

@@ -50,9 +50,11 @@ class CalibratedSigma(nn.Module):
         mode: ``"fixed"`` or ``"calibrated"`` (``"learned"`` is a deprecated alias of ``"calibrated"``).
         log_sigma2: the fixed log σ², and the starting value of the running estimate.
         momentum: weight of the newest batch in the running estimate.
+        channels: 1 for one σ² shared by every element; C for one σ² per channel of (B, C, ...) inputs,
+            each calibrated to its own channel's error (the buffer is then (C,)).
     """
 
-    def __init__(self, mode: str, log_sigma2: float, momentum: float) -> None:
+    def __init__(self, mode: str, log_sigma2: float, momentum: float, channels: int) -> None:
         super().__init__()
         if mode in DEPRECATED_SIGMA_MODES:
             logger.warning("model.sigma.mode: %r is deprecated, use %r (σ² is calibrated to the batch MSE, not "
@@ -62,22 +64,34 @@ class CalibratedSigma(nn.Module):
             raise ValueError(f"model.sigma.mode: expected 'fixed' or 'calibrated', got {mode!r}")
         self.mode = mode
         self.momentum = momentum
-        self.register_buffer("log_sigma2", torch.tensor(float(log_sigma2)))
+        self.channels = channels
+        shape = () if channels == 1 else (channels,)
+        self.register_buffer("log_sigma2", torch.full(shape, float(log_sigma2)))
 
     def forward(self, x: torch.Tensor, mean: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        """log σ² (scalar tensor) to use for this batch; updates the running estimate when training.
+        """log σ² to use for this batch, a scalar or (1, C, 1, …) per channel; updates the running
+        estimate when training.
 
         With a reconstruction weight w, the calibrated σ² is the weighted mean squared error, the
-        optimum of the weighted likelihood.
+        optimum of the weighted likelihood (per channel: of that channel's elements).
         """
         if self.mode == "fixed" or not self.training:
-            return self.log_sigma2
+            return self._broadcast(self.log_sigma2, x)
         squared_error = (x.detach().float() - mean.detach().float()).pow(2)
-        batch_mse = (squared_error if weight is None else squared_error * weight).mean()
+        weighted = squared_error if weight is None else squared_error * weight
+        batch_mse = weighted.mean() if self.channels == 1 else weighted.transpose(0, 1).flatten(1).mean(dim=1)
         log_sigma2 = batch_mse.log().clamp(min=MIN_LOG_SIGMA2)
         with torch.no_grad():
             self.log_sigma2.lerp_(log_sigma2, self.momentum)
-        return log_sigma2
+        return self._broadcast(log_sigma2, x)
+
+    def _broadcast(self, log_sigma2: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """(C,) → (1, C, 1, …) against x (B, C, …); a scalar stays a scalar."""
+        return log_sigma2 if self.channels == 1 else log_sigma2.reshape(1, -1, *([1] * (x.dim() - 2)))
+
+    def image_sigma2(self) -> float:
+        """The running σ² of the image (channel 0 when per channel), for training logs."""
+        return float(self.log_sigma2.reshape(-1)[0].exp())
 
 
 class FixedScaleBatchNorm(nn.Module):
@@ -191,7 +205,8 @@ class ConvVAE3d(VAE):
             act=model.act,
             dropout=model.dropout,
             decoder_output=model.decoder_output,
-            sigma=CalibratedSigma(model.sigma.mode, model.sigma.log_sigma2, model.sigma.momentum),
+            sigma=CalibratedSigma(model.sigma.mode, model.sigma.log_sigma2, model.sigma.momentum,
+                                  channels=(2 if model.mask_channel else 1) if model.sigma.per_channel else 1),
             logvar_range=model.logvar_range,
             bn_gamma=model.bn_vae.gamma if model.bn_vae.enabled else None,
             hu_window=model.hu_window,

@@ -250,7 +250,7 @@ class Trainer:
 
     def _metrics_row(self, train_terms, val_terms, n_active, samples_per_s, seconds) -> dict[str, Any]:
         sigma = getattr(self.model, "sigma", None)
-        sigma2 = float(sigma.log_sigma2.exp()) if sigma is not None else float("nan")
+        sigma2 = sigma.image_sigma2() if sigma is not None else float("nan")
         return metrics_row(self.epoch, self.step, train_terms, val_terms, self.train_config.kl_weight(self.step - 1),
                            self.optimizer.param_groups[0]["lr"], sigma2, n_active, samples_per_s, seconds)
 
