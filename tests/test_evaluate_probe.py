@@ -97,3 +97,19 @@ def test_binary_probe_keeps_a_roc_curve_from_the_pooled_out_of_fold_scores():
     fpr, tpr = np.array(result.roc_fpr), np.array(result.roc_tpr)
     assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1 and (np.diff(fpr) >= 0).all() and (np.diff(tpr) >= 0).all()
     assert np.trapezoid(tpr, fpr) > 0.8
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_rank_auc_equals_scikit_learns_with_ties(n_classes):
+    from sklearn.metrics import roc_auc_score
+
+    from lidcvae.evaluate.probe import _auc
+
+    rng = np.random.default_rng(n_classes)
+    labels = rng.integers(0, n_classes, 300)
+    scores = np.round(rng.random((300, n_classes)) + 0.3 * np.eye(n_classes)[labels], 1)  # rounded: many ties
+    scores = scores / scores.sum(axis=1, keepdims=True)  # probabilities, as a classifier's predict_proba
+    expected = (roc_auc_score(labels, scores[:, 1]) if n_classes == 2
+                else roc_auc_score(labels, scores, multi_class="ovr", labels=np.arange(n_classes)))
+    assert _auc(labels, scores) == pytest.approx(expected, abs=1e-12)
+    assert 0.5 < _auc(labels, scores) < 1.0  # informative scores, not a constant

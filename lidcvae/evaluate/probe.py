@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import roc_curve
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -75,10 +76,22 @@ def pca_logistic_probe(n_components: int) -> Callable[[], Pipeline]:
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Binary AUC on the positive-class column, one-vs-rest macro AUC for more classes."""
+    """Binary AUC on the positive-class column, one-vs-rest macro AUC for more classes.
+
+    The same numbers as scikit-learn's ``roc_auc_score`` (``multi_class="ovr"``, macro), from ranks: the
+    bootstrap calls this thousands of times, and sklearn's input checks made MNIST's probe take 90 s.
+    """
     if scores.shape[1] == 2:
-        return float(roc_auc_score(labels, scores[:, 1]))
-    return float(roc_auc_score(labels, scores, multi_class="ovr", labels=np.arange(scores.shape[1])))
+        return _binary_auc(labels == 1, scores[:, 1])
+    return float(np.mean([_binary_auc(labels == c, scores[:, c]) for c in range(scores.shape[1])]))
+
+
+def _binary_auc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """P(score of a positive > score of a negative), ties counted half (Mann–Whitney U / (n₊·n₋))."""
+    ranks = rankdata(scores)
+    n_positive = int(positive.sum())
+    n_negative = len(positive) - n_positive
+    return float((ranks[positive].sum() - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative))
 
 
 def _scorable(labels: np.ndarray, n_classes: int) -> bool:
