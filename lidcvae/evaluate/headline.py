@@ -132,7 +132,8 @@ def key_numbers(metrics: Mapping[str, Any], split: str | None) -> list[KeyNumber
     if scores:
         numbers.append(KeyNumber(f"IWAE log-likelihood, {split} (k = {scores['iwae_samples']})",
                                  f"{_fmt(scores['iwae_log_likelihood_nats'])} nats per sample", "higher is better",
-                                 "the tightest estimate of log p(x) here: how probable the model finds unseen inputs"))
+                                 "the tightest estimate of log p(x) here: how probable the model finds unseen inputs "
+                                 "(every input channel: with the mask channel, the image and the mask together)"))
         ratio = scores["mse_normalised"] / scores["mean_patch_mse_normalised"] if scores["mean_patch_mse_normalised"] else None
         numbers.append(KeyNumber(f"reconstruction MSE ÷ mean-input MSE, {split}", _fmt(ratio, 3), "lower is better",
                                  "below 1: reconstructions beat the dataset's mean input (what a collapsed model outputs)"))
