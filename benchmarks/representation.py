@@ -76,6 +76,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     "crop32 + mask channel + mask weight ×10 + σ per channel": {
         "model.input_size": 32, "model.mask_channel": True, "model.sigma.per_channel": True,
         "model.reconstruction_weight": {"kind": "mask", "peak": 10.0, "dilate_voxels": 3}},
+    # The default with less pressure towards the prior: β = 0.25, or KL free below 0.5 nats per dimension.
+    "default + β 0.25": {"train.beta": 0.25},
+    "default + free bits 0.5": {"train.free_bits": 0.5},
 }
 
 TARGETS = [
