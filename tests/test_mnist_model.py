@@ -105,6 +105,18 @@ def _test_loss(model: MLPVAE, images: torch.Tensor) -> float:
     return loss
 
 
+def _fit(model, optimizer, train: torch.Tensor, steps: int, batch_size: int) -> None:
+    """Plain negative-ELBO steps on random batches of ``train`` (N, 1, 28, 28)."""
+    for _ in range(steps):
+        batch = train[torch.randint(len(train), (batch_size,))]
+        output = model(batch)
+        kl = kl_standard_normal(output.posterior_mean, output.posterior_logvar)
+        loss = negative_elbo(model.log_likelihood(batch, output.decoded), kl)[0]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
 def test_few_hundred_steps_on_real_digits_lower_test_loss(mnist_dir):
     torch.manual_seed(0)
     digits = {"train_limit": 8000, "test_limit": 2000}  # a few thousand: no need to read all 70,000
@@ -112,14 +124,7 @@ def test_few_hundred_steps_on_real_digits_lower_test_loss(mnist_dir):
     model = build_model(ModelConfig.from_mapping({"name": "mlp_vae", "latent_size": 20, "likelihood": "bernoulli"}))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     start = _test_loss(model, test)
-    for step in range(300):
-        batch = train[torch.randint(len(train), (128,))]
-        output = model(batch)
-        kl = kl_standard_normal(output.posterior_mean, output.posterior_logvar)
-        loss = negative_elbo(model.log_likelihood(batch, output.decoded), kl)[0]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    _fit(model, optimizer, train, steps=300, batch_size=128)
     end = _test_loss(model, test)
     assert start > 500  # an untrained Bernoulli decoder: ≈ 784·log 2 nats
     assert end < 160, f"test loss {start:.1f} → {end:.1f} nats after 300 steps"
@@ -135,14 +140,7 @@ def test_iwae_on_real_digits_is_not_below_the_one_sample_bound(mnist_dir):
     train, test = digits_of(mnist_dir, "train", **digits).images, digits_of(mnist_dir, "test", **digits).images
     model = build_model(ModelConfig.from_mapping({"name": "mlp_vae", "hidden_sizes": [64], "latent_size": 8, "likelihood": "bernoulli"}))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for step in range(200):
-        batch = train[torch.randint(len(train), (64,))]
-        output = model(batch)
-        kl = kl_standard_normal(output.posterior_mean, output.posterior_logvar)
-        loss = negative_elbo(model.log_likelihood(batch, output.decoded), kl)[0]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    _fit(model, optimizer, train, steps=200, batch_size=64)
     model.eval()
     estimates = nested_iwae_log_likelihoods(model, test, [1, 100], chunk_size=50, generator=torch.Generator().manual_seed(0))
     k1, k100 = float(estimates[1].mean()), float(estimates[100].mean())
