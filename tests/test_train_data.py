@@ -18,10 +18,10 @@ from lidcvae.data.augment import augment_batch
 from lidcvae.data.lidc import fit_patch, load_patch_hu
 from lidcvae.extract.manifest import read_manifest
 
-# One channel, uniform squared error (the seeds' loss): the mask channel and its weighting have their own
-# tests in test_nodule_options.py.
+# One channel of the whole patch, uniform squared error (the seeds' input and loss): the mask channel, its
+# weighting and the nodule-only context have their own tests (test_nodule_options.py, test_nodule_context.py).
 TINY_MODEL = {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2],
-              "mask_channel": False, "reconstruction_weight": {"kind": "uniform", "peak": 1.0}}
+              "mask_channel": False, "reconstruction_weight": {"kind": "uniform", "peak": 1.0}, "context": {"kind": "full"}}
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,9 @@ class PatchSource:
         hu_window: (lower, upper) HU mapped to [0, 1].
         patch_fit: ``crop`` or ``resample`` (``train.patch_fit``).
         mask_channel: the consensus mask (manifest ``mask_path``) follows the image as channel 1.
+        context_voxels: None for the whole patch; r ≥ 0 keeps the image only within r voxels (a cube of
+            edge 2r + 1) of the consensus mask (``model.context: nodule``) and sets the rest to ``fill_hu``.
+        fill_hu: HU of the voxels outside the kept region.
     """
 
     manifest: Path
@@ -52,19 +55,23 @@ class PatchSource:
     hu_window: tuple[float, float]
     patch_fit: str
     mask_channel: bool
+    context_voxels: int | None = None
+    fill_hu: float = -860.0
 
     @classmethod
     def for_model(cls, manifest: str | os.PathLike, model: Any, patch_fit: str) -> PatchSource:
         """For a typed ``model`` section (``ModelConfig``) and ``train.patch_fit``."""
+        nodule_only = model.context.kind == "nodule"
         return cls(Path(manifest), int(model.input_size), tuple(float(v) for v in model.hu_window), patch_fit,
-                   bool(model.mask_channel))
+                   bool(model.mask_channel), int(model.context.dilate_voxels) if nodule_only else None,
+                   float(model.context.fill_hu))
 
     @classmethod
     def for_checkpoint(cls, manifest: str | os.PathLike, config: Mapping[str, Any]) -> PatchSource:
         """For the config stored in a checkpoint (its ``model`` and ``train`` sections)."""
         from lidcvae.models.config import ModelConfig
 
-        return cls.for_model(manifest, ModelConfig.from_mapping(config["model"], "checkpoint"), config["train"]["patch_fit"])
+        return cls.for_model(manifest, ModelConfig.from_checkpoint(config["model"]), config["train"]["patch_fit"])
 
 
 def data_source(dataset: str, manifest: str | os.PathLike | None, model: Any, patch_fit: str, mnist: Any):

@@ -15,7 +15,8 @@ from lidcvae.data import LabelledImages, PatchSource
 from lidcvae.extract.manifest import read_manifest
 from lidcvae.intensity import HUWindow
 
-__all__ = ["NoNodulesError", "load", "images_from_table", "masks_from_table", "load_patch_hu", "load_patch_mask", "fit_patch"]
+__all__ = ["NoNodulesError", "load", "images_from_table", "masks_from_table", "load_patch_hu", "load_patch_mask", "fit_patch",
+           "nodule_context"]
 
 # Patch files are gzip NIfTI: zlib releases the GIL, so a few threads decode them in parallel.
 _READ_THREADS = 4
@@ -88,22 +89,45 @@ def images_from_table(table: pd.DataFrame, source: PatchSource) -> torch.Tensor:
         raise ValueError(f"{odd}: patch shape differs from the others ({sorted(shapes)})")
     images = torch.from_numpy(np.stack(patches_hu)).unsqueeze(1).float()
     images = fit_patch(images, size, source.patch_fit)
-    images = HUWindow.from_bounds(source.hu_window).to_unit(images)
+    window = HUWindow.from_bounds(source.hu_window)
+    images = window.to_unit(images)
+    masks = None
+    if source.mask_channel or source.context_voxels is not None:
+        masks = _mask_channel(table, patches_hu[0].shape, size, source.patch_fit, source)
+    if source.context_voxels is not None:
+        images = nodule_context(images, masks, source.context_voxels, float(window.to_unit(torch.tensor(source.fill_hu))))
     if source.mask_channel:
-        images = torch.cat([images, _mask_channel(table, patches_hu[0].shape, size, source.patch_fit)], dim=1)
+        images = torch.cat([images, masks], dim=1)
     return images.contiguous()
 
 
-def _mask_channel(table: pd.DataFrame, patch_shape: tuple[int, ...], size: int, patch_fit: str) -> torch.Tensor:
+def nodule_context(images: torch.Tensor, masks: torch.Tensor, dilate_voxels: int, fill: float) -> torch.Tensor:
+    """The images kept within ``dilate_voxels`` of the masks (a cube of edge 2r + 1), ``fill`` elsewhere.
+
+    Args:
+        images: (N, 1, S, S, S) in model input scale.
+        masks: (N, 1, S, S, S) consensus masks, 0/1 (resampled ones are kept where > 0.5).
+        dilate_voxels: r, voxels.
+        fill: the value outside, in model input scale.
+    """
+    size = 2 * dilate_voxels + 1
+    region = F.max_pool3d((masks > 0.5).float(), size, stride=1, padding=dilate_voxels) > 0
+    return torch.where(region, images, torch.full_like(images, fill))
+
+
+def _mask_channel(table: pd.DataFrame, patch_shape: tuple[int, ...], size: int, patch_fit: str,
+                  source: PatchSource) -> torch.Tensor:
     """The consensus masks of ``table['mask_path']`` fitted like the images: (N, 1, S, S, S) float32 0/1."""
+    needs = "model.mask_channel is on" if source.mask_channel else "model.context.kind is 'nodule'"
     if "mask_path" not in table.columns:
-        raise ValueError("model.mask_channel is on but the table has no mask_path column")
+        raise ValueError(f"{needs} but the table has no mask_path column")
     missing = table["mask_path"].fillna("").astype(str) == ""
     if missing.any():
         raise ValueError(
-            f"model.mask_channel is on but {int(missing.sum())} row(s) have no mask_path "
+            f"{needs} but {int(missing.sum())} row(s) have no mask_path "
             f"(first: {table.index[missing][0]!r}); a cohort without consensus masks (the coordinates route "
-            "without extract.sphere_mask) needs model.mask_channel: false and a reconstruction_weight that is not 'mask'"
+            "without extract.sphere_mask) needs model.mask_channel: false, model.context.kind: full and a "
+            "reconstruction_weight that is not 'mask'"
         )
     with ThreadPoolExecutor(_READ_THREADS) as pool:
         masks = torch.from_numpy(np.stack(list(pool.map(load_patch_mask, table["mask_path"])))).unsqueeze(1).float()

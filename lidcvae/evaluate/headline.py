@@ -86,6 +86,9 @@ def _sigma_text(sigma: Any) -> str:
 def _input_text(model: Any) -> str:
     """What one input is and how its squared error is weighted (the mask channel and weight of issue 12)."""
     channels = "the windowed HU image and the consensus mask (0/1) as two channels" if model.mask_channel else "the windowed HU image"
+    if model.context.kind == "nodule":
+        channels += (f", the image kept within {model.context.dilate_voxels} voxels of the consensus mask and set to "
+                     f"{model.context.fill_hu:g} HU elsewhere")
     weight = model.reconstruction_weight
     if weight.kind == "mask":
         where = f"×{weight.peak:g} on the consensus mask dilated by {weight.dilate_voxels} voxels"

@@ -275,7 +275,7 @@ def _trained_sections(info: RunInfo | None, trained_config: Mapping[str, Any]) -
 
     info = info or RunInfo()
     try:
-        model = ModelConfig.from_mapping(trained_config.get("model"), "checkpoint")
+        model = ModelConfig.from_checkpoint(trained_config.get("model"))
         train = TrainConfig.from_mapping(trained_config.get("train"), "checkpoint")
     except ConfigError as error:  # a checkpoint from an older schema: the headline says so instead of failing
         logger.warning("the checkpoint's model/train config is not readable for the headline: %s", error)

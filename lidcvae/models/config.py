@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from lidcvae.config import Section
 
-__all__ = ["ModelConfig", "SigmaConfig", "BnVaeConfig", "ReconstructionWeightConfig"]
+__all__ = ["ModelConfig", "SigmaConfig", "BnVaeConfig", "ReconstructionWeightConfig", "ContextConfig"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,17 @@ class ReconstructionWeightConfig(Section):
 
 
 @dataclass(frozen=True)
+class ContextConfig(Section):
+    """``model.context``: the whole patch (``full``), or only the consensus mask dilated by
+    ``dilate_voxels`` voxels with every other voxel at ``fill_hu`` HU (``nodule``)."""
+
+    SECTION: ClassVar[str] = "model.context"
+    kind: str
+    dilate_voxels: int
+    fill_hu: float
+
+
+@dataclass(frozen=True)
 class ModelConfig(Section):
     """The VAE's architecture, decoder and input scale; built by ``ModelConfig.from_mapping(section)``.
 
@@ -60,6 +71,7 @@ class ModelConfig(Section):
     input_size: int
     mask_channel: bool
     reconstruction_weight: ReconstructionWeightConfig
+    context: ContextConfig
     hu_window: tuple[float, float]
     channels: tuple[int, ...]
     strides: tuple[int, ...]
@@ -75,3 +87,9 @@ class ModelConfig(Section):
     hidden_sizes: tuple[int, ...]
     likelihood: str
     event_shape: tuple[int, ...] | None
+
+    @classmethod
+    def from_checkpoint(cls, mapping: dict[str, Any] | None, source: str = "checkpoint") -> ModelConfig:
+        """The ``model`` section stored in a checkpoint; one written before ``model.context`` existed
+        saw the whole patch, so it reads as ``context: {kind: full}``, not as today's default."""
+        return cls.from_mapping({"context": {"kind": "full"}, **(mapping or {})}, source)

@@ -128,7 +128,7 @@ def check_cohort_fits(description: dict[str, Any], patch_size: set[int], spacing
 def model_from_checkpoint(checkpoint: dict[str, Any], map_location: str | torch.device = "cpu",
                           path: str | Path = "checkpoint") -> VAE:
     """The model of a checkpoint dict, weights loaded, in eval mode."""
-    model = build_model(ModelConfig.from_mapping(checkpoint["config"]["model"], source=f"{path} (model section)"))
+    model = build_model(ModelConfig.from_checkpoint(checkpoint["config"]["model"], source=f"{path} (model section)"))
     model.load_state_dict(checkpoint["model"])
     return model.to(map_location).eval()
 
@@ -147,7 +147,8 @@ def describe_model(run: RunConfig) -> dict[str, Any]:
 
     Keys: ``lidcvae_version``; ``dataset`` (lidc / mnist); ``event_shape`` (one input without the batch
     axis); for CT also ``hu_window`` ([lower, upper] HU mapped to [0, 1]), ``input_size`` (S, voxels per
-    edge), ``mask_channel`` (the consensus mask is input channel 1), ``patch_fit`` (crop / resample from
+    edge), ``mask_channel`` (the consensus mask is input channel 1), ``context`` (the whole patch, or
+    only the dilated consensus mask: ``model.context``), ``patch_fit`` (crop / resample from
     the patch to S³), ``patch_size`` (voxels per edge of the extracted patch) and ``spacing_mm`` (its
     isotropic voxel spacing, mm).
     """
@@ -160,7 +161,7 @@ def describe_model(run: RunConfig) -> dict[str, Any]:
     channels = 2 if run.model.mask_channel else 1
     return {"lidcvae_version": lidcvae.__version__, "dataset": run.dataset, "event_shape": [channels, size, size, size],
             "hu_window": [float(v) for v in run.model.hu_window], "input_size": size,
-            "mask_channel": run.model.mask_channel, "patch_fit": run.train.patch_fit,
+            "mask_channel": run.model.mask_channel, "context": run.model.context.to_dict(), "patch_fit": run.train.patch_fit,
             "patch_size": run.extract.patch_size, "spacing_mm": run.extract.spacing_mm}
 
 
