@@ -52,33 +52,39 @@ from lidcvae.io import atomic_path  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("representation")
 
-# Model variants compared, as dotted config overrides on top of the benchmark config. "seed-recipe"
+# Model variants compared, as dotted config overrides on top of the benchmark config (whose model is the
+# schema default: a 32³ crop, the mask channel, mask weight ×10, nodule context, σ per channel). "seed-recipe"
 # is configs/seed-recipe.yaml's model (64³ input, one channel, uniform squared error, dim(z) = 256);
 # the last row is today's default (configs/default.yaml + the schema defaults).
 # The seed recipe trains at 64³ (8× the voxels of a 32³ crop), so it gets a quarter of the epochs to
 # fit the benchmark's hour; its row says so.
 UNIFORM = {"kind": "uniform", "peak": 1.0}
+MASK10 = {"kind": "mask", "peak": 10.0, "dilate_voxels": 3}
+# The rows before model.context and per-channel σ became the default see the whole patch with one σ².
+WHOLE = {"model.context.kind": "full", "model.sigma.per_channel": False}
 VARIANTS: dict[str, dict[str, object]] = {
     # = configs/seed-recipe.yaml's model section, on the benchmark config's channels
-    "seed-recipe (64³, 30 epochs)": {"model.input_size": 64, "model.mask_channel": False,
+    "seed-recipe (64³, 30 epochs)": {**WHOLE, "model.input_size": 64, "model.mask_channel": False,
                                      "model.reconstruction_weight": UNIFORM, "train.epochs": 30},
-    "crop32": {"model.input_size": 32, "model.mask_channel": False, "model.reconstruction_weight": UNIFORM},
-    "crop32 + gaussian weight ×20": {"model.input_size": 32, "model.mask_channel": False,
+    "crop32": {**WHOLE, "model.input_size": 32, "model.mask_channel": False, "model.reconstruction_weight": UNIFORM},
+    "crop32 + gaussian weight ×20": {**WHOLE, "model.input_size": 32, "model.mask_channel": False,
                                      "model.reconstruction_weight": {"kind": "gaussian", "peak": 20.0, "sigma_voxels": 6.0}},
-    "crop32 + mask channel": {"model.input_size": 32, "model.mask_channel": True, "model.reconstruction_weight": UNIFORM},
-    "crop32 + mask channel + mask weight ×10 (default)": {"model.input_size": 32, "model.mask_channel": True,
-                                                "model.reconstruction_weight": {"kind": "mask", "peak": 10.0, "dilate_voxels": 3}},
-    "crop32 + mask channel + mask weight ×30": {"model.input_size": 32, "model.mask_channel": True,
+    "crop32 + mask channel": {**WHOLE, "model.input_size": 32, "model.mask_channel": True, "model.reconstruction_weight": UNIFORM},
+    "crop32 + mask channel + mask weight ×10": {**WHOLE, "model.input_size": 32, "model.mask_channel": True,
+                                                "model.reconstruction_weight": MASK10},
+    "crop32 + mask channel + mask weight ×30": {**WHOLE, "model.input_size": 32, "model.mask_channel": True,
                                                 "model.reconstruction_weight": {"kind": "mask", "peak": 30.0, "dilate_voxels": 3}},
     # One σ² per channel: the image is no longer scored against an error level set by the mask's edges.
-    "crop32 + mask channel + σ per channel": {"model.input_size": 32, "model.mask_channel": True,
+    "crop32 + mask channel + σ per channel": {**WHOLE, "model.input_size": 32, "model.mask_channel": True,
                                               "model.reconstruction_weight": UNIFORM, "model.sigma.per_channel": True},
-    "crop32 + mask channel + mask weight ×10 + σ per channel": {
-        "model.input_size": 32, "model.mask_channel": True, "model.sigma.per_channel": True,
-        "model.reconstruction_weight": {"kind": "mask", "peak": 10.0, "dilate_voxels": 3}},
-    # The default with less pressure towards the prior: β = 0.25, or KL free below 0.5 nats per dimension.
-    "default + β 0.25": {"train.beta": 0.25},
-    "default + free bits 0.5": {"train.free_bits": 0.5},
+    "crop32 + mask channel + mask weight ×10 + σ per channel": {**WHOLE, "model.input_size": 32, "model.mask_channel": True,
+                                                                "model.sigma.per_channel": True, "model.reconstruction_weight": MASK10},
+    # Less pressure towards the prior: β = 0.25, or KL free below 0.5 nats per dimension.
+    "mask weight ×10 + β 0.25": {**WHOLE, "train.beta": 0.25},
+    "mask weight ×10 + free bits 0.5": {**WHOLE, "train.free_bits": 0.5},
+    # Only the nodule's neighbourhood (model.context: nodule, the mask dilated by 3 voxels; lung HU elsewhere).
+    "mask weight ×10 + nodule context": {**WHOLE, "model.context.kind": "nodule"},
+    "mask weight ×10 + nodule context + σ per channel (default)": {},
 }
 
 TARGETS = [

@@ -161,6 +161,6 @@ def test_per_channel_sigma_calibrates_image_and_mask_to_their_own_errors():
     expected = 16**3 * sum(0.5 * (1.0 + math.log(2 * math.pi * mse.item())) for mse in per_channel_mse)
     assert -model.log_likelihood(x, decoded).mean().item() == pytest.approx(expected, rel=1e-4)
     assert model.sigma.image_sigma2() == pytest.approx(per_channel_mse[0].item(), rel=1e-5)  # momentum 1: the batch's
-    shared = build_model(ModelConfig.from_mapping({**config, "sigma": {"mode": "calibrated"}})).train()
+    shared = build_model(ModelConfig.from_mapping({**config, "sigma": {"mode": "calibrated", "per_channel": False}})).train()
     assert shared.log_sigma2(x, decoded).dim() == 0  # one σ² for both: set by the mask's larger error
     assert shared.log_sigma2(x, decoded).exp().item() == pytest.approx(per_channel_mse.mean().item(), rel=1e-5)
