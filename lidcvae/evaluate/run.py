@@ -254,7 +254,8 @@ def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.D
     headline = headline_html(info, {n: s.table for n, s in splits.items() if len(s.table)}, training_text,
                              key_numbers(metrics, evaluated), metrics["training"]["health"])
     page = [
-        sections.reconstruction_section(metrics["splits"], metrics["nodule_error"], recon_figures, hu_window is not None),
+        sections.reconstruction_section(metrics["splits"], metrics["nodule_error"], recon_figures, hu_window is not None,
+                                        _kept_voxels(info, hu_window)),
         sections.latent_section(metrics["collapse"], kl_figures),
         sections.probe_section(metrics["probe"], roc_figures, _representation_table(settings.representation_table)),
         sections.retrieval_section(metrics["retrieval"], gallery),
@@ -265,6 +266,14 @@ def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.D
     shown = {k: v for k, v in metrics.items() if k not in ("warnings", "notes")}
     write_report(out_dir / "report.html", f"lidcvae evaluation report: {info.name}", headline, page, shown, warnings, notes)
     return metrics
+
+
+def _kept_voxels(info: RunInfo, hu_window: Any) -> int | None:
+    """r of a CT model that saw only the consensus mask dilated by r voxels (``model.context: nodule``), else None."""
+    model = info.model
+    if hu_window is None or model is None or model.name != "conv_vae3d" or model.context.kind != "nodule":
+        return None
+    return int(model.context.dilate_voxels)
 
 
 def _trained_sections(info: RunInfo | None, trained_config: Mapping[str, Any]) -> RunInfo:

@@ -32,8 +32,11 @@ def _figures(made: Sequence[Figure]) -> str:
 
 
 def reconstruction_section(splits: Mapping[str, Any], nodule_error: Mapping[str, Any], made: Sequence[Figure],
-                           hu: bool) -> Section:
-    """Likelihood and error per split, the error inside vs outside the nodule mask, outlined montages."""
+                           hu: bool, kept_voxels: int | None = None) -> Section:
+    """Likelihood and error per split, the error inside vs outside the nodule mask, outlined montages.
+
+    ``kept_voxels``: r of ``model.context: nodule`` (the model saw only the mask dilated by r voxels), or None.
+    """
     unit = "HU" if hu else "model scale"
     rows = [[name, s["samples"], s["elbo_nats"], s["iwae_log_likelihood_nats"], s["kl_nats"], s["psnr_db"], s["ssim"],
              s["mse_normalised"] / s["mean_patch_mse_normalised"] if s["mean_patch_mse_normalised"] else float("nan")]
@@ -49,6 +52,10 @@ def reconstruction_section(splits: Mapping[str, Any], nodule_error: Mapping[str,
         body.append(f"<p>Error on the nodule itself: root-mean-square error in {unit} (lower is better) inside the consensus "
                     "mask and outside it, averaged over each split's nodules. A nodule error far above the background "
                     "error means the model keeps the surroundings and loses the nodule.</p>")
+        if kept_voxels is not None:
+            body.append(f"<p>This model sees the image only within {kept_voxels} voxels of the consensus mask (model.context: "
+                        "nodule); beyond that its input is one constant lung value, so the error outside the mask is mostly "
+                        "that ring and the constant, and the montages show the input as the model saw it.</p>")
         body.append(table_html(["split", "nodules", f"RMSE inside mask ({unit})", f"RMSE outside mask ({unit})", "mask share of the patch"],
                                [[n, e["nodules"], e[f"rmse_inside_{key}"], e[f"rmse_outside_{key}"], f"{e['mask_fraction']:.2%}"]
                                 for n, e in nodule_error.items()]))
