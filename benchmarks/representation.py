@@ -85,6 +85,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     # Only the nodule's neighbourhood (model.context: nodule, the mask dilated by 3 voxels; lung HU elsewhere).
     "mask weight ×10 + nodule context": {**WHOLE, "model.context.kind": "nodule"},
     "mask weight ×10 + nodule context + σ per channel (default)": {},
+    # The default without batch norm (model.norm: null): with batch 4 the running statistics make the val loss jumpy.
+    "default without batch norm": {"model.norm": None},
 }
 
 TARGETS = [
