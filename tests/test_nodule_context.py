@@ -55,10 +55,14 @@ def test_a_nodule_context_without_masks_names_the_key(sample_manifest: Path):
         images_from_table(table, _source(sample_manifest, kind="nodule"))
 
 
-def test_a_checkpoint_from_before_model_context_is_read_with_the_whole_patch(sample_manifest: Path):
+def test_a_checkpoint_from_before_model_context_is_read_with_the_whole_patch_and_one_sigma(sample_manifest: Path):
+    from lidcvae.models.config import ModelConfig
+
     config = RunConfig.from_mapping({"dataset": "lidc", "model": copy.deepcopy(TINY_MODEL)}).to_dict()
-    del config["model"]["context"]
+    del config["model"]["context"], config["model"]["sigma"]["per_channel"]
     assert PatchSource.for_checkpoint(sample_manifest, config).context_voxels is None
+    assert ModelConfig.from_checkpoint(config["model"]).sigma.per_channel is False  # today's default is True
+    assert ModelConfig.from_checkpoint({**config["model"], "sigma": {"per_channel": True}}).sigma.per_channel is True
     config["model"]["context"] = {"kind": "nodule", "dilate_voxels": 2, "fill_hu": -900}
     source = PatchSource.for_checkpoint(sample_manifest, config)
     assert (source.context_voxels, source.fill_hu) == (2, -900.0)

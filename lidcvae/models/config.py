@@ -90,6 +90,12 @@ class ModelConfig(Section):
 
     @classmethod
     def from_checkpoint(cls, mapping: dict[str, Any] | None, source: str = "checkpoint") -> ModelConfig:
-        """The ``model`` section stored in a checkpoint; one written before ``model.context`` existed
-        saw the whole patch, so it reads as ``context: {kind: full}``, not as today's default."""
-        return cls.from_mapping({"context": {"kind": "full"}, **(mapping or {})}, source)
+        """The ``model`` section stored in a checkpoint. A key the checkpoint predates takes the value its
+        model was trained with, not today's default (``PREDATED``): it saw the whole patch with one σ²."""
+        mapping = dict(mapping or {})
+        sigma = {**PREDATED["sigma"], **mapping.get("sigma", {})}
+        return cls.from_mapping({**PREDATED, **mapping, "sigma": sigma}, source)
+
+
+# What a checkpoint written before a model key existed was trained with (see ModelConfig.from_checkpoint).
+PREDATED: dict[str, Any] = {"context": {"kind": "full"}, "sigma": {"per_channel": False}}
