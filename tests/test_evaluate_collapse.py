@@ -60,6 +60,10 @@ def test_collapse_warnings_are_loud_and_name_both_failures():
     messages = collapse_warnings(active=0, latent_size=256, floor=2, reconstruction_mse=0.1, mean_patch_mse=0.1, split="test")
     assert len(messages) == 2 and all(m.startswith(WARNING_PREFIX) for m in messages)
     assert collapse_warnings(active=5, latent_size=256, floor=2, reconstruction_mse=0.01, mean_patch_mse=0.1, split="test") == []
+    units = collapse_warnings(active=0, latent_size=256, floor=2, reconstruction_mse=0.01, mean_patch_mse=0.1, split="val", samples=12)
+    assert len(units) == 1 and "over the 12 val inputs" in units[0]
+    # Two test nodules alike in every unit are not a collapse: too few inputs to count units on.
+    assert collapse_warnings(active=0, latent_size=256, floor=2, reconstruction_mse=0.01, mean_patch_mse=0.1, split="test", samples=2) == []
 
 
 def test_a_collapsed_model_reconstructs_no_better_than_the_mean_patch():

@@ -25,6 +25,8 @@ __all__ = [
 ]
 
 WARNING_PREFIX = "!!! POSTERIOR COLLAPSE WARNING:"
+# Fewest inputs of a split whose posterior-mean variance counts active units for the collapse warning.
+MIN_SAMPLES_FOR_UNITS = 10
 
 
 def kl_per_dimension(posterior_mean: np.ndarray, posterior_logvar: np.ndarray) -> np.ndarray:
@@ -52,14 +54,19 @@ def pca_dimension_suggestion(posterior_mean: np.ndarray, variance_fraction: floa
 
 
 def collapse_warnings(
-    active: int, latent_size: int, floor: int, reconstruction_mse: float, mean_patch_mse: float, split: str
+    active: int, latent_size: int, floor: int, reconstruction_mse: float, mean_patch_mse: float, split: str,
+    samples: int = MIN_SAMPLES_FOR_UNITS,
 ) -> list[str]:
-    """The loud messages for a collapsed model; empty when everything looks alive."""
+    """The loud messages for a collapsed model; empty when everything looks alive.
+
+    ``active`` counts units over the split's ``samples`` inputs; below ``MIN_SAMPLES_FOR_UNITS`` a variance
+    over samples says too little (two similar nodules vary little in every unit), so no unit warning then.
+    """
     messages = []
-    if active < floor:
+    if active < floor and samples >= MIN_SAMPLES_FOR_UNITS:
         messages.append(
-            f"{WARNING_PREFIX} only {active} of {latent_size} latent units are active "
-            f"(floor {floor}); the encoder output hardly depends on its input."
+            f"{WARNING_PREFIX} only {active} of {latent_size} latent units are active over the {samples} {split} "
+            f"inputs (floor {floor}); the encoder output hardly depends on its input."
         )
     if reconstruction_mse >= mean_patch_mse:
         messages.append(

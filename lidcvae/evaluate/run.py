@@ -221,7 +221,8 @@ def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.D
         result = evaluate_split(model, splits[name].images, _mean_patch(splits, name), settings, hu_window)
         metrics["splits"][name] = result.metrics
         warnings += _warn(collapse_warnings(result.metrics["active_units"], model.latent_size, settings.min_active_units,
-                                            result.metrics["mse_normalised"], result.metrics["mean_patch_mse_normalised"], name))
+                                            result.metrics["mse_normalised"], result.metrics["mean_patch_mse_normalised"], name,
+                                            len(splits[name].images)))
     notes += [f"split '{s}' has no samples; not scored" for s in settings.splits if s not in metrics["splits"]]
     notes += _scope_notes(hu_window)
     metrics["nodule_error"], recon_figures = visualise.nodule_reconstruction(
