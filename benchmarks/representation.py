@@ -87,6 +87,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     "mask weight ×10 + nodule context + σ per channel (default)": {},
     # The default without batch norm (model.norm: null): with batch 4 the running statistics make the val loss jumpy.
     "default without batch norm": {"model.norm": None},
+    # A tighter context: the mask dilated by 1 voxel; twice, with another seed, to see the run-to-run spread.
+    "nodule context 1 voxel": {"model.context.dilate_voxels": 1},
+    "nodule context 1 voxel, seed 1": {"model.context.dilate_voxels": 1, "train.seed": 1},
 }
 
 TARGETS = [
