@@ -53,9 +53,9 @@ REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("representation")
 
 # Model variants compared, as dotted config overrides on top of the benchmark config (whose model is the
-# schema default: a 32³ crop, the mask channel, mask weight ×10, nodule context, σ per channel). "seed-recipe"
+# schema default: a 32³ crop, the mask channel, mask weight ×10, a 1-voxel nodule context, σ per channel). "seed-recipe"
 # is configs/seed-recipe.yaml's model (64³ input, one channel, uniform squared error, dim(z) = 256);
-# the last row is today's default (configs/default.yaml + the schema defaults).
+# the row marked (default) is today's default (configs/default.yaml + the schema defaults).
 # The seed recipe trains at 64³ (8× the voxels of a 32³ crop), so it gets a quarter of the epochs to
 # fit the benchmark's hour; its row says so.
 UNIFORM = {"kind": "uniform", "peak": 1.0}
@@ -82,14 +82,15 @@ VARIANTS: dict[str, dict[str, object]] = {
     # Less pressure towards the prior: β = 0.25, or KL free below 0.5 nats per dimension.
     "mask weight ×10 + β 0.25": {**WHOLE, "train.beta": 0.25},
     "mask weight ×10 + free bits 0.5": {**WHOLE, "train.free_bits": 0.5},
-    # Only the nodule's neighbourhood (model.context: nodule, the mask dilated by 3 voxels; lung HU elsewhere).
-    "mask weight ×10 + nodule context": {**WHOLE, "model.context.kind": "nodule"},
-    "mask weight ×10 + nodule context + σ per channel (default)": {},
-    # The default without batch norm (model.norm: null): with batch 4 the running statistics make the val loss jumpy.
-    "default without batch norm": {"model.norm": None},
-    # A tighter context: the mask dilated by 1 voxel; twice, with another seed, to see the run-to-run spread.
-    "nodule context 1 voxel": {"model.context.dilate_voxels": 1},
-    "nodule context 1 voxel, seed 1": {"model.context.dilate_voxels": 1, "train.seed": 1},
+    # Only the nodule's neighbourhood (model.context: nodule; lung HU beyond): the mask dilated by 3 voxels
+    # (a cube of edge 7), with one σ² and with one per channel, and without batch norm.
+    "mask weight ×10 + nodule context": {**WHOLE, "model.context.kind": "nodule", "model.context.dilate_voxels": 3},
+    "nodule context 3 voxels + σ per channel": {"model.context.dilate_voxels": 3},
+    # Without batch norm (model.norm: null): with batch 4 the running statistics make the val loss jumpy.
+    "nodule context 3 voxels + σ per channel, no batch norm": {"model.context.dilate_voxels": 3, "model.norm": None},
+    # The mask dilated by 1 voxel (the default); twice, with another seed, to show the run-to-run spread.
+    "nodule context 1 voxel + σ per channel (default)": {},
+    "nodule context 1 voxel + σ per channel, seed 1": {"train.seed": 1},
 }
 
 TARGETS = [

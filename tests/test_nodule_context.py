@@ -37,12 +37,12 @@ def test_nodule_context_keeps_a_cube_of_edge_2r_plus_1_around_the_mask_and_fills
 def test_the_default_context_keeps_the_real_nodule_and_sets_the_chest_around_it_to_lung(sample_manifest: Path):
     table = read_manifest(sample_manifest).iloc[:1]
     full = images_from_table(table, _source(sample_manifest, kind="full"))
-    nodule = images_from_table(table, _source(sample_manifest))  # schema default: nodule, 3 voxels, -860 HU
+    nodule = images_from_table(table, _source(sample_manifest))  # schema default: nodule, 1 voxel, -860 HU
     mask = torch.from_numpy(load_patch_mask(table["mask_path"].iloc[0])[16:48, 16:48, 16:48]).bool()
     assert 1000 < mask.sum() < 32**3 / 4  # LIDC-IDRI-0001's ~23 mm nodule, in the centre of the 32³ crop
     assert torch.equal(nodule[0, 0][mask], full[0, 0][mask])
     lung = float(HUWindow(-1000.0, 400.0).to_unit(torch.tensor(-860.0)))
-    region = torch.nn.functional.max_pool3d(mask[None, None].float(), 7, stride=1, padding=3)[0, 0] > 0
+    region = torch.nn.functional.max_pool3d(mask[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
     assert (~region).sum() > 32**3 / 4
     assert torch.allclose(nodule[0, 0][~region], torch.tensor(lung))
     assert not torch.allclose(full[0, 0][~region], torch.tensor(lung))  # the real patch has chest there

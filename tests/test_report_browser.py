@@ -58,8 +58,8 @@ def test_the_report_renders_in_chromium_with_every_image_and_section(small_run, 
     assert "σ calibrated" in headline and "LIDC-IDRI DICOM from" in headline and "3 epochs" in headline
     assert "IWAE log-likelihood, test" in headline and "RMSE inside the nodule mask, test" in headline
     assert "the consensus mask (0/1) as two channels" in headline  # the default model, and its masks feed the error
-    assert "kept within 3 voxels of the consensus mask" in headline  # model.context: nodule, said where the error is
-    assert "sees the image only within 3 voxels of the consensus mask" in dom[dom.index('<section id="reconstruction"'):]
+    assert "kept within 1 voxel of the consensus mask" in headline  # model.context: nodule, said where the error is
+    assert "sees the image only within 1 voxel of the consensus mask" in dom[dom.index('<section id="reconstruction"'):]
     metrics = json.loads((small_run / "evaluate" / "metrics.json").read_text())
     assert f"{metrics['nodule_error']['test']['rmse_inside_hu']:.3g} HU" in headline
     assert "The probe did not run: probe skipped" in dom  # two patients: a visible line, not a silent gap

@@ -87,7 +87,8 @@ def _input_text(model: Any) -> str:
     """What one input is and how its squared error is weighted (the mask channel and weight of issue 12)."""
     channels = "the windowed HU image and the consensus mask (0/1) as two channels" if model.mask_channel else "the windowed HU image"
     if model.context.kind == "nodule":
-        channels += (f", the image kept within {model.context.dilate_voxels} voxels of the consensus mask and set to "
+        kept = model.context.dilate_voxels
+        channels += (f", the image kept within {kept} voxel{'' if kept == 1 else 's'} of the consensus mask and set to "
                      f"{model.context.fill_hu:g} HU elsewhere")
     weight = model.reconstruction_weight
     if weight.kind == "mask":

@@ -53,7 +53,8 @@ def reconstruction_section(splits: Mapping[str, Any], nodule_error: Mapping[str,
                     "mask and outside it, averaged over each split's nodules. A nodule error far above the background "
                     "error means the model keeps the surroundings and loses the nodule.</p>")
         if kept_voxels is not None:
-            body.append(f"<p>This model sees the image only within {kept_voxels} voxels of the consensus mask (model.context: "
+            body.append(f"<p>This model sees the image only within {kept_voxels} voxel{'' if kept_voxels == 1 else 's'} of the "
+                        "consensus mask (model.context: "
                         "nodule); beyond that its input is one constant lung value, so the error outside the mask is mostly "
                         "that ring and the constant, and the montages show the input as the model saw it.</p>")
         body.append(table_html(["split", "nodules", f"RMSE inside mask ({unit})", f"RMSE outside mask ({unit})", "mask share of the patch"],
