@@ -41,7 +41,7 @@ def test_run_dir_holds_config_metrics_tensorboard_and_checkpoints(sample_manifes
     assert checkpoint["epoch"] == 3 and checkpoint["step"] == 9
     assert checkpoint["describes"] == {"lidcvae_version": lidcvae.__version__, "dataset": "lidc", "event_shape": [1, 16, 16, 16],
                                        "hu_window": [-1000.0, 400.0], "input_size": 16, "mask_channel": False,
-                                       "context": {"kind": "full", "dilate_voxels": 3, "fill_hu": -860},
+                                       "context": {"kind": "full", "dilate_voxels": 1, "fill_hu": -860},
                                        "patch_fit": "crop", "patch_size": 64, "spacing_mm": 1.0}
     assert checkpoint["best_val_loss"] == pytest.approx(metrics["val_total"].min(), rel=1e-6)
     model, saved_config = load_model(best)
