@@ -55,7 +55,8 @@ log = logging.getLogger("representation")
 # Model variants compared, as dotted config overrides on top of the benchmark config (whose model is the
 # schema default: a 32³ crop, the mask channel, mask weight ×10, a 1-voxel nodule context, σ per channel). "seed-recipe"
 # is configs/seed-recipe.yaml's model (64³ input, one channel, uniform squared error, dim(z) = 256);
-# the row marked (default) is today's default (configs/default.yaml + the schema defaults).
+# the row marked (default) is the schema defaults (configs/lidc.yaml's model; the 13-nodule demo,
+# configs/default.yaml, keeps a 3-voxel context).
 # The seed recipe trains at 64³ (8× the voxels of a 32³ crop), so it gets a quarter of the epochs to
 # fit the benchmark's hour; its row says so.
 UNIFORM = {"kind": "uniform", "peak": 1.0}

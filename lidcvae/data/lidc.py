@@ -93,7 +93,7 @@ def images_from_table(table: pd.DataFrame, source: PatchSource) -> torch.Tensor:
     images = window.to_unit(images)
     masks = None
     if source.mask_channel or source.context_voxels is not None:
-        masks = _mask_channel(table, patches_hu[0].shape, size, source.patch_fit, source)
+        masks = _masks(table, patches_hu[0].shape, source)
     if source.context_voxels is not None:
         images = nodule_context(images, masks, source.context_voxels, float(window.to_unit(torch.tensor(source.fill_hu))))
     if source.mask_channel:
@@ -115,9 +115,9 @@ def nodule_context(images: torch.Tensor, masks: torch.Tensor, dilate_voxels: int
     return torch.where(region, images, torch.full_like(images, fill))
 
 
-def _mask_channel(table: pd.DataFrame, patch_shape: tuple[int, ...], size: int, patch_fit: str,
-                  source: PatchSource) -> torch.Tensor:
-    """The consensus masks of ``table['mask_path']`` fitted like the images: (N, 1, S, S, S) float32 0/1."""
+def _masks(table: pd.DataFrame, patch_shape: tuple[int, ...], source: PatchSource) -> torch.Tensor:
+    """The consensus masks of ``table['mask_path']`` fitted like the images (``patch_shape`` before
+    fitting): (N, 1, S, S, S) float32 0/1; a missing mask is an error naming the option that needs it."""
     needs = "model.mask_channel is on" if source.mask_channel else "model.context.kind is 'nodule'"
     if "mask_path" not in table.columns:
         raise ValueError(f"{needs} but the table has no mask_path column")
@@ -129,11 +129,16 @@ def _mask_channel(table: pd.DataFrame, patch_shape: tuple[int, ...], size: int, 
             "without extract.sphere_mask) needs model.mask_channel: false, model.context.kind: full and a "
             "reconstruction_weight that is not 'mask'"
         )
-    with ThreadPoolExecutor(_READ_THREADS) as pool:
-        masks = torch.from_numpy(np.stack(list(pool.map(load_patch_mask, table["mask_path"])))).unsqueeze(1).float()
+    masks = _read_masks(table["mask_path"])
     if masks.shape[2:] != patch_shape:
         raise ValueError(f"{table['mask_path'].iloc[0]}: mask shape {tuple(masks.shape[2:])} ≠ image {patch_shape}")
-    return fit_patch(masks, size, patch_fit)
+    return fit_patch(masks, source.input_size, source.patch_fit)
+
+
+def _read_masks(paths: pd.Series) -> torch.Tensor:
+    """The mask NIfTI files named by ``paths`` as they are on disk: (N, 1, P, P, P) float32 0/1."""
+    with ThreadPoolExecutor(_READ_THREADS) as pool:
+        return torch.from_numpy(np.stack(list(pool.map(load_patch_mask, paths)))).unsqueeze(1).float()
 
 
 def masks_from_table(table: pd.DataFrame, source: PatchSource) -> torch.Tensor:
@@ -145,6 +150,4 @@ def masks_from_table(table: pd.DataFrame, source: PatchSource) -> torch.Tensor:
     size = source.input_size
     if table.empty:
         return torch.zeros(0, 1, size, size, size, dtype=torch.bool)
-    with ThreadPoolExecutor(_READ_THREADS) as pool:
-        masks = torch.from_numpy(np.stack(list(pool.map(load_patch_mask, table["mask_path"])))).unsqueeze(1).float()
-    return fit_patch(masks, size, source.patch_fit) > 0.5
+    return fit_patch(_read_masks(table["mask_path"]), size, source.patch_fit) > 0.5
