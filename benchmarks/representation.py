@@ -10,8 +10,11 @@ Stages (each timed; the cohort and extraction are built once and reused when the
 2. feature sets: consensus diameter; pyradiomics (shape, first-order, GLCM) on image + consensus mask;
    raw-voxel PCA (the central 32³ voxels, PCA fitted inside each fold);
 3. one VAE per model variant (``VARIANTS``: config overrides on top of ``--config``), trained on the
-   manifest's train split, then every nodule embedded (posterior means); rows ``<variant>`` (latents)
-   and ``<variant> + diameter``;
+   manifest's train split, then every nodule embedded (posterior means averaged over the patch's 16
+   orientations, ``embed.average_orientations``); rows ``<variant>`` (latents) and ``<variant> +
+   diameter``; for the default's two seeds also ``<variant>, one orientation`` (the same checkpoint,
+   one encoder pass); and the default model with its random initial weights, never trained (a control:
+   what the input alone gives a convolutional encoder);
 4. every feature set probed on the same R × K patient-grouped folds (lidcvae.evaluate.representation).
 
 Prints one Markdown table (rows = feature sets, columns = targets, mean ± sd over the R repeats) and
@@ -43,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lidcvae.cli import setup_logging  # noqa: E402
 from lidcvae.config import RunConfig, load_config, set_dotted  # noqa: E402
-from lidcvae.embed import embed_manifest, posterior_arrays  # noqa: E402
+from lidcvae.embed import EmbedConfig, embed_manifest, encode_batches, posterior_arrays  # noqa: E402
 from lidcvae.evaluate.representation import (  # noqa: E402
     FeatureSet, Target, format_table, pca_probe, repeated_grouped_folds, score_table,
 )
@@ -93,6 +96,11 @@ VARIANTS: dict[str, dict[str, object]] = {
     "nodule context 1 voxel + σ per channel (default)": {},
     "nodule context 1 voxel + σ per channel, seed 1": {"train.seed": 1},
 }
+
+# Embedded a second time in one orientation (embed.average_orientations: false), so the table shows what
+# the 16-orientation average adds with the same checkpoint.
+ONE_ORIENTATION = ("nodule context 1 voxel + σ per channel (default)", "nodule context 1 voxel + σ per channel, seed 1")
+UNTRAINED = "untrained encoder (the default model, random weights)"
 
 TARGETS = [
     Target("label", "binary", "malignancy"),
@@ -204,15 +212,41 @@ def _epochs_trained(run_dir: Path) -> int:
     return len(pd.read_csv(history)) if history.is_file() else 0
 
 
+def _means(embeddings: pd.DataFrame, table: pd.DataFrame) -> np.ndarray:
+    """(N, D) posterior means in the cohort table's row order."""
+    return posterior_arrays(embeddings.set_index("nodule_id").loc[table["nodule_id"]])[0]
+
+
 def latent_feature_sets(name: str, table: pd.DataFrame, out: Path, timings: dict) -> list[FeatureSet]:
     run_dir = run_dir_of(out, name)
-    best = run_dir / "checkpoints" / "best.pt"
+    best, manifest = run_dir / "checkpoints" / "best.pt", out / "extract" / "manifest.parquet"
     with _timed(timings, f"embed {name} (s)"):
-        embeddings = embed_manifest(best, out / "extract" / "manifest.parquet", run_dir / "embeddings.parquet")
-    embeddings = embeddings.set_index("nodule_id").loc[table["nodule_id"]]
-    means = posterior_arrays(embeddings)[0]
+        means = _means(embed_manifest(best, manifest, run_dir / "embeddings.parquet"), table)
     diameter = table[["consensus_diameter_mm"]].to_numpy(float)
-    return [FeatureSet(name, means), FeatureSet(f"{name} + diameter", np.hstack([means, diameter]), skip=("log_diameter",))]
+    sets = [FeatureSet(name, means), FeatureSet(f"{name} + diameter", np.hstack([means, diameter]), skip=("log_diameter",))]
+    if name in ONE_ORIENTATION:
+        plain = embed_manifest(best, manifest, run_dir / "embeddings-one-orientation.parquet",
+                               EmbedConfig.from_mapping({"average_orientations": False}))
+        sets.append(FeatureSet(f"{name}, one orientation", _means(plain, table)))
+    return sets
+
+
+def untrained_feature_sets(config: RunConfig, table: pd.DataFrame, manifest: Path, timings: dict) -> list[FeatureSet]:
+    """The default model as initialised (``train.seed``), never trained, embedded like the trained rows: how
+    much of a row comes from what the input shows (nodule context, mask channel) rather than from training."""
+    from lidcvae.data import PatchSource
+    from lidcvae.data.lidc import images_from_table
+    from lidcvae.models import build_model
+
+    default = variant_config(config, {}, 1)
+    torch.manual_seed(default.train.seed)
+    model = build_model(default.model)
+    with _timed(timings, "embed untrained (s)"):
+        images = images_from_table(table, PatchSource.for_checkpoint(manifest, default.to_dict()))
+        averaged = encode_batches(model, images, 16, average_orientations=True)[0]
+        plain = encode_batches(model, images, 16)[0]
+    return [FeatureSet(UNTRAINED, averaged.astype(np.float64)),
+            FeatureSet(f"{UNTRAINED}, one orientation", plain.astype(np.float64))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, job in jobs.items():
             seconds = job.result()
             timings[f"train {name} (s{', reused' if seconds is None else ''})"] = seconds
+    feature_sets += untrained_feature_sets(config, table, manifest, timings)
     for name in args.variants:
         feature_sets += latent_feature_sets(name, table, out, timings)
     strata = table["label"].fillna(-1).astype(int).to_numpy()

@@ -3,11 +3,18 @@
 The encoder runs in eval mode, so batch-norm layers use their frozen running statistics and a
 nodule's code does not depend on which other nodules share its batch. Any manifest in the extract
 format can be embedded, including nodules the model never saw.
+
+By default (``embed.average_orientations``) a 3D patch's code is the mean of its posterior means over
+its 16 orientations, the ones training augmentation shows the model (``lidcvae.data.augment``): a
+nodule's calcification or margin does not depend on how it lies, and averaging removes the part of the
+code that does. On the representation benchmark this raised calcification R² from 0.43 to 0.54 with
+the same checkpoint (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -18,6 +25,7 @@ import pandas as pd
 import torch
 
 from lidcvae.config import Section
+from lidcvae.data.augment import orientations
 from lidcvae.io import read_parquet, write_parquet
 from lidcvae.models.base import VAE
 
@@ -54,20 +62,33 @@ def posterior_arrays(embeddings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 @torch.no_grad()
 def encode_batches(
-    model: VAE, images: torch.Tensor, batch_size: int = 32, device: str | torch.device = "cpu"
+    model: VAE, images: torch.Tensor, batch_size: int = 32, device: str | torch.device = "cpu",
+    average_orientations: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Posterior mean and log-variance of every image, in eval mode.
 
     Args:
         images: (N, *event_shape) float32 in model input scale.
+        average_orientations: for 3D patches (N, C, S, S, S), the mean over their 16 orientations of the
+            posterior mean, and the log of the mean posterior variance (16× the encoder passes); 2D
+            images are encoded as they are.
 
     Returns:
         Two float32 arrays (N, D).
     """
+    if average_orientations and images.dim() == 5 and images.shape[3] != images.shape[4]:
+        raise ValueError(f"embed.average_orientations needs patches with a square axial plane, got "
+                         f"{tuple(images.shape[1:])}; set it to false to encode them as they are")
     model.eval().to(device)
     means, logvars = [], []
     for batch in images.split(batch_size):
-        mean, logvar = model.encode(batch.to(device))
+        batch = batch.to(device)
+        if average_orientations and batch.dim() == 5:
+            posteriors = [model.encode(view) for view in orientations(batch)]
+            mean = torch.stack([m.float() for m, _ in posteriors]).mean(0)
+            logvar = torch.stack([v.float() for _, v in posteriors]).logsumexp(0) - math.log(len(posteriors))
+        else:
+            mean, logvar = model.encode(batch)
         means.append(mean.float().cpu())
         logvars.append(logvar.float().cpu())
     if not means:
@@ -77,13 +98,15 @@ def encode_batches(
 
 
 def embed_images(
-    model: VAE, images: torch.Tensor, table: pd.DataFrame, batch_size: int = 32, device: str | torch.device = "cpu"
+    model: VAE, images: torch.Tensor, table: pd.DataFrame, batch_size: int = 32, device: str | torch.device = "cpu",
+    average_orientations: bool = False,
 ) -> pd.DataFrame:
-    """``table`` (one row per image) with columns ``z000…`` (posterior mean) and ``logvar000…`` appended."""
+    """``table`` (one row per image) with columns ``z000…`` (posterior mean) and ``logvar000…`` appended
+    (``average_orientations``: see ``encode_batches``)."""
     if len(images) != len(table):
         raise ValueError(f"{len(images)} images but {len(table)} table rows; they must correspond one to one")
     start = time.perf_counter()
-    means, logvars = encode_batches(model, images, batch_size, device)
+    means, logvars = encode_batches(model, images, batch_size, device, average_orientations)
     seconds = time.perf_counter() - start
     logger.info("embedded %d samples in %.1f s (%.1f samples/s)", len(images), seconds, len(images) / max(seconds, 1e-9))
     latents = pd.DataFrame(
@@ -98,12 +121,14 @@ def embed_images(
 
 @dataclass(frozen=True)
 class EmbedConfig(Section):
-    """The ``embed`` config section (lidcvae/schemas/embed.yaml): encoder batch size, torch device and an
-    optional checkpoint trained elsewhere (set: training is skipped)."""
+    """The ``embed`` config section (lidcvae/schemas/embed.yaml): encoder batch size, torch device, whether
+    a 3D patch's code averages its 16 orientations, and an optional checkpoint trained elsewhere (set:
+    training is skipped)."""
 
     SECTION: ClassVar[str] = "embed"
     batch_size: int
     device: str
+    average_orientations: bool
     checkpoint: str | None
 
 
@@ -140,7 +165,8 @@ def embed_manifest(checkpoint: str | os.PathLike, manifest_path: str | os.PathLi
     spacings = {float(v) for v in manifest["spacing_mm"].dropna()} if "spacing_mm" in manifest.columns else set()
     check_cohort_fits(description, sizes, spacings, checkpoint, manifest_path)
     images = images_from_table(manifest, PatchSource.for_checkpoint(manifest_path, config))
-    embeddings = embed_images(model, images, manifest, settings.batch_size, settings.device)
+    embeddings = embed_images(model, images, manifest, settings.batch_size, settings.device,
+                              settings.average_orientations)
     write_parquet(embeddings, out_path)
     return embeddings
 

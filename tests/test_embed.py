@@ -88,7 +88,7 @@ def test_embed_manifest_embeds_unseen_nodules_with_a_trained_model(tmp_path, mon
     monkeypatch.setattr(embed, "_load_model", lambda checkpoint: (model, trained, describes))
     patches = [np.random.default_rng(i).integers(-1000, 400, (4, 5, 6)) for i in range(3)]
     out = tmp_path / "embed" / "embeddings.parquet"
-    embed.embed_manifest("unused.pt", _write_manifest(tmp_path, patches), out, embed.EmbedConfig.from_mapping({"batch_size": 2}))
+    embed.embed_manifest("unused.pt", _write_manifest(tmp_path, patches), out, embed.EmbedConfig.from_mapping({"batch_size": 2, "average_orientations": False}))
     table = pd.read_parquet(out)
     assert list(table["nodule_id"]) == ["n0", "n1", "n2"]
     assert embed.posterior_arrays(table)[0].shape == (3, 8)

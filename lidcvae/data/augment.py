@@ -1,4 +1,5 @@
-"""Random flips and axial 90° rotations of a batch of cubic patches, drawn per patch, on any device.
+"""Random flips and axial 90° rotations of a batch of cubic patches, drawn per patch, on any device;
+and the 16 orientations those draws reach, for embeddings that do not depend on how a nodule lies.
 
 Applied to whole batches on the training device, one copy per patch, so augmentation costs
 milliseconds per step rather than a data-loader pipeline. Randomness comes from an explicit ``torch.Generator`` whose state the
@@ -7,14 +8,19 @@ trainer checkpoints, so a resumed run draws the same augmentations.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
-__all__ = ["augment_batch"]
+__all__ = ["augment_batch", "orientations", "N_ORIENTATIONS"]
 
 # (B, C, z, y, x): spatial axes and the axial plane.
 _SPATIAL_DIMS = (2, 3, 4)
 _AXIAL_DIMS = (3, 4)
+# z flipped or not × the 8 symmetries of the square axial plane: the group that flips along z, y, x and
+# axial quarter turns generate (a flip along x is a flip along y followed by a half turn).
+N_ORIENTATIONS = 16
 
 
 def augment_batch(
@@ -52,3 +58,25 @@ def _augment_numpy(patches: torch.Tensor, flip_dims: list[list[int]], turns: lis
         view = np.flip(source[index], dims) if dims else source[index]
         augmented[index] = np.rot90(view, k, axial)
     return torch.from_numpy(augmented)
+
+
+def orientations(patches: torch.Tensor) -> Iterator[torch.Tensor]:
+    """The patches in each of their ``N_ORIENTATIONS`` orientations, the identity first.
+
+    Every orientation ``augment_batch`` can draw appears exactly once: z flipped or not, y mirrored or not,
+    then 0–3 quarter turns in the axial (y, x) plane.
+
+    Args:
+        patches: (B, C, S, S, S) with a square axial plane.
+
+    Yields:
+        (B, C, S, S, S) contiguous tensors.
+    """
+    if patches.dim() != 5 or patches.shape[3] != patches.shape[4]:
+        raise ValueError(f"orientations need (B, C, Z, S, S) patches with a square axial plane, got {tuple(patches.shape)}")
+    for flip_z in (False, True):
+        for mirror_y in (False, True):
+            dims = [dim for dim, flip in ((2, flip_z), (3, mirror_y)) if flip]
+            flipped = patches.flip(dims) if dims else patches
+            for turns in range(4):
+                yield torch.rot90(flipped, turns, _AXIAL_DIMS).contiguous()
