@@ -114,3 +114,16 @@ def test_headline_says_what_the_default_model_sees_and_how_its_error_is_weighted
                                             "context": {"kind": "full"}})
     architecture, loss = model_description(RunInfo(model=seed_recipe))
     assert "input 64³ voxels at 1 mm: the windowed HU image;" in architecture and "weighted uniformly" in loss
+    assert "orientation" not in architecture  # no embed section given: nothing said about the embeddings
+
+
+def test_headline_says_how_the_embeddings_were_made():
+    from lidcvae.embed import EmbedConfig
+    from lidcvae.evaluate.headline import RunInfo, model_description
+    from lidcvae.models.config import ModelConfig
+
+    averaged, _ = model_description(RunInfo(model=ModelConfig.from_mapping({}), embed=EmbedConfig.from_mapping({})))
+    assert averaged.endswith("; embeddings: each nodule's posterior mean averaged over its patch's 16 orientations.")
+    plain, _ = model_description(RunInfo(model=ModelConfig.from_mapping({}),
+                                          embed=EmbedConfig.from_mapping({"average_orientations": False})))
+    assert plain.endswith("; embeddings: posterior means, one orientation.")

@@ -26,13 +26,15 @@ SIGN_CONVENTION = ("Sign convention: log-likelihoods (ELBO, IWAE, log p(x|z)) ar
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What the headline says about the run: its name and cohort, and the model/train sections the
-    checkpoint was trained with (``ModelConfig``, ``TrainConfig``; None when unknown)."""
+    """What the headline says about the run: its name and cohort, the model/train sections the
+    checkpoint was trained with (``ModelConfig``, ``TrainConfig``) and the run's ``EmbedConfig`` (how
+    the embeddings were made); None when unknown."""
 
     name: str = "run"
     cohort: str = "unnamed cohort"
     model: Any = None
     train: Any = None
+    embed: Any = None
 
     @classmethod
     def for_run(cls, run: Any) -> RunInfo:
@@ -45,7 +47,7 @@ class RunInfo:
             cohort = "phantom cohort: synthetic CT on real LIDC-IDRI slice geometry and contours"
         else:
             cohort = f"LIDC-IDRI DICOM from {run.dicom_root}"
-        return cls(name=run.name, cohort=f"{cohort} (run '{run.name}')")
+        return cls(name=run.name, cohort=f"{cohort} (run '{run.name}')", embed=run.embed)
 
 
 @dataclass
@@ -115,6 +117,9 @@ def model_description(info: RunInfo) -> tuple[str, str]:
                         f"channels {list(model.channels)}, latent size {model.latent_size}")
         if model.bn_vae.enabled:
             architecture += f", BN-VAE (γ = {model.bn_vae.gamma:g})"
+        if info.embed is not None:
+            architecture += ("; embeddings: each nodule's posterior mean averaged over its patch's 16 orientations"
+                             if info.embed.average_orientations else "; embeddings: posterior means, one orientation")
         decoder = (f"Gaussian decoder, sum over all voxels of the squared error / (2σ²), {weighting}; "
                    f"{_sigma_text(model.sigma)}")
     if train is None:
