@@ -5,9 +5,10 @@ nodule's code does not depend on which other nodules share its batch. Any manife
 format can be embedded, including nodules the model never saw.
 
 By default (``embed.average_orientations``) a 3D patch's code is the mean of its posterior means over
-its 16 orientations, the ones training augmentation shows the model (``lidcvae.data.augment``): a
-nodule's calcification or margin does not depend on how it lies, and averaging removes the part of the
-code that does. On the representation benchmark this raised calcification R² from 0.43 to 0.54 with
+the orientations the checkpoint's training augmentation showed the model (``train.augment``: 16 with
+flips and axial quarter turns, see ``lidcvae.data.augment.orientation_moves``): a nodule's
+calcification or margin does not depend on how it lies, and averaging removes the part of the code
+that does. On the representation benchmark this raised calcification R² from 0.43 to 0.54 with
 the same checkpoint (benchmarks/RESULTS.md).
 """
 
@@ -17,6 +18,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -25,7 +27,7 @@ import pandas as pd
 import torch
 
 from lidcvae.config import Section
-from lidcvae.data.augment import orientations
+from lidcvae.data.augment import orientation_moves, orientations
 from lidcvae.io import read_parquet, write_parquet
 from lidcvae.models.base import VAE
 
@@ -37,6 +39,8 @@ __all__ = [
     "posterior_arrays",
     "encode_batches",
     "embed_images",
+    "trained_orientations",
+    "orientation_count",
     "embed_manifest",
     "embed_dataset",
     "read_embeddings",
@@ -63,28 +67,29 @@ def posterior_arrays(embeddings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 @torch.no_grad()
 def encode_batches(
     model: VAE, images: torch.Tensor, batch_size: int = 32, device: str | torch.device = "cpu",
-    average_orientations: bool = False,
+    average_over: tuple[bool, bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Posterior mean and log-variance of every image, in eval mode.
 
     Args:
         images: (N, *event_shape) float32 in model input scale.
-        average_orientations: for 3D patches (N, C, S, S, S), the mean over their 16 orientations of the
-            posterior mean, and the log of the mean posterior variance (16× the encoder passes); 2D
-            images are encoded as they are.
+        average_over: ``(flips, rot90)`` of a training augmentation: for 3D patches (N, C, S, S, S), the
+            mean of the posterior means over every orientation it draws (``orientation_moves``; 16 with
+            both) and the log of the mean posterior variance, one encoder pass per orientation. None,
+            or 2D images: each image encoded as it is.
 
     Returns:
         Two float32 arrays (N, D).
     """
-    if average_orientations and images.dim() == 5 and images.shape[3] != images.shape[4]:
+    if average_over and average_over[1] and images.dim() == 5 and images.shape[3] != images.shape[4]:
         raise ValueError(f"embed.average_orientations needs patches with a square axial plane, got "
                          f"{tuple(images.shape[1:])}; set it to false to encode them as they are")
     model.eval().to(device)
     means, logvars = [], []
     for batch in images.split(batch_size):
         batch = batch.to(device)
-        if average_orientations and batch.dim() == 5:
-            posteriors = [model.encode(view) for view in orientations(batch)]
+        if average_over and batch.dim() == 5:
+            posteriors = [model.encode(view) for view in orientations(batch, *average_over)]
             mean = torch.stack([m.float() for m, _ in posteriors]).mean(0)
             logvar = torch.stack([v.float() for _, v in posteriors]).logsumexp(0) - math.log(len(posteriors))
         else:
@@ -99,14 +104,14 @@ def encode_batches(
 
 def embed_images(
     model: VAE, images: torch.Tensor, table: pd.DataFrame, batch_size: int = 32, device: str | torch.device = "cpu",
-    average_orientations: bool = False,
+    average_over: tuple[bool, bool] | None = None,
 ) -> pd.DataFrame:
     """``table`` (one row per image) with columns ``z000…`` (posterior mean) and ``logvar000…`` appended
-    (``average_orientations``: see ``encode_batches``)."""
+    (``average_over``: see ``encode_batches``)."""
     if len(images) != len(table):
         raise ValueError(f"{len(images)} images but {len(table)} table rows; they must correspond one to one")
     start = time.perf_counter()
-    means, logvars = encode_batches(model, images, batch_size, device, average_orientations)
+    means, logvars = encode_batches(model, images, batch_size, device, average_over)
     seconds = time.perf_counter() - start
     logger.info("embedded %d samples in %.1f s (%.1f samples/s)", len(images), seconds, len(images) / max(seconds, 1e-9))
     latents = pd.DataFrame(
@@ -122,7 +127,7 @@ def embed_images(
 @dataclass(frozen=True)
 class EmbedConfig(Section):
     """The ``embed`` config section (lidcvae/schemas/embed.yaml): encoder batch size, torch device, whether
-    a 3D patch's code averages its 16 orientations, and an optional checkpoint trained elsewhere (set:
+    a 3D patch's code averages its trained orientations, and an optional checkpoint trained elsewhere (set:
     training is skipped)."""
 
     SECTION: ClassVar[str] = "embed"
@@ -138,6 +143,19 @@ def _load_model(checkpoint: str | os.PathLike) -> tuple[VAE, dict[str, Any], dic
 
     state = read_checkpoint(checkpoint)
     return model_from_checkpoint(state, path=checkpoint), state["config"], checkpoint_description(state, checkpoint)
+
+
+def trained_orientations(config: Mapping[str, Any]) -> tuple[bool, bool]:
+    """``(flips, rot90)`` of a checkpoint's ``train.augment`` (the schema's defaults where it has none)."""
+    from lidcvae.train.config import Augment
+
+    augment = Augment.from_mapping((config.get("train") or {}).get("augment") or {})
+    return augment.flips, augment.rot90
+
+
+def orientation_count(config: Mapping[str, Any]) -> int:
+    """How many orientations ``embed.average_orientations`` averages for a checkpoint trained with ``config``."""
+    return len(orientation_moves(*trained_orientations(config)))
 
 
 def embed_manifest(checkpoint: str | os.PathLike, manifest_path: str | os.PathLike, out_path: str | os.PathLike,
@@ -165,8 +183,8 @@ def embed_manifest(checkpoint: str | os.PathLike, manifest_path: str | os.PathLi
     spacings = {float(v) for v in manifest["spacing_mm"].dropna()} if "spacing_mm" in manifest.columns else set()
     check_cohort_fits(description, sizes, spacings, checkpoint, manifest_path)
     images = images_from_table(manifest, PatchSource.for_checkpoint(manifest_path, config))
-    embeddings = embed_images(model, images, manifest, settings.batch_size, settings.device,
-                              settings.average_orientations)
+    average_over = trained_orientations(config) if settings.average_orientations else None
+    embeddings = embed_images(model, images, manifest, settings.batch_size, settings.device, average_over)
     write_parquet(embeddings, out_path)
     return embeddings
 

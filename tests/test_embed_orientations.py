@@ -1,5 +1,5 @@
-"""Embeddings averaged over a patch's 16 orientations: the orientations training shows, and codes that
-do not change when a nodule is flipped or turned."""
+"""Embeddings averaged over the orientations training showed the model: which orientations those are,
+and codes that do not change when a nodule is flipped or turned."""
 
 from __future__ import annotations
 
@@ -12,27 +12,25 @@ from test_evaluate_standins import TinyLinearVAE
 
 import lidcvae
 import lidcvae.embed as embed
-from lidcvae.data.augment import N_ORIENTATIONS, augment_batch, orientations
+from lidcvae.data.augment import augment_batch, orientations
+
+BOTH = (True, True)
 
 
 def _key(patch: torch.Tensor) -> bytes:
     return patch.contiguous().numpy().tobytes()
 
 
-def test_the_orientations_are_16_distinct_the_identity_first():
-    patches = torch.rand(2, 1, 4, 4, 4)
-    views = list(orientations(patches))
-    assert len(views) == N_ORIENTATIONS == 16
-    assert torch.equal(views[0], patches)
-    assert len({_key(view) for view in views}) == 16
-
-
-def test_every_training_augmentation_is_one_of_the_orientations():
+@pytest.mark.parametrize("flips, rot90, count", [(True, True, 16), (True, False, 8), (False, True, 4), (False, False, 1)])
+def test_the_orientations_are_exactly_those_the_augmentation_draws(flips, rot90, count):
     patch = torch.rand(1, 1, 4, 4, 4)
-    reachable = {_key(view) for view in orientations(patch)}
+    views = list(orientations(patch, flips, rot90))
+    assert len(views) == count and torch.equal(views[0], patch)
+    reachable = {_key(view) for view in views}
+    assert len(reachable) == count  # no orientation twice
     generator = torch.Generator().manual_seed(0)
-    drawn = {_key(augment_batch(patch, generator)) for _ in range(400)}
-    assert drawn == reachable  # each of the 16 drawn, and nothing else
+    drawn = {_key(augment_batch(patch, generator, flips, rot90)) for _ in range(400)}
+    assert drawn == reachable  # each drawn, and nothing else
 
 
 def test_averaged_code_does_not_change_when_the_patch_is_flipped_or_turned():
@@ -42,17 +40,21 @@ def test_averaged_code_does_not_change_when_the_patch_is_flipped_or_turned():
     plain, _ = embed.encode_batches(model, images)
     plain_turned, _ = embed.encode_batches(model, turned)
     assert np.abs(plain - plain_turned).max() > 1e-2  # the encoder alone sees the difference
-    averaged, averaged_logvar = embed.encode_batches(model, images, batch_size=2, average_orientations=True)
-    averaged_turned, averaged_turned_logvar = embed.encode_batches(model, turned, average_orientations=True)
+    averaged, averaged_logvar = embed.encode_batches(model, images, batch_size=2, average_over=BOTH)
+    averaged_turned, averaged_turned_logvar = embed.encode_batches(model, turned, average_over=BOTH)
     np.testing.assert_allclose(averaged, averaged_turned, atol=1e-5)
     np.testing.assert_allclose(averaged_logvar, averaged_turned_logvar, atol=1e-5)
+    turns_only, _ = embed.encode_batches(model, images, average_over=(False, True))
+    turned_only, _ = embed.encode_batches(model, torch.rot90(images, 1, (3, 4)), average_over=(False, True))
+    np.testing.assert_allclose(turns_only, turned_only, atol=1e-5)  # invariant to what was averaged over
+    assert np.abs(turns_only - averaged).max() > 1e-3  # and a different average from the 16
 
 
 def test_averaged_code_is_the_mean_posterior_mean_and_the_log_mean_variance():
     model = TinyLinearVAE((1, 4, 4, 4), latent_size=5)
     images = torch.rand(4, 1, 4, 4, 4)
     each = [embed.encode_batches(model, view) for view in orientations(images)]
-    means, logvars = embed.encode_batches(model, images, batch_size=3, average_orientations=True)
+    means, logvars = embed.encode_batches(model, images, batch_size=3, average_over=BOTH)
     np.testing.assert_allclose(means, np.mean([m for m, _ in each], axis=0), atol=1e-6)
     np.testing.assert_allclose(logvars, np.log(np.mean([np.exp(v) for _, v in each], axis=0)), atol=1e-5)
 
@@ -60,27 +62,42 @@ def test_averaged_code_is_the_mean_posterior_mean_and_the_log_mean_variance():
 def test_flat_images_are_encoded_as_they_are():
     model = TinyLinearVAE((1, 6, 6), latent_size=4)  # an MNIST-like 2D input
     images = torch.rand(5, 1, 6, 6)
-    np.testing.assert_array_equal(embed.encode_batches(model, images, average_orientations=True)[0],
+    np.testing.assert_array_equal(embed.encode_batches(model, images, average_over=BOTH)[0],
                                   embed.encode_batches(model, images)[0])
 
 
 def test_a_non_square_axial_plane_is_refused_naming_the_key():
     with pytest.raises(ValueError, match="embed.average_orientations"):
-        embed.encode_batches(TinyLinearVAE((1, 4, 5, 6)), torch.rand(2, 1, 4, 5, 6), average_orientations=True)
+        embed.encode_batches(TinyLinearVAE((1, 4, 5, 6)), torch.rand(2, 1, 4, 5, 6), average_over=BOTH)
 
 
-def test_embed_manifest_averages_by_default(tmp_path, monkeypatch):
+def _embed_turned_twins(tmp_path, monkeypatch, train: dict, settings: dict) -> np.ndarray:
+    """Codes of one random patch and of the same patch flipped in z and turned, via embed_manifest."""
     model = TinyLinearVAE((1, 4, 4, 4), latent_size=8)
     describes = {"dataset": "lidc", "patch_size": 64, "spacing_mm": 1.0, "lidcvae_version": lidcvae.__version__}
-    trained = {"model": {"hu_window": [-1000, 400], "input_size": 4, "mask_channel": False}, "train": {"patch_fit": "crop"}}
+    trained = {"model": {"hu_window": [-1000, 400], "input_size": 4, "mask_channel": False}, "train": {"patch_fit": "crop", **train}}
     monkeypatch.setattr(embed, "_load_model", lambda checkpoint: (model, trained, describes))
     patch = np.random.default_rng(0).integers(-1000, 400, (4, 4, 4))
-    manifest = _write_manifest(tmp_path, [patch, np.rot90(patch[::-1], 1, (1, 2))])  # the same nodule, turned
-    settings = embed.EmbedConfig.from_mapping({})
-    assert settings.average_orientations
-    codes = embed.posterior_arrays(embed.embed_manifest("unused.pt", manifest, tmp_path / "a.parquet", settings))[0]
+    folder = tmp_path / f"m{len(list(tmp_path.iterdir()))}"
+    folder.mkdir()
+    manifest = _write_manifest(folder, [patch, np.rot90(patch[::-1], 1, (1, 2))])
+    out = folder / "embeddings.parquet"
+    embed.embed_manifest("unused.pt", manifest, out, embed.EmbedConfig.from_mapping(settings))
+    assert pd.read_parquet(out)["nodule_id"].tolist() == ["n0", "n1"]
+    return embed.posterior_arrays(pd.read_parquet(out))[0]
+
+
+def test_embed_manifest_averages_the_trained_orientations_by_default(tmp_path, monkeypatch):
+    assert embed.EmbedConfig.from_mapping({}).average_orientations
+    codes = _embed_turned_twins(tmp_path, monkeypatch, {}, {})  # train.augment defaults: flips and turns
     np.testing.assert_allclose(codes[0], codes[1], atol=1e-4)
-    plain = embed.EmbedConfig.from_mapping({"average_orientations": False})
-    plain_codes = embed.posterior_arrays(embed.embed_manifest("unused.pt", manifest, tmp_path / "b.parquet", plain))[0]
-    assert np.abs(plain_codes[0] - plain_codes[1]).max() > 1e-2
-    assert pd.read_parquet(tmp_path / "a.parquet")["nodule_id"].tolist() == ["n0", "n1"]
+    plain = _embed_turned_twins(tmp_path, monkeypatch, {}, {"average_orientations": False})
+    assert np.abs(plain[0] - plain[1]).max() > 1e-2
+    unaugmented = _embed_turned_twins(tmp_path, monkeypatch, {"augment": {"flips": False, "rot90": False}}, {})
+    np.testing.assert_allclose(unaugmented, plain, atol=1e-6)  # a model trained on one orientation: encoded as is
+
+
+def test_orientation_count_follows_the_checkpoint_augmentation():
+    assert embed.orientation_count({"train": {}}) == 16
+    assert embed.orientation_count({"train": {"augment": {"rot90": False}}}) == 8
+    assert embed.orientation_count({}) == 16

@@ -121,9 +121,15 @@ def test_headline_says_how_the_embeddings_were_made():
     from lidcvae.embed import EmbedConfig
     from lidcvae.evaluate.headline import RunInfo, model_description
     from lidcvae.models.config import ModelConfig
+    from lidcvae.train.config import TrainConfig
 
-    averaged, _ = model_description(RunInfo(model=ModelConfig.from_mapping({}), embed=EmbedConfig.from_mapping({})))
-    assert averaged.endswith("; embeddings: each nodule's posterior mean averaged over its patch's 16 orientations.")
-    plain, _ = model_description(RunInfo(model=ModelConfig.from_mapping({}),
-                                          embed=EmbedConfig.from_mapping({"average_orientations": False})))
-    assert plain.endswith("; embeddings: posterior means, one orientation.")
+    def architecture(train: dict | None, embed: dict) -> str:
+        return model_description(RunInfo(model=ModelConfig.from_mapping({}), embed=EmbedConfig.from_mapping(embed),
+                                          train=None if train is None else TrainConfig.from_mapping(train)))[0]
+
+    assert architecture({}, {}).endswith("; embeddings: each nodule's posterior mean averaged over the 16 orientations "
+                                         "its training augmentation drew.")
+    assert "over the 8 orientations" in architecture({"augment": {"rot90": False}}, {})
+    assert "one orientation (training drew no flips or turns)" in architecture({"augment": {"flips": False, "rot90": False}}, {})
+    assert "over the orientations its training augmentation drew" in architecture(None, {})
+    assert architecture({}, {"average_orientations": False}).endswith("; embeddings: posterior means, one orientation.")

@@ -13,14 +13,11 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-__all__ = ["augment_batch", "orientations", "N_ORIENTATIONS"]
+__all__ = ["augment_batch", "orientation_moves", "orientations"]
 
 # (B, C, z, y, x): spatial axes and the axial plane.
 _SPATIAL_DIMS = (2, 3, 4)
 _AXIAL_DIMS = (3, 4)
-# z flipped or not × the 8 symmetries of the square axial plane: the group that flips along z, y, x and
-# axial quarter turns generate (a flip along x is a flip along y followed by a half turn).
-N_ORIENTATIONS = 16
 
 
 def augment_batch(
@@ -60,23 +57,31 @@ def _augment_numpy(patches: torch.Tensor, flip_dims: list[list[int]], turns: lis
     return torch.from_numpy(augmented)
 
 
-def orientations(patches: torch.Tensor) -> Iterator[torch.Tensor]:
-    """The patches in each of their ``N_ORIENTATIONS`` orientations, the identity first.
+def orientation_moves(flips: bool = True, rot90: bool = True) -> list[tuple[tuple[int, ...], int]]:
+    """Each orientation ``augment_batch(…, flips, rot90)`` can draw, once, the identity first: (flipped
+    batch dims, axial quarter turns). 16 with both (z flipped or not × the 8 symmetries of the square
+    axial plane; a flip along x is a flip along y and a half turn), 8 with flips only, 4 with quarter
+    turns only, 1 with neither."""
+    turns = range(4) if rot90 else range(1)
+    if flips and rot90:
+        return [(dims, k) for dims in ((), (3,), (2,), (2, 3)) for k in turns]
+    if flips:
+        return [(tuple(d for d, f in zip(_SPATIAL_DIMS, bits) if f), 0)
+                for bits in ((0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1), (1, 0, 0), (1, 0, 1), (1, 1, 0), (1, 1, 1))]
+    return [((), k) for k in turns]
 
-    Every orientation ``augment_batch`` can draw appears exactly once: z flipped or not, y mirrored or not,
-    then 0–3 quarter turns in the axial (y, x) plane.
+
+def orientations(patches: torch.Tensor, flips: bool = True, rot90: bool = True) -> Iterator[torch.Tensor]:
+    """The patches in each orientation of ``orientation_moves(flips, rot90)``, the identity first.
 
     Args:
-        patches: (B, C, S, S, S) with a square axial plane.
+        patches: (B, C, S, S, S); the axial plane must be square when ``rot90``.
 
     Yields:
         (B, C, S, S, S) contiguous tensors.
     """
-    if patches.dim() != 5 or patches.shape[3] != patches.shape[4]:
+    if patches.dim() != 5 or (rot90 and patches.shape[3] != patches.shape[4]):
         raise ValueError(f"orientations need (B, C, Z, S, S) patches with a square axial plane, got {tuple(patches.shape)}")
-    for flip_z in (False, True):
-        for mirror_y in (False, True):
-            dims = [dim for dim, flip in ((2, flip_z), (3, mirror_y)) if flip]
-            flipped = patches.flip(dims) if dims else patches
-            for turns in range(4):
-                yield torch.rot90(flipped, turns, _AXIAL_DIMS).contiguous()
+    for dims, turns in orientation_moves(flips, rot90):
+        flipped = patches.flip(dims) if dims else patches
+        yield torch.rot90(flipped, turns, _AXIAL_DIMS).contiguous()

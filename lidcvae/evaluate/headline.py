@@ -102,6 +102,19 @@ def _input_text(model: Any) -> str:
     return channels, (f"squared error weighted {where}" if where else "squared error weighted uniformly")
 
 
+def _embedding_text(info: RunInfo) -> str:
+    """How a nodule's code was made: one encoder pass, or the mean over the orientations training showed."""
+    from lidcvae.data.augment import orientation_moves
+
+    if not info.embed.average_orientations:
+        return "; embeddings: posterior means, one orientation"
+    if info.train is None:
+        return "; embeddings: each nodule's posterior mean averaged over the orientations its training augmentation drew"
+    count = len(orientation_moves(info.train.augment.flips, info.train.augment.rot90))
+    return ("; embeddings: posterior means, one orientation (training drew no flips or turns)" if count == 1 else
+            f"; embeddings: each nodule's posterior mean averaged over the {count} orientations its training augmentation drew")
+
+
 def model_description(info: RunInfo) -> tuple[str, str]:
     """(model, loss) sentences from the checkpoint's config, the σ mode named for what it does."""
     model, train = info.model, info.train
@@ -118,8 +131,7 @@ def model_description(info: RunInfo) -> tuple[str, str]:
         if model.bn_vae.enabled:
             architecture += f", BN-VAE (γ = {model.bn_vae.gamma:g})"
         if info.embed is not None:
-            architecture += ("; embeddings: each nodule's posterior mean averaged over its patch's 16 orientations"
-                             if info.embed.average_orientations else "; embeddings: posterior means, one orientation")
+            architecture += _embedding_text(info)
         decoder = (f"Gaussian decoder, sum over all voxels of the squared error / (2σ²), {weighting}; "
                    f"{_sigma_text(model.sigma)}")
     if train is None:
