@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from lidcvae.config import Section
-from lidcvae.data.augment import orientation_moves, orientations
+from lidcvae.data.augment import orientations
 from lidcvae.io import read_parquet, write_parquet
 from lidcvae.models.base import VAE
 
@@ -40,7 +40,6 @@ __all__ = [
     "encode_batches",
     "embed_images",
     "trained_orientations",
-    "orientation_count",
     "embed_manifest",
     "embed_dataset",
     "read_embeddings",
@@ -151,11 +150,6 @@ def trained_orientations(config: Mapping[str, Any]) -> tuple[bool, bool]:
 
     augment = Augment.from_mapping((config.get("train") or {}).get("augment") or {})
     return augment.flips, augment.rot90
-
-
-def orientation_count(config: Mapping[str, Any]) -> int:
-    """How many orientations ``embed.average_orientations`` averages for a checkpoint trained with ``config``."""
-    return len(orientation_moves(*trained_orientations(config)))
 
 
 def embed_manifest(checkpoint: str | os.PathLike, manifest_path: str | os.PathLike, out_path: str | os.PathLike,

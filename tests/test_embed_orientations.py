@@ -97,7 +97,7 @@ def test_embed_manifest_averages_the_trained_orientations_by_default(tmp_path, m
     np.testing.assert_allclose(unaugmented, plain, atol=1e-6)  # a model trained on one orientation: encoded as is
 
 
-def test_orientation_count_follows_the_checkpoint_augmentation():
-    assert embed.orientation_count({"train": {}}) == 16
-    assert embed.orientation_count({"train": {"augment": {"rot90": False}}}) == 8
-    assert embed.orientation_count({}) == 16
+def test_trained_orientations_are_read_from_the_checkpoint_config():
+    assert embed.trained_orientations({"train": {}}) == (True, True)  # the schema's defaults
+    assert embed.trained_orientations({"train": {"augment": {"rot90": False}}}) == (True, False)
+    assert embed.trained_orientations({}) == (True, True)

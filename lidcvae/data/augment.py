@@ -1,5 +1,5 @@
 """Random flips and axial 90° rotations of a batch of cubic patches, drawn per patch, on any device;
-and the 16 orientations those draws reach, for embeddings that do not depend on how a nodule lies.
+and the orientations those draws reach (16 with both), for embeddings that do not depend on how a nodule lies.
 
 Applied to whole batches on the training device, one copy per patch, so augmentation costs
 milliseconds per step rather than a data-loader pipeline. Randomness comes from an explicit ``torch.Generator`` whose state the
