@@ -66,6 +66,7 @@ UNIFORM = {"kind": "uniform", "peak": 1.0}
 MASK10 = {"kind": "mask", "peak": 10.0, "dilate_voxels": 3}
 # The rows before model.context and per-channel σ became the default see the whole patch with one σ².
 WHOLE = {"model.context.kind": "full", "model.sigma.per_channel": False}
+DEFAULT, DEFAULT_SEED_1 = "nodule context 1 voxel + σ per channel (default)", "nodule context 1 voxel + σ per channel, seed 1"
 VARIANTS: dict[str, dict[str, object]] = {
     # = configs/seed-recipe.yaml's model section, on the benchmark config's channels
     "seed-recipe (64³, 30 epochs)": {**WHOLE, "model.input_size": 64, "model.mask_channel": False,
@@ -93,13 +94,13 @@ VARIANTS: dict[str, dict[str, object]] = {
     # Without batch norm (model.norm: null): with batch 4 the running statistics make the val loss jumpy.
     "nodule context 3 voxels + σ per channel, no batch norm": {"model.context.dilate_voxels": 3, "model.norm": None},
     # The mask dilated by 1 voxel (the default); twice, with another seed, to show the run-to-run spread.
-    "nodule context 1 voxel + σ per channel (default)": {},
-    "nodule context 1 voxel + σ per channel, seed 1": {"train.seed": 1},
+    DEFAULT: {},
+    DEFAULT_SEED_1: {"train.seed": 1},
 }
 
 # Embedded a second time in one orientation (embed.average_orientations: false), so the table shows what
 # the 16-orientation average adds with the same checkpoint.
-ONE_ORIENTATION = ("nodule context 1 voxel + σ per channel (default)", "nodule context 1 voxel + σ per channel, seed 1")
+ONE_ORIENTATION = (DEFAULT, DEFAULT_SEED_1)
 UNTRAINED = "untrained encoder (the default model, random weights)"
 
 TARGETS = [

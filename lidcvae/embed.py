@@ -8,8 +8,7 @@ By default (``embed.average_orientations``) a 3D patch's code is the mean of its
 the orientations the checkpoint's training augmentation showed the model (``train.augment``: 16 with
 flips and axial quarter turns, see ``lidcvae.data.augment.orientation_moves``): a nodule's
 calcification or margin does not depend on how it lies, and averaging removes the part of the code
-that does. On the representation benchmark this raised calcification R² from 0.43 to 0.54 with
-the same checkpoint (benchmarks/RESULTS.md).
+that does (what it buys: the representation table of benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
