@@ -56,7 +56,8 @@ REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("representation")
 
 # Model variants compared, as dotted config overrides on top of the benchmark config (whose model is the
-# schema default: a 32³ crop, the mask channel, mask weight ×10, a 1-voxel nodule context, σ per channel). "seed-recipe"
+# schema default: a 32³ crop, the mask channel, mask weight ×10, a 1-voxel nodule context, σ per channel,
+# encoder levels 0–1 pooled over the mask and its edge band). "seed-recipe"
 # is configs/seed-recipe.yaml's model (64³ input, one channel, uniform squared error, dim(z) = 256);
 # the row marked (default) is the schema defaults (configs/lidc.yaml's model; the 13-nodule demo,
 # configs/default.yaml, keeps a 3-voxel context).
@@ -64,9 +65,11 @@ log = logging.getLogger("representation")
 # fit the benchmark's hour; its row says so.
 UNIFORM = {"kind": "uniform", "peak": 1.0}
 MASK10 = {"kind": "mask", "peak": 10.0, "dilate_voxels": 3}
-# The rows before model.context and per-channel σ became the default see the whole patch with one σ².
-WHOLE = {"model.context.kind": "full", "model.sigma.per_channel": False}
-DEFAULT, DEFAULT_SEED_1 = "nodule context 1 voxel + σ per channel (default)", "nodule context 1 voxel + σ per channel, seed 1"
+# The rows before model.mask_pooling became the default flatten the encoder's last level only; those
+# before model.context and per-channel σ also see the whole patch with one σ².
+FLAT = {"model.mask_pooling.levels": []}
+WHOLE = {**FLAT, "model.context.kind": "full", "model.sigma.per_channel": False}
+DEFAULT, DEFAULT_SEED_1 = "mask pooling, levels 0–1 + edge band (default)", "mask pooling, levels 0–1 + edge band, seed 1"
 VARIANTS: dict[str, dict[str, object]] = {
     # = configs/seed-recipe.yaml's model section, on the benchmark config's channels
     "seed-recipe (64³, 30 epochs)": {**WHOLE, "model.input_size": 64, "model.mask_channel": False,
@@ -90,10 +93,15 @@ VARIANTS: dict[str, dict[str, object]] = {
     # Only the nodule's neighbourhood (model.context: nodule; lung HU beyond): the mask dilated by 3 voxels
     # (a cube of edge 7), with one σ² and with one per channel, and without batch norm.
     "mask weight ×10 + nodule context": {**WHOLE, "model.context.kind": "nodule", "model.context.dilate_voxels": 3},
-    "nodule context 3 voxels + σ per channel": {"model.context.dilate_voxels": 3},
+    "nodule context 3 voxels + σ per channel": {**FLAT, "model.context.dilate_voxels": 3},
     # Without batch norm (model.norm: null): with batch 4 the running statistics make the val loss jumpy.
-    "nodule context 3 voxels + σ per channel, no batch norm": {"model.context.dilate_voxels": 3, "model.norm": None},
-    # The mask dilated by 1 voxel (the default); twice, with another seed, to show the run-to-run spread.
+    "nodule context 3 voxels + σ per channel, no batch norm": {**FLAT, "model.context.dilate_voxels": 3, "model.norm": None},
+    # The mask dilated by 1 voxel; twice, with another seed, to show the run-to-run spread.
+    "nodule context 1 voxel + σ per channel": FLAT,
+    "nodule context 1 voxel + σ per channel, seed 1": {**FLAT, "train.seed": 1},
+    # Encoder levels 0–1 also averaged over the consensus mask into μ and log σ² (lidcvae.models.pooling):
+    # over the mask alone, and (the default) over its edge band too; the default twice, with two seeds.
+    "mask pooling, levels 0–1": {"model.mask_pooling.edge": False},
     DEFAULT: {},
     DEFAULT_SEED_1: {"train.seed": 1},
 }

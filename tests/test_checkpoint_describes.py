@@ -69,7 +69,8 @@ def test_embed_script_refuses_a_cohort_cut_at_another_size(tmp_path):
     from lidcvae.models import build_model
     from lidcvae.train.checkpoint import save_checkpoint
 
-    run = RunConfig.from_mapping({"model": {"input_size": 16, "latent_size": 4, "channels": [4], "strides": [2]},
+    run = RunConfig.from_mapping({"model": {"input_size": 16, "latent_size": 4, "channels": [4], "strides": [2],
+                                                "mask_pooling": {"levels": [0]}},
                                   "extract": {"patch_size": 48}})
     model = build_model(run.model)
     save_checkpoint(tmp_path / "best.pt", {"model": model.state_dict(), "config": run.to_dict(), "describes": describe_model(run)})

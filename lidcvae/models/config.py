@@ -11,7 +11,8 @@ from typing import Any, ClassVar
 
 from lidcvae.config import Section
 
-__all__ = ["ModelConfig", "SigmaConfig", "BnVaeConfig", "ReconstructionWeightConfig", "ContextConfig"]
+__all__ = ["ModelConfig", "SigmaConfig", "BnVaeConfig", "ReconstructionWeightConfig", "ContextConfig",
+           "MaskPoolingConfig"]
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,22 @@ class ContextConfig(Section):
 
 
 @dataclass(frozen=True)
+class MaskPoolingConfig(Section):
+    """``model.mask_pooling``: encoder ``levels`` averaged over the consensus mask (and over its edge band
+    when ``edge``) into μ and log σ² (``lidcvae.models.pooling``); no levels = MONAI's encoder alone."""
+
+    SECTION: ClassVar[str] = "model.mask_pooling"
+    levels: tuple[int, ...]
+    edge: bool
+
+
+@dataclass(frozen=True)
 class ModelConfig(Section):
     """The VAE's architecture, decoder and input scale; built by ``ModelConfig.from_mapping(section)``.
 
     Attributes (units): ``input_size`` voxels per edge; ``mask_channel`` adds the consensus mask as input
-    channel 1; ``hu_window`` (lower, upper) HU mapped to [0, 1].
+    channel 1; ``mask_pooling`` encoder levels averaged over that mask into the posterior;
+    ``hu_window`` (lower, upper) HU mapped to [0, 1].
     """
 
     SECTION: ClassVar[str] = "model"
@@ -70,6 +82,7 @@ class ModelConfig(Section):
     latent_size: int
     input_size: int
     mask_channel: bool
+    mask_pooling: MaskPoolingConfig
     reconstruction_weight: ReconstructionWeightConfig
     context: ContextConfig
     hu_window: tuple[float, float]
@@ -91,11 +104,12 @@ class ModelConfig(Section):
     @classmethod
     def from_checkpoint(cls, mapping: dict[str, Any] | None, source: str = "checkpoint") -> ModelConfig:
         """The ``model`` section stored in a checkpoint. A key the checkpoint predates takes the value its
-        model was trained with, not today's default (``PREDATED``): it saw the whole patch with one σ²."""
+        model was trained with, not today's default (``PREDATED``): it saw the whole patch with one σ² and
+        flattened its last encoder level only."""
         mapping = dict(mapping or {})
         sigma = {**PREDATED["sigma"], **mapping.get("sigma", {})}
         return cls.from_mapping({**PREDATED, **mapping, "sigma": sigma}, source)
 
 
 # What a checkpoint written before a model key existed was trained with (see ModelConfig.from_checkpoint).
-PREDATED: dict[str, Any] = {"context": {"kind": "full"}, "sigma": {"per_channel": False}}
+PREDATED: dict[str, Any] = {"context": {"kind": "full"}, "sigma": {"per_channel": False}, "mask_pooling": {"levels": []}}

@@ -7,6 +7,8 @@ latent code) is MONAI's; this module adds what the project's ``VAE`` interface n
   squared error, its maximum-likelihood value (Rybkin et al. 2021, "Simple and Effective VAE Training
   with Calibrated Decoders", arXiv 2006.13202). That removes the hand-tuned σ² of the seeds;
 - a clamp on the predicted log-variance, so exp(logvar) can neither overflow nor vanish;
+- optionally mask pooling: encoder levels averaged over the consensus mask feed μ and log σ² beside the
+  flattened last level, so the codes carry a nodule's density apart from its size (``lidcvae.models.pooling``);
 - optionally BN-VAE: the posterior mean goes through a batch norm whose scale γ is *fixed*, which keeps
   the expected KL above a positive floor and prevents posterior collapse (Zhu et al. 2020,
   arXiv 2004.12585).
@@ -25,6 +27,7 @@ from torch import nn
 from lidcvae.losses import gaussian_log_likelihood
 from lidcvae.models.base import VAE
 from lidcvae.models.config import ModelConfig
+from lidcvae.models.pooling import MaskPooledHead
 from lidcvae.models.weighting import ReconstructionWeight
 
 __all__ = ["ConvVAE3d", "CalibratedSigma", "FixedScaleBatchNorm"]
@@ -136,6 +139,9 @@ class ConvVAE3d(VAE):
         hu_window: (lower, upper) HU mapped to [0, 1]; stored so a checkpoint alone says how to map HU.
         in_channels: 1 (HU image) or 2 (image and consensus mask, encoded and reconstructed together).
         reconstruction_weight: per-voxel weights of the squared error (see ``ReconstructionWeight``).
+        mask_pooling: encoder levels averaged over the mask channel into the posterior (see
+            ``MaskPooledHead``); () for MONAI's flatten alone. Needs ``in_channels`` 2.
+        mask_pooling_edge: pool those levels over the mask's edge band too.
 
     Example::
 
@@ -162,6 +168,8 @@ class ConvVAE3d(VAE):
         hu_window: tuple[float, float],
         in_channels: int,
         reconstruction_weight: ReconstructionWeight,
+        mask_pooling: tuple[int, ...] = (),
+        mask_pooling_edge: bool = False,
     ) -> None:
         super().__init__()
         self.latent_size = latent_size
@@ -187,6 +195,11 @@ class ConvVAE3d(VAE):
         self.posterior_norm = FixedScaleBatchNorm(latent_size, bn_gamma) if bn_gamma else None
         self.hu_window = tuple(float(v) for v in hu_window)
         self.reconstruction_weight = reconstruction_weight
+        if mask_pooling and in_channels < 2:
+            raise ValueError("model.mask_pooling averages over the consensus mask: it needs model.mask_channel: true "
+                             "(or mask_pooling.levels: [])")
+        self.mask_pooling = (MaskPooledHead(tuple(mask_pooling), tuple(channels), latent_size, mask_pooling_edge)
+                             if mask_pooling else None)
 
     @classmethod
     def from_config(cls, model: ModelConfig) -> ConvVAE3d:
@@ -212,14 +225,29 @@ class ConvVAE3d(VAE):
             hu_window=model.hu_window,
             in_channels=2 if model.mask_channel else 1,
             reconstruction_weight=ReconstructionWeight.from_config(model.reconstruction_weight),
+            mask_pooling=model.mask_pooling.levels,
+            mask_pooling_edge=model.mask_pooling.edge,
         )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 1, S, S, S) in [0, 1] → posterior mean and clamped log-variance, each (B, D)."""
-        posterior_mean, posterior_logvar = self.network.encode_forward(x)
+        """(B, C, S, S, S) in [0, 1] → posterior mean and clamped log-variance, each (B, D)."""
+        if self.mask_pooling is None:
+            posterior_mean, posterior_logvar = self.network.encode_forward(x)
+        else:
+            posterior_mean, posterior_logvar = self._encode_mask_pooled(x)
         if self.posterior_norm is not None:
             posterior_mean = self.posterior_norm(posterior_mean)
         return posterior_mean, posterior_logvar.clamp(*self.logvar_range)
+
+    def _encode_mask_pooled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """MONAI's ``encode_forward`` with every level's output kept for the mask-pooled head."""
+        network, level_features, features = self.network, [], x
+        for level in network.encode:
+            features = level(features)
+            level_features.append(features)
+        flat = network.intermediate(features).flatten(1)
+        mean_term, logvar_term = self.mask_pooling(level_features, x[:, 1:2])
+        return network.mu(flat) + mean_term, network.logvar(flat) + logvar_term
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(B, D) → decoder mean (B, 1, S, S, S) in intensity units."""
