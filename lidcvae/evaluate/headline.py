@@ -128,6 +128,10 @@ def model_description(info: RunInfo) -> tuple[str, str]:
         channels, weighting = _input_text(model)
         architecture = (f"3D convolutional VAE (MONAI VarAutoEncoder), input {model.input_size}³ voxels at 1 mm: {channels}; "
                         f"channels {list(model.channels)}, latent size {model.latent_size}")
+        if model.mask_pooling.levels:
+            regions = "the consensus mask and its edge band" if model.mask_pooling.edge else "the consensus mask"
+            architecture += (f"; encoder levels {list(model.mask_pooling.levels)} also averaged over {regions} "
+                             "into μ and log σ² (model.mask_pooling)")
         if model.bn_vae.enabled:
             architecture += f", BN-VAE (γ = {model.bn_vae.gamma:g})"
         if info.embed is not None:
