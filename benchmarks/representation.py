@@ -60,7 +60,7 @@ log = logging.getLogger("representation")
 # encoder levels 0–1 pooled over the mask and its edge band). "seed-recipe"
 # is configs/seed-recipe.yaml's model (64³ input, one channel, uniform squared error, dim(z) = 256);
 # the row marked (default) is the schema defaults (configs/lidc.yaml's model; the 13-nodule demo,
-# configs/default.yaml, keeps a 3-voxel context).
+# configs/default.yaml, keeps a 3-voxel context and no mask pooling).
 # The seed recipe trains at 64³ (8× the voxels of a 32³ crop), so it gets a quarter of the epochs to
 # fit the benchmark's hour; its row says so.
 UNIFORM = {"kind": "uniform", "peak": 1.0}
