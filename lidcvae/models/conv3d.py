@@ -140,8 +140,7 @@ class ConvVAE3d(VAE):
         in_channels: 1 (HU image) or 2 (image and consensus mask, encoded and reconstructed together).
         reconstruction_weight: per-voxel weights of the squared error (see ``ReconstructionWeight``).
         mask_pooling: encoder levels averaged over the mask channel into the posterior (see
-            ``MaskPooledHead``); () for MONAI's flatten alone. Needs ``in_channels`` 2.
-        mask_pooling_edge: pool those levels over the mask's edge band too.
+            ``MaskPooledHead``); None for MONAI's flatten alone. Needs ``in_channels`` 2.
 
     Example::
 
@@ -168,8 +167,7 @@ class ConvVAE3d(VAE):
         hu_window: tuple[float, float],
         in_channels: int,
         reconstruction_weight: ReconstructionWeight,
-        mask_pooling: tuple[int, ...] = (),
-        mask_pooling_edge: bool = False,
+        mask_pooling: MaskPooledHead | None = None,
     ) -> None:
         super().__init__()
         self.latent_size = latent_size
@@ -195,11 +193,7 @@ class ConvVAE3d(VAE):
         self.posterior_norm = FixedScaleBatchNorm(latent_size, bn_gamma) if bn_gamma else None
         self.hu_window = tuple(float(v) for v in hu_window)
         self.reconstruction_weight = reconstruction_weight
-        if mask_pooling and in_channels < 2:
-            raise ValueError("model.mask_pooling averages over the consensus mask: it needs model.mask_channel: true "
-                             "(or mask_pooling.levels: [])")
-        self.mask_pooling = (MaskPooledHead(tuple(mask_pooling), tuple(channels), latent_size, mask_pooling_edge)
-                             if mask_pooling else None)
+        self.mask_pooling = mask_pooling
 
     @classmethod
     def from_config(cls, model: ModelConfig) -> ConvVAE3d:
@@ -207,6 +201,10 @@ class ConvVAE3d(VAE):
         if model.reconstruction_weight.kind == "mask" and not model.mask_channel:
             raise ValueError("model.reconstruction_weight.kind 'mask' needs model.mask_channel: true "
                              "(or choose kind 'gaussian' / 'uniform')")
+        pooling = model.mask_pooling
+        if pooling.levels and not model.mask_channel:
+            raise ValueError("model.mask_pooling averages over the consensus mask: it needs model.mask_channel: true "
+                             "(or mask_pooling.levels: [])")
         return cls(
             input_size=model.input_size,
             latent_size=model.latent_size,
@@ -225,8 +223,8 @@ class ConvVAE3d(VAE):
             hu_window=model.hu_window,
             in_channels=2 if model.mask_channel else 1,
             reconstruction_weight=ReconstructionWeight.from_config(model.reconstruction_weight),
-            mask_pooling=model.mask_pooling.levels,
-            mask_pooling_edge=model.mask_pooling.edge,
+            mask_pooling=(MaskPooledHead(pooling.levels, model.channels, model.latent_size, pooling.edge)
+                          if pooling.levels else None),
         )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
