@@ -57,8 +57,8 @@ log = logging.getLogger("representation")
 
 # Model variants compared, as dotted config overrides on top of the benchmark config (whose model is the
 # schema default: a 32³ crop, the mask channel, mask weight ×10, a 1-voxel nodule context, σ per channel,
-# encoder levels 0–1 pooled over the mask and its edge band). "seed-recipe"
-# is configs/seed-recipe.yaml's model (64³ input, one channel, uniform squared error, dim(z) = 256);
+# encoder levels 0–1 and a 16-bin soft histogram of the image pooled over the mask and its edge band).
+# "seed-recipe" is configs/seed-recipe.yaml's model (64³ input, one channel, uniform squared error, dim(z) = 256);
 # the row marked (default) is the schema defaults (configs/lidc.yaml's model; the 13-nodule demo,
 # configs/default.yaml, keeps a 3-voxel context and no mask pooling).
 # The seed recipe trains at 64³ (8× the voxels of a 32³ crop), so it gets a quarter of the epochs to
@@ -66,10 +66,13 @@ log = logging.getLogger("representation")
 UNIFORM = {"kind": "uniform", "peak": 1.0}
 MASK10 = {"kind": "mask", "peak": 10.0, "dilate_voxels": 3}
 # The rows before model.mask_pooling became the default flatten the encoder's last level only; those
-# before model.context and per-channel σ also see the whole patch with one σ².
-FLAT = {"model.mask_pooling.levels": []}
+# before model.context and per-channel σ also see the whole patch with one σ²; those before
+# mask_pooling.histogram_bins pool the encoder levels without the image's soft histogram.
+NO_HISTOGRAM = {"model.mask_pooling.histogram_bins": 0}
+FLAT = {"model.mask_pooling.levels": [], **NO_HISTOGRAM}
 WHOLE = {**FLAT, "model.context.kind": "full", "model.sigma.per_channel": False}
-DEFAULT, DEFAULT_SEED_1 = "mask pooling, levels 0–1 + edge band (default)", "mask pooling, levels 0–1 + edge band, seed 1"
+DEFAULT = "mask pooling, levels 0–1 + edge band + histogram (default)"
+DEFAULT_SEED_1 = "mask pooling, levels 0–1 + edge band + histogram, seed 1"
 VARIANTS: dict[str, dict[str, object]] = {
     # = configs/seed-recipe.yaml's model section, on the benchmark config's channels
     "seed-recipe (64³, 30 epochs)": {**WHOLE, "model.input_size": 64, "model.mask_channel": False,
@@ -100,8 +103,11 @@ VARIANTS: dict[str, dict[str, object]] = {
     "nodule context 1 voxel + σ per channel": FLAT,
     "nodule context 1 voxel + σ per channel, seed 1": {**FLAT, "train.seed": 1},
     # Encoder levels 0–1 also averaged over the consensus mask into μ and log σ² (lidcvae.models.pooling):
-    # over the mask alone, and (the default) over its edge band too; the default twice, with two seeds.
-    "mask pooling, levels 0–1": {"model.mask_pooling.edge": False},
+    # over the mask alone, and over its edge band too, twice, with two seeds.
+    "mask pooling, levels 0–1": {"model.mask_pooling.edge": False, **NO_HISTOGRAM},
+    "mask pooling, levels 0–1 + edge band": NO_HISTOGRAM,
+    "mask pooling, levels 0–1 + edge band, seed 1": {"train.seed": 1, **NO_HISTOGRAM},
+    # The default: a 16-bin soft histogram of the image pooled beside the levels, with two seeds.
     DEFAULT: {},
     DEFAULT_SEED_1: {"train.seed": 1},
 }

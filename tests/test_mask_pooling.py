@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
+from lidcvae.intensity import HUWindow
 from lidcvae.models import ModelConfig, build_model
-from lidcvae.models.pooling import MaskPooledHead, edge_band, masked_mean
+from lidcvae.models.pooling import MaskPooledHead, SoftHistogram, edge_band, masked_mean
 
 TINY = {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2],
         "mask_pooling": {"levels": [0, 1], "edge": True}}
@@ -113,3 +116,77 @@ def test_a_checkpoint_from_before_mask_pooling_loads_as_the_plain_encoder():
     assert ModelConfig.from_checkpoint(old).mask_pooling.levels == ()
     assert build_model(ModelConfig.from_checkpoint(old)).mask_pooling is None
     assert ModelConfig.from_mapping(old).mask_pooling.levels == (0, 1)  # today's default for a new config
+
+
+def test_the_soft_histogram_tiles_the_hu_window_at_initialisation():
+    """Bin k starts centred at k / (K − 1) of the window: an image exactly there is wholly in bin k, about
+    e⁻¹ in its neighbours, nothing two bins away."""
+    histogram = SoftHistogram(8)
+    image = torch.full((1, 1, 2, 2, 2), 3 / 7)
+    member = histogram(image)[0, :, 0, 0, 0]
+    assert member.shape == (8,)
+    assert member[3].item() == pytest.approx(1.0)
+    assert member[2].item() == pytest.approx(math.exp(-1)) and member[4].item() == pytest.approx(math.exp(-1))
+    assert member[[0, 1, 5, 6, 7]].max().item() < math.exp(-4) + 1e-6
+
+
+def test_the_pooled_histogram_is_the_nodule_s_density_distribution_whatever_its_size():
+    """Over the mask, the histogram is the share of the nodule's voxels at each density: a ground-glass
+    nodule (−600 HU) peaks at a lower bin than a solid one (+40 HU), a small and a large nodule of one
+    density pool alike, and the lung outside the mask does not count."""
+    window = HUWindow(-1000.0, 400.0)
+    histogram = SoftHistogram(15)
+    pooled = {}
+    for density in (-600.0, 40.0):
+        for radius in (2.0, 6.0):
+            mask = _ball_mask(16, radius)
+            hu = torch.where(mask.bool(), torch.tensor(density), torch.tensor(-860.0))
+            pooled[density, radius] = masked_mean(histogram(window.to_unit(hu)), mask)[0]
+    # window units: −600 HU → 0.286 (nearest centre 4/14), +40 HU → 0.743 (nearest 10/14)
+    assert int(pooled[-600.0, 2.0].argmax()) == 4 and int(pooled[40.0, 2.0].argmax()) == 10
+    for density in (-600.0, 40.0):
+        assert torch.allclose(pooled[density, 2.0], pooled[density, 6.0], atol=1e-2)
+    lung_bin = 2  # −860 HU → 0.1, nearest centre 2/14: the lung would fill it were it counted
+    assert pooled[40.0, 6.0][lung_bin].item() < 1e-3
+
+
+def test_the_head_pools_the_histogram_over_the_mask_and_its_edge_band():
+    head = MaskPooledHead((0,), (4, 8), latent_size=8, edge=True, histogram_bins=16)
+    assert head.mean.in_features == 2 * (4 + 16)
+    histogram_only = MaskPooledHead((), (4, 8), latent_size=8, edge=False, histogram_bins=16)
+    assert histogram_only.mean.in_features == 16
+    mask = _ball_mask(16, 4.0)
+    blurred = torch.where(mask.bool(), 0.8, 0.1) + 0.3 * edge_band(mask, inside=0, outside=2)
+    sharp = torch.where(mask.bool(), 0.8, 0.1)
+    levels = [torch.zeros(1, 4, 8, 8, 8)]
+    with torch.no_grad():
+        moved = head(levels, blurred, mask)[0] - head(levels, sharp, mask)[0]
+        unmoved = histogram_only(levels, blurred, mask)[0] - histogram_only(levels, sharp, mask)[0]
+    assert moved.abs().max() > 1e-3  # the margin's blur lies outside the mask: only the edge band sees it
+    assert torch.allclose(unmoved, torch.zeros_like(unmoved))
+
+
+def test_histogram_settings_are_checked_by_key():
+    with pytest.raises(ValueError, match="model.mask_pooling.histogram_bins: expected 0 .off. or at least 2, got 1"):
+        build_model(ModelConfig.from_mapping({**TINY, "mask_pooling": {"histogram_bins": 1}}))
+    with pytest.raises(ValueError, match="model.mask_pooling.histogram_bins"):
+        ModelConfig.from_mapping({**TINY, "mask_pooling": {"histogram_bins": -1}})
+    assert build_model(ModelConfig.from_mapping({**TINY, "mask_pooling": {"levels": [], "histogram_bins": 0}})).mask_pooling is None
+    histogram_only = build_model(ModelConfig.from_mapping({**TINY, "mask_pooling": {"levels": []}})).mask_pooling
+    assert histogram_only.levels == () and histogram_only.histogram is not None
+    with pytest.raises(ValueError, match="it needs model.mask_channel: true"):
+        build_model(ModelConfig.from_mapping({**TINY, "mask_channel": False, "mask_pooling": {"levels": []},
+                                              "reconstruction_weight": {"kind": "uniform"}}))
+
+
+def test_a_checkpoint_from_before_the_histogram_loads_without_it():
+    """A mask-pooled checkpoint written before histogram_bins existed was trained without the histogram:
+    it loads with 0 bins and its own weights, not today's default of 16."""
+    torch.manual_seed(0)
+    before = {**TINY, "mask_pooling": {"levels": [0, 1], "edge": True}}
+    config = ModelConfig.from_checkpoint(before)
+    assert config.mask_pooling.histogram_bins == 0 and config.mask_pooling.levels == (0, 1)
+    trained_then = MaskPooledHead((0, 1), (4, 8), 8, edge=True)
+    model = build_model(config)
+    model.mask_pooling.load_state_dict(trained_then.state_dict())  # strict: the same parameters, no histogram
+    assert ModelConfig.from_mapping(before).mask_pooling.histogram_bins == 16  # a new config gets today's default

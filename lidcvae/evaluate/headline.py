@@ -128,10 +128,12 @@ def model_description(info: RunInfo) -> tuple[str, str]:
         channels, weighting = _input_text(model)
         architecture = (f"3D convolutional VAE (MONAI VarAutoEncoder), input {model.input_size}³ voxels at 1 mm: {channels}; "
                         f"channels {list(model.channels)}, latent size {model.latent_size}")
-        if model.mask_pooling.levels:
-            regions = "the consensus mask and its edge band" if model.mask_pooling.edge else "the consensus mask"
-            architecture += (f"; encoder levels {list(model.mask_pooling.levels)} also averaged over {regions} "
-                             "into μ and log σ² (model.mask_pooling)")
+        pooling = model.mask_pooling
+        if pooling.levels or pooling.histogram_bins:
+            regions = "the consensus mask and its edge band" if pooling.edge else "the consensus mask"
+            pooled = [f"encoder levels {list(pooling.levels)}"] if pooling.levels else []
+            pooled += [f"a soft histogram of the image ({pooling.histogram_bins} bins)"] if pooling.histogram_bins else []
+            architecture += f"; {' and '.join(pooled)} also averaged over {regions} into μ and log σ² (model.mask_pooling)"
         if model.bn_vae.enabled:
             architecture += f", BN-VAE (γ = {model.bn_vae.gamma:g})"
         if info.embed is not None:

@@ -60,12 +60,14 @@ class ContextConfig(Section):
 
 @dataclass(frozen=True)
 class MaskPoolingConfig(Section):
-    """``model.mask_pooling``: encoder ``levels`` averaged over the consensus mask (and over its edge band
-    when ``edge``) into μ and log σ² (``lidcvae.models.pooling``); no levels = MONAI's encoder alone."""
+    """``model.mask_pooling``: encoder ``levels`` and a soft histogram of the image (``histogram_bins``)
+    averaged over the consensus mask (and over its edge band when ``edge``) into μ and log σ²
+    (``lidcvae.models.pooling``); no levels and no bins = MONAI's encoder alone."""
 
     SECTION: ClassVar[str] = "model.mask_pooling"
     levels: tuple[int, ...]
     edge: bool
+    histogram_bins: int
 
 
 @dataclass(frozen=True)
@@ -107,9 +109,10 @@ class ModelConfig(Section):
         model was trained with, not today's default (``PREDATED``): it saw the whole patch with one σ² and
         flattened its last encoder level only."""
         mapping = dict(mapping or {})
-        sigma = {**PREDATED["sigma"], **mapping.get("sigma", {})}
-        return cls.from_mapping({**PREDATED, **mapping, "sigma": sigma}, source)
+        nested = {key: {**PREDATED[key], **mapping.get(key, {})} for key in ("sigma", "mask_pooling")}
+        return cls.from_mapping({**PREDATED, **mapping, **nested}, source)
 
 
 # What a checkpoint written before a model key existed was trained with (see ModelConfig.from_checkpoint).
-PREDATED: dict[str, Any] = {"context": {"kind": "full"}, "sigma": {"per_channel": False}, "mask_pooling": {"levels": []}}
+PREDATED: dict[str, Any] = {"context": {"kind": "full"}, "sigma": {"per_channel": False},
+                            "mask_pooling": {"levels": [], "histogram_bins": 0}}

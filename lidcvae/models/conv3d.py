@@ -139,8 +139,8 @@ class ConvVAE3d(VAE):
         hu_window: (lower, upper) HU mapped to [0, 1]; stored so a checkpoint alone says how to map HU.
         in_channels: 1 (HU image) or 2 (image and consensus mask, encoded and reconstructed together).
         reconstruction_weight: per-voxel weights of the squared error (see ``ReconstructionWeight``).
-        mask_pooling: encoder levels averaged over the mask channel into the posterior (see
-            ``MaskPooledHead``); None for MONAI's flatten alone. Needs ``in_channels`` 2.
+        mask_pooling: encoder levels and the image's soft histogram averaged over the mask channel into
+            the posterior (see ``MaskPooledHead``); None for MONAI's flatten alone. Needs ``in_channels`` 2.
 
     Example::
 
@@ -202,9 +202,10 @@ class ConvVAE3d(VAE):
             raise ValueError("model.reconstruction_weight.kind 'mask' needs model.mask_channel: true "
                              "(or choose kind 'gaussian' / 'uniform')")
         pooling = model.mask_pooling
-        if pooling.levels and not model.mask_channel:
+        pooled = bool(pooling.levels or pooling.histogram_bins)
+        if pooled and not model.mask_channel:
             raise ValueError("model.mask_pooling averages over the consensus mask: it needs model.mask_channel: true "
-                             "(or mask_pooling.levels: [])")
+                             "(or mask_pooling: {levels: [], histogram_bins: 0})")
         return cls(
             input_size=model.input_size,
             latent_size=model.latent_size,
@@ -223,8 +224,8 @@ class ConvVAE3d(VAE):
             hu_window=model.hu_window,
             in_channels=2 if model.mask_channel else 1,
             reconstruction_weight=ReconstructionWeight.from_config(model.reconstruction_weight),
-            mask_pooling=(MaskPooledHead(pooling.levels, model.channels, model.latent_size, pooling.edge)
-                          if pooling.levels else None),
+            mask_pooling=(MaskPooledHead(pooling.levels, model.channels, model.latent_size, pooling.edge,
+                                         pooling.histogram_bins) if pooled else None),
         )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -244,7 +245,7 @@ class ConvVAE3d(VAE):
             features = level(features)
             level_features.append(features)
         flat = network.intermediate(features).flatten(1)
-        mean_term, logvar_term = self.mask_pooling(level_features, x[:, 1:2])
+        mean_term, logvar_term = self.mask_pooling(level_features, x[:, :1], x[:, 1:2])
         return network.mu(flat) + mean_term, network.logvar(flat) + logvar_term
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:

@@ -9,15 +9,24 @@ levels, averaged over the consensus mask (input channel 1, area-downsampled to e
 through their own linear layers and are added to μ and log σ². Optionally they are also averaged over the
 mask's edge band, where the margin's blur and the spicules' roots lie; the mean over the whole mask
 dilutes the edge by the interior.
+
+The head can also pool a learnable soft histogram of the image itself (``SoftHistogram``, after the
+learnable histogram layer of Wang et al., ECCV 2016, with Gaussian bins): averaged over the mask it is the
+share of the nodule's voxels at each density, the distribution that radiomics' first-order features
+(mean, percentiles, spread) summarise. The convolution levels see that distribution only through a few
+filters; with the histogram the codes read ground glass, part-solid cores and a blurred margin's low
+tail directly (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MaskPooledHead", "edge_band", "masked_mean"]
+__all__ = ["MaskPooledHead", "SoftHistogram", "edge_band", "masked_mean"]
 
 # Keeps the mean finite for a mask that vanishes at a coarse level; a nodule covers ≥ 1 voxel.
 _EPSILON = 1e-3
@@ -54,30 +63,67 @@ def masked_mean(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (features * weight).flatten(2).sum(2) / (weight.flatten(2).sum(2) + _EPSILON)
 
 
-class MaskPooledHead(nn.Module):
-    """The mask means of some encoder levels → additive terms of μ and log σ², each (B, D).
+class SoftHistogram(nn.Module):
+    """A learnable soft histogram of the image: bin k's membership is exp(−((x − c_k) / w_k)²).
+
+    Intensities are in HU-window units (0 = the window's lower end, 1 = its upper end, ``model.hu_window``).
+    The centres c_k start evenly spaced over [0, 1] and the widths w_k at that spacing (1 / (K − 1)), so
+    at initialisation the bins tile the window; training moves both.
 
     Args:
-        levels: encoder levels (0 = the first convolution block) whose outputs are pooled.
-        widths: channels of each encoder level (``model.channels``).
-        latent_size: D.
-        edge: also pool each level over the mask's ``edge_band``.
+        bins: K.
     """
 
-    def __init__(self, levels: tuple[int, ...], widths: tuple[int, ...], latent_size: int, edge: bool = False) -> None:
+    def __init__(self, bins: int) -> None:
         super().__init__()
-        if not levels or len(set(levels)) != len(levels) or not all(0 <= level < len(widths) for level in levels):
+        if bins < 2:
+            raise ValueError(f"model.mask_pooling.histogram_bins: expected 0 (off) or at least 2, got {bins}")
+        self.centres = nn.Parameter(torch.linspace(0.0, 1.0, bins))
+        self.log_widths = nn.Parameter(torch.full((bins,), -math.log(bins - 1)))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 1, Z, Y, X) in window units → (B, K, Z, Y, X) memberships in (0, 1]."""
+        shape = (1, -1, 1, 1, 1)
+        distance = (image - self.centres.view(shape)) / self.log_widths.exp().view(shape)
+        return torch.exp(-distance.square())
+
+
+class MaskPooledHead(nn.Module):
+    """Mask means of some encoder levels (and of the image's soft histogram) → additive terms of μ and
+    log σ², each (B, D).
+
+    Args:
+        levels: encoder levels (0 = the first convolution block) whose outputs are pooled; may be empty
+            when ``histogram_bins`` is set.
+        widths: channels of each encoder level (``model.channels``).
+        latent_size: D.
+        edge: also pool over the mask's ``edge_band``.
+        histogram_bins: K > 1 pools a ``SoftHistogram`` of the image channel as well; 0 = none.
+    """
+
+    def __init__(self, levels: tuple[int, ...], widths: tuple[int, ...], latent_size: int, edge: bool = False,
+                 histogram_bins: int = 0) -> None:
+        super().__init__()
+        if len(set(levels)) != len(levels) or not all(0 <= level < len(widths) for level in levels):
             raise ValueError(f"model.mask_pooling.levels: expected distinct encoder levels in 0..{len(widths) - 1} "
                              f"(model.channels has {len(widths)} level(s)), got {list(levels)}")
+        if not levels and not histogram_bins:
+            raise ValueError("model.mask_pooling: nothing to pool (levels [] and histogram_bins 0); "
+                             "build the model without the head instead")
         self.levels = tuple(sorted(levels))
         self.edge = edge
-        width = sum(widths[level] for level in self.levels) * (2 if edge else 1)
+        self.histogram = SoftHistogram(histogram_bins) if histogram_bins else None
+        width = (sum(widths[level] for level in self.levels) + histogram_bins) * (2 if edge else 1)
         self.mean = nn.Linear(width, latent_size)
         self.logvar = nn.Linear(width, latent_size)
 
-    def forward(self, level_features: list[torch.Tensor], mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``level_features[i]`` is level i's (B, C_i, …) output; ``mask`` (B, 1, S, S, S) 0/1."""
+    def forward(self, level_features: list[torch.Tensor], image: torch.Tensor,
+                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``level_features[i]`` is level i's (B, C_i, …) output; ``image`` and ``mask`` (B, 1, S, S, S),
+        the image in window units, the mask 0/1."""
+        maps = [level_features[level] for level in self.levels]
+        if self.histogram is not None:
+            maps.append(self.histogram(image))
         regions = (mask, edge_band(mask)) if self.edge else (mask,)
-        pooled = torch.cat([masked_mean(level_features[level], region)
-                            for level in self.levels for region in regions], dim=1)
+        pooled = torch.cat([masked_mean(features, region) for features in maps for region in regions], dim=1)
         return self.mean(pooled), self.logvar(pooled)
