@@ -75,8 +75,8 @@ class ModelConfig(Section):
     """The VAE's architecture, decoder and input scale; built by ``ModelConfig.from_mapping(section)``.
 
     Attributes (units): ``input_size`` voxels per edge; ``mask_channel`` adds the consensus mask as input
-    channel 1; ``mask_pooling`` encoder levels averaged over that mask into the posterior;
-    ``hu_window`` (lower, upper) HU mapped to [0, 1].
+    channel 1; ``mask_pooling`` encoder levels and the image's histogram averaged over that mask into the
+    posterior; ``hu_window`` (lower, upper) HU mapped to [0, 1].
     """
 
     SECTION: ClassVar[str] = "model"
@@ -106,8 +106,8 @@ class ModelConfig(Section):
     @classmethod
     def from_checkpoint(cls, mapping: dict[str, Any] | None, source: str = "checkpoint") -> ModelConfig:
         """The ``model`` section stored in a checkpoint. A key the checkpoint predates takes the value its
-        model was trained with, not today's default (``PREDATED``): it saw the whole patch with one σ² and
-        flattened its last encoder level only."""
+        model was trained with, not today's default (``PREDATED``): it saw the whole patch with one σ²,
+        flattened its last encoder level only, and pooled no histogram."""
         mapping = dict(mapping or {})
         nested = {key: {**PREDATED[key], **mapping.get(key, {})} for key in ("sigma", "mask_pooling")}
         return cls.from_mapping({**PREDATED, **mapping, **nested}, source)
