@@ -25,6 +25,18 @@ from lidcvae.models import ModelConfig, build_model  # noqa: E402
 LIDC_PATCHES = 2600
 
 
+def patches(count: int, event_shape: tuple[int, ...]) -> torch.Tensor:
+    """(count, C, S, S, S) random images; with a mask channel (the default), channel 1 is a centred ball
+    of radius S/6, so the mask-pooled head pools a real region."""
+    images = torch.rand(count, *event_shape)
+    if event_shape[0] > 1:
+        size = event_shape[-1]
+        axes = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+        z, y, x = torch.meshgrid(axes, axes, axes, indexing="ij")
+        images[:, 1] = ((z**2 + y**2 + x**2) <= (size / 6) ** 2).float()
+    return images
+
+
 def _rate(count: int, run) -> float:
     start = time.perf_counter()
     run()
@@ -47,10 +59,10 @@ def main() -> None:
                                              "input_size": args.input_size})
     model = build_model(model_config).to(args.device).eval()
     size = args.input_size
-    images = torch.rand(args.embed_patches, 1, size, size, size)
+    images = patches(args.embed_patches, model.event_shape)
     encode_batches(model, images[:2], device=args.device)  # warm-up
     embed_rate = _rate(len(images), lambda: encode_batches(model, images, args.embed_batch, args.device))
-    few = torch.rand(args.iwae_patches, 1, size, size, size, device=args.device)
+    few = patches(args.iwae_patches, model.event_shape).to(args.device)
 
     def iwae():
         for batch in few.split(args.iwae_batch):

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from lidcvae.data import LabelledImages, PatchSource
 from lidcvae.extract.manifest import read_manifest
 from lidcvae.intensity import HUWindow
+from lidcvae.morphology import dilate_cube
 
 __all__ = ["NoNodulesError", "load", "images_from_table", "masks_from_table", "load_patch_hu", "load_patch_mask", "fit_patch",
            "nodule_context"]
@@ -110,8 +111,7 @@ def nodule_context(images: torch.Tensor, masks: torch.Tensor, dilate_voxels: int
         dilate_voxels: r, voxels.
         fill: the value outside, in model input scale.
     """
-    size = 2 * dilate_voxels + 1
-    region = F.max_pool3d((masks > 0.5).float(), size, stride=1, padding=dilate_voxels) > 0
+    region = dilate_cube((masks > 0.5).float(), dilate_voxels) > 0
     return torch.where(region, images, torch.full_like(images, fill))
 
 

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lidcvae.morphology import dilate_cube, erode_cube
+
 __all__ = ["MaskPooledHead", "SoftHistogram", "edge_band", "masked_mean"]
 
 # Keeps the mean finite for a mask that vanishes at a coarse level; a nodule covers ≥ 1 voxel.
@@ -43,9 +45,7 @@ def edge_band(mask: torch.Tensor, inside: int = EDGE_INSIDE, outside: int = EDGE
     Returns:
         (B, 1, Z, Y, X) 0/1: the mask dilated by ``outside`` minus the mask eroded by ``inside``.
     """
-    dilated = F.max_pool3d(mask, 2 * outside + 1, stride=1, padding=outside)
-    eroded = -F.max_pool3d(-mask, 2 * inside + 1, stride=1, padding=inside)
-    return dilated - eroded
+    return dilate_cube(mask, outside) - erode_cube(mask, inside)
 
 
 def masked_mean(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

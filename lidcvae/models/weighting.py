@@ -15,8 +15,9 @@ bound on log p(x) (see ``lidcvae.losses.gaussian_log_likelihood``).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from lidcvae.morphology import dilate_cube
 
 __all__ = ["WEIGHT_KINDS", "ReconstructionWeight"]
 
@@ -54,8 +55,7 @@ class ReconstructionWeight(nn.Module):
         else:
             if x.shape[1] < 2:
                 raise ValueError("model.reconstruction_weight.kind 'mask' needs model.mask_channel: true")
-            size = 2 * self.dilate_voxels + 1
-            profile = F.max_pool3d(x[:, 1:2].float(), size, stride=1, padding=self.dilate_voxels)
+            profile = dilate_cube(x[:, 1:2].float(), self.dilate_voxels)
         return 1.0 + (self.peak - 1.0) * profile
 
     def gaussian_profile(self, shape: torch.Size | tuple[int, ...], device: torch.device) -> torch.Tensor:
