@@ -129,7 +129,7 @@ def model_description(info: RunInfo) -> tuple[str, str]:
         architecture = (f"3D convolutional VAE (MONAI VarAutoEncoder), input {model.input_size}³ voxels at 1 mm: {channels}; "
                         f"channels {list(model.channels)}, latent size {model.latent_size}")
         pooling = model.mask_pooling
-        if pooling.levels or pooling.histogram_bins:
+        if pooling.enabled:
             regions = "the consensus mask and its edge band" if pooling.edge else "the consensus mask"
             pooled = [f"encoder levels {list(pooling.levels)}"] if pooling.levels else []
             pooled += [f"a soft histogram of the image ({pooling.histogram_bins} bins)"] if pooling.histogram_bins else []

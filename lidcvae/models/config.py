@@ -69,6 +69,11 @@ class MaskPoolingConfig(Section):
     edge: bool
     histogram_bins: int
 
+    @property
+    def enabled(self) -> bool:
+        """Whether anything is pooled (levels or the histogram), i.e. whether the model has the head."""
+        return bool(self.levels or self.histogram_bins)
+
 
 @dataclass(frozen=True)
 class ModelConfig(Section):

@@ -202,8 +202,7 @@ class ConvVAE3d(VAE):
             raise ValueError("model.reconstruction_weight.kind 'mask' needs model.mask_channel: true "
                              "(or choose kind 'gaussian' / 'uniform')")
         pooling = model.mask_pooling
-        pooled = bool(pooling.levels or pooling.histogram_bins)
-        if pooled and not model.mask_channel:
+        if pooling.enabled and not model.mask_channel:
             raise ValueError("model.mask_pooling averages over the consensus mask: it needs model.mask_channel: true "
                              "(or mask_pooling: {levels: [], histogram_bins: 0})")
         return cls(
@@ -225,7 +224,7 @@ class ConvVAE3d(VAE):
             in_channels=2 if model.mask_channel else 1,
             reconstruction_weight=ReconstructionWeight.from_config(model.reconstruction_weight),
             mask_pooling=(MaskPooledHead(pooling.levels, model.channels, model.latent_size, pooling.edge,
-                                         pooling.histogram_bins) if pooled else None),
+                                         pooling.histogram_bins) if pooling.enabled else None),
         )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
