@@ -57,7 +57,8 @@ log = logging.getLogger("representation")
 
 # Model variants compared, as dotted config overrides on top of the benchmark config (whose model is the
 # schema default: a 32³ crop, the mask channel, mask weight ×10, a 1-voxel nodule context, σ per channel,
-# encoder levels 0–1 and a 16-bin soft histogram of the image pooled over the mask and its edge band).
+# encoder levels 0–1 and a 16-bin soft histogram of the image pooled over the mask and its edge band, and
+# that density histogram decoded from z, its log-likelihood ×1000).
 # "seed-recipe" is configs/seed-recipe.yaml's model (64³ input, one channel, uniform squared error, dim(z) = 256);
 # the row marked (default) is the schema defaults (configs/lidc.yaml's model; the 13-nodule demo,
 # configs/default.yaml, keeps a 3-voxel context and no mask pooling).
@@ -67,12 +68,14 @@ UNIFORM = {"kind": "uniform", "peak": 1.0}
 MASK10 = {"kind": "mask", "peak": 10.0, "dilate_voxels": 3}
 # The rows before model.mask_pooling became the default flatten the encoder's last level only; those
 # before model.context and per-channel σ also see the whole patch with one σ²; those before
-# mask_pooling.histogram_bins pool the encoder levels without the image's soft histogram.
-NO_HISTOGRAM = {"model.mask_pooling.histogram_bins": 0}
+# mask_pooling.histogram_bins pool the encoder levels without the image's soft histogram; and every row
+# before model.histogram_view decodes no density histogram from z.
+NO_VIEW = {"model.histogram_view.bins": 0}
+NO_HISTOGRAM = {"model.mask_pooling.histogram_bins": 0, **NO_VIEW}
 FLAT = {"model.mask_pooling.levels": [], **NO_HISTOGRAM}
 WHOLE = {**FLAT, "model.context.kind": "full", "model.sigma.per_channel": False}
-DEFAULT = "mask pooling, levels 0–1 + edge band + histogram (default)"
-DEFAULT_SEED_1 = "mask pooling, levels 0–1 + edge band + histogram, seed 1"
+DEFAULT = "mask pooling + histogram + histogram view ×1000 (default)"
+DEFAULT_SEED_1 = "mask pooling + histogram + histogram view ×1000, seed 1"
 VARIANTS: dict[str, dict[str, object]] = {
     # = configs/seed-recipe.yaml's model section, on the benchmark config's channels
     "seed-recipe (64³, 30 epochs)": {**WHOLE, "model.input_size": 64, "model.mask_channel": False,
@@ -107,12 +110,16 @@ VARIANTS: dict[str, dict[str, object]] = {
     "mask pooling, levels 0–1": {"model.mask_pooling.edge": False, **NO_HISTOGRAM},
     "mask pooling, levels 0–1 + edge band": NO_HISTOGRAM,
     "mask pooling, levels 0–1 + edge band, seed 1": {"train.seed": 1, **NO_HISTOGRAM},
-    # The default: a 16-bin soft histogram of the image pooled beside the levels, with two seeds.
+    # A 16-bin soft histogram of the image pooled beside the levels, with two seeds.
+    "mask pooling, levels 0–1 + edge band + histogram": NO_VIEW,
+    "mask pooling, levels 0–1 + edge band + histogram, seed 1": {"train.seed": 1, **NO_VIEW},
+    # Less pressure towards the prior, now that the pooled path makes density and margin readable.
+    "mask pooling + histogram, β 0.25": {"train.beta": 0.25, **NO_VIEW},
+    "mask pooling + histogram, β 0.25, seed 1": {"train.beta": 0.25, "train.seed": 1, **NO_VIEW},
+    # The default: z also decodes the nodule's density histogram over the mask and its edge band, its
+    # log-likelihood counted 1000 times (lidcvae.models.histogram_view), with two seeds.
     DEFAULT: {},
     DEFAULT_SEED_1: {"train.seed": 1},
-    # Less pressure towards the prior, now that the pooled path makes density and margin readable.
-    "mask pooling + histogram, β 0.25": {"train.beta": 0.25},
-    "mask pooling + histogram, β 0.25, seed 1": {"train.beta": 0.25, "train.seed": 1},
 }
 
 # Embedded a second time in one orientation (embed.average_orientations: false), so the table shows what

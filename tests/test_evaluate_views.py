@@ -110,16 +110,19 @@ def test_headline_says_what_the_default_model_sees_and_how_its_error_is_weighted
     assert "input 32³ voxels at 1 mm: the windowed HU image and the consensus mask (0/1) as two channels" in architecture
     assert "the image kept within 1 voxel of the consensus mask and set to -860 HU elsewhere" in architecture
     assert "weighted ×10 on the consensus mask dilated by 3 voxels" in loss
+    assert ("negative ELBO = −log p(x|z) − 1000·log p(h|z), h the nodule's 16-bin density histogram over the "
+            "consensus mask and its edge band, decoded linearly from z") in loss
     assert ("; encoder levels [0, 1] and a soft histogram of the image (16 bins) also averaged over the consensus mask "
             "and its edge band into μ and log σ²") in architecture
     mask_only = ModelConfig.from_mapping({"mask_pooling": {"edge": False, "histogram_bins": 0}})
     assert "; encoder levels [0, 1] also averaged over the consensus mask into μ" in model_description(RunInfo(model=mask_only))[0]
     histogram_only = ModelConfig.from_mapping({"mask_pooling": {"levels": [], "histogram_bins": 8}})
     assert "; a soft histogram of the image (8 bins) also averaged over" in model_description(RunInfo(model=histogram_only))[0]
-    seed_recipe = ModelConfig.from_mapping({"mask_channel": False, "mask_pooling": {"levels": [], "histogram_bins": 0}, "input_size": 64, "reconstruction_weight": {"kind": "uniform"},
+    seed_recipe = ModelConfig.from_mapping({"mask_channel": False, "mask_pooling": {"levels": [], "histogram_bins": 0}, "histogram_view": {"bins": 0}, "input_size": 64, "reconstruction_weight": {"kind": "uniform"},
                                             "context": {"kind": "full"}})
     architecture, loss = model_description(RunInfo(model=seed_recipe))
     assert "input 64³ voxels at 1 mm: the windowed HU image;" in architecture and "weighted uniformly" in loss
+    assert "p(h|z)" not in model_description(RunInfo(model=seed_recipe, train=TrainConfig.from_mapping({})))[1]
     assert "averaged over the consensus mask" not in architecture
     assert "orientation" not in architecture  # no embed section given: nothing said about the embeddings
 

@@ -16,7 +16,7 @@ from lidcvae.models import ModelConfig, build_model
 from lidcvae.models.conv3d import ConvVAE3d
 
 TINY = {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2],
-        "mask_channel": False, "mask_pooling": {"levels": [], "histogram_bins": 0}, "reconstruction_weight": {"kind": "uniform"}}  # one channel, the plain ELBO
+        "mask_channel": False, "mask_pooling": {"levels": [], "histogram_bins": 0}, "histogram_view": {"bins": 0}, "reconstruction_weight": {"kind": "uniform"}}  # one channel, the plain ELBO
 
 SHAPE_CASES = [
     ({**TINY}, (3, 1, 16, 16, 16), 8),

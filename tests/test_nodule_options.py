@@ -15,7 +15,7 @@ from lidcvae.models import build_model
 from lidcvae.models.weighting import ReconstructionWeight
 
 TINY = {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2],
-        "mask_channel": False, "mask_pooling": {"levels": [], "histogram_bins": 0}, "reconstruction_weight": {"kind": "uniform"}}  # one channel, the plain ELBO
+        "mask_channel": False, "mask_pooling": {"levels": [], "histogram_bins": 0}, "histogram_view": {"bins": 0}, "reconstruction_weight": {"kind": "uniform"}}  # one channel, the plain ELBO
 
 
 def _nodule_batch(size=16, radius=3):

@@ -127,7 +127,7 @@ def _masks(table: pd.DataFrame, patch_shape: tuple[int, ...], source: PatchSourc
             f"{needs} but {int(missing.sum())} row(s) have no mask_path "
             f"(first: {table.index[missing][0]!r}); a cohort without consensus masks (the coordinates route "
             "without extract.sphere_mask) needs model.mask_channel: false, model.mask_pooling: {levels: [], histogram_bins: 0}, "
-            "model.context.kind: full and a reconstruction_weight that is not 'mask'"
+            "model.histogram_view.bins: 0, model.context.kind: full and a reconstruction_weight that is not 'mask'"
         )
     masks = _read_masks(table["mask_path"])
     if masks.shape[2:] != patch_shape:

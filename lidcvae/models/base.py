@@ -62,6 +62,11 @@ class VAE(nn.Module):
         """log p(x|z) in nats, summed over every element of a sample, normalising constant included: (B,)."""
         raise NotImplementedError
 
+    def auxiliary_log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log-likelihood of any summary of x the model also decodes from z, added to ``log_likelihood`` in
+        the training loss only; nats, (B,). None here: zeros."""
+        return x.new_zeros(x.shape[0], dtype=torch.float32)
+
     def mean_image(self, decoded: torch.Tensor) -> torch.Tensor:
         """The decoder's mean in input space (identity for Gaussian, sigmoid for Bernoulli)."""
         return decoded

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from lidcvae.config import Section
 
 __all__ = ["ModelConfig", "SigmaConfig", "BnVaeConfig", "ReconstructionWeightConfig", "ContextConfig",
-           "MaskPoolingConfig"]
+           "MaskPoolingConfig", "HistogramViewConfig"]
 
 
 @dataclass(frozen=True)
@@ -76,12 +76,23 @@ class MaskPoolingConfig(Section):
 
 
 @dataclass(frozen=True)
+class HistogramViewConfig(Section):
+    """``model.histogram_view``: z also decodes the nodule's density histogram (``bins`` per region, over
+    the mask and its edge band), its log-likelihood weighted by ``weight`` (``lidcvae.models.histogram_view``);
+    0 bins = off."""
+
+    SECTION: ClassVar[str] = "model.histogram_view"
+    bins: int
+    weight: float
+
+
+@dataclass(frozen=True)
 class ModelConfig(Section):
     """The VAE's architecture, decoder and input scale; built by ``ModelConfig.from_mapping(section)``.
 
     Attributes (units): ``input_size`` voxels per edge; ``mask_channel`` adds the consensus mask as input
     channel 1; ``mask_pooling`` encoder levels and the image's histogram averaged over that mask into the
-    posterior; ``hu_window`` (lower, upper) HU mapped to [0, 1].
+    posterior; ``histogram_view`` the nodule's density histogram decoded from z; ``hu_window`` (lower, upper) HU mapped to [0, 1].
     """
 
     SECTION: ClassVar[str] = "model"
@@ -90,6 +101,7 @@ class ModelConfig(Section):
     input_size: int
     mask_channel: bool
     mask_pooling: MaskPoolingConfig
+    histogram_view: HistogramViewConfig
     reconstruction_weight: ReconstructionWeightConfig
     context: ContextConfig
     hu_window: tuple[float, float]
@@ -112,12 +124,12 @@ class ModelConfig(Section):
     def from_checkpoint(cls, mapping: dict[str, Any] | None, source: str = "checkpoint") -> ModelConfig:
         """The ``model`` section stored in a checkpoint. A key the checkpoint predates takes the value its
         model was trained with, not today's default (``PREDATED``): it saw the whole patch with one σ²,
-        flattened its last encoder level only, and pooled no histogram."""
+        flattened its last encoder level only, pooled no histogram and decoded none."""
         mapping = dict(mapping or {})
-        nested = {key: {**PREDATED[key], **mapping.get(key, {})} for key in ("sigma", "mask_pooling")}
+        nested = {key: {**PREDATED[key], **mapping.get(key, {})} for key in ("sigma", "mask_pooling", "histogram_view")}
         return cls.from_mapping({**PREDATED, **mapping, **nested}, source)
 
 
 # What a checkpoint written before a model key existed was trained with (see ModelConfig.from_checkpoint).
 PREDATED: dict[str, Any] = {"context": {"kind": "full"}, "sigma": {"per_channel": False},
-                            "mask_pooling": {"levels": [], "histogram_bins": 0}}
+                            "mask_pooling": {"levels": [], "histogram_bins": 0}, "histogram_view": {"bins": 0}}

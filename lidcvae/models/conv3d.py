@@ -9,6 +9,8 @@ latent code) is MONAI's; this module adds what the project's ``VAE`` interface n
 - a clamp on the predicted log-variance, so exp(logvar) can neither overflow nor vanish;
 - optionally mask pooling: encoder levels averaged over the consensus mask feed μ and log σ² beside the
   flattened last level, so the codes carry a nodule's density apart from its size (``lidcvae.models.pooling``);
+- optionally a second view: z also decodes the nodule's density histogram, whose likelihood joins the
+  image's in the training loss (``lidcvae.models.histogram_view``);
 - optionally BN-VAE: the posterior mean goes through a batch norm whose scale γ is *fixed*, which keeps
   the expected KL above a positive floor and prevents posterior collapse (Zhu et al. 2020,
   arXiv 2004.12585).
@@ -27,6 +29,7 @@ from torch import nn
 from lidcvae.losses import gaussian_log_likelihood
 from lidcvae.models.base import VAE
 from lidcvae.models.config import ModelConfig
+from lidcvae.models.histogram_view import HistogramView
 from lidcvae.models.pooling import MaskPooledHead
 from lidcvae.models.weighting import ReconstructionWeight
 
@@ -141,6 +144,8 @@ class ConvVAE3d(VAE):
         reconstruction_weight: per-voxel weights of the squared error (see ``ReconstructionWeight``).
         mask_pooling: encoder levels and the image's soft histogram averaged over the mask channel into
             the posterior (see ``MaskPooledHead``); None for MONAI's flatten alone. Needs ``in_channels`` 2.
+        histogram_view: the density histogram decoded from z (see ``HistogramView``); None for none.
+            Needs ``in_channels`` 2.
 
     Example::
 
@@ -168,6 +173,7 @@ class ConvVAE3d(VAE):
         in_channels: int,
         reconstruction_weight: ReconstructionWeight,
         mask_pooling: MaskPooledHead | None = None,
+        histogram_view: HistogramView | None = None,
     ) -> None:
         super().__init__()
         self.latent_size = latent_size
@@ -194,6 +200,7 @@ class ConvVAE3d(VAE):
         self.hu_window = tuple(float(v) for v in hu_window)
         self.reconstruction_weight = reconstruction_weight
         self.mask_pooling = mask_pooling
+        self.histogram_view = histogram_view
 
     @classmethod
     def from_config(cls, model: ModelConfig) -> ConvVAE3d:
@@ -205,6 +212,10 @@ class ConvVAE3d(VAE):
         if pooling.enabled and not model.mask_channel:
             raise ValueError("model.mask_pooling averages over the consensus mask: it needs model.mask_channel: true "
                              "(or mask_pooling: {levels: [], histogram_bins: 0})")
+        view = model.histogram_view
+        if view.bins and not model.mask_channel:
+            raise ValueError("model.histogram_view is the histogram over the consensus mask: it needs "
+                             "model.mask_channel: true (or histogram_view.bins: 0)")
         return cls(
             input_size=model.input_size,
             latent_size=model.latent_size,
@@ -225,6 +236,9 @@ class ConvVAE3d(VAE):
             reconstruction_weight=ReconstructionWeight.from_config(model.reconstruction_weight),
             mask_pooling=(MaskPooledHead(pooling.levels, model.channels, model.latent_size, pooling.edge,
                                          pooling.histogram_bins) if pooling.enabled else None),
+            histogram_view=(HistogramView(model.latent_size, view.bins, view.weight,
+                                          CalibratedSigma("calibrated", 0.0, model.sigma.momentum, channels=1))
+                            if view.bins else None),
         )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -260,6 +274,12 @@ class ConvVAE3d(VAE):
         decoded = decoded.float()
         weight = self.reconstruction_weight(x)
         return gaussian_log_likelihood(x.float(), decoded, self.sigma(x, decoded, weight), weight)
+
+    def auxiliary_log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """λ·log p(h(x)|z) of the density histogram when ``histogram_view`` is set, else 0; nats, (B,)."""
+        if self.histogram_view is None:
+            return super().auxiliary_log_likelihood(x, z)
+        return self.histogram_view.log_likelihood(x, z)
 
 
 def _monai_layer_spec(spec: Any) -> Any:

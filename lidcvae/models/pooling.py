@@ -28,7 +28,7 @@ from torch import nn
 
 from lidcvae.morphology import dilate_cube, erode_cube
 
-__all__ = ["MaskPooledHead", "SoftHistogram", "edge_band", "masked_mean"]
+__all__ = ["MaskPooledHead", "SoftHistogram", "edge_band", "masked_mean", "soft_histogram"]
 
 # Keeps the mean finite for a mask that vanishes at a coarse level; a nodule covers ≥ 1 voxel.
 _EPSILON = 1e-3
@@ -83,9 +83,13 @@ class SoftHistogram(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 1, Z, Y, X) in window units → (B, K, Z, Y, X) memberships in (0, 1]."""
-        shape = (1, -1, 1, 1, 1)
-        distance = (image - self.centres.view(shape)) / self.log_widths.exp().view(shape)
-        return torch.exp(-distance.square())
+        return soft_histogram(image, self.centres, self.log_widths.exp())
+
+
+def soft_histogram(image: torch.Tensor, centres: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
+    """Gaussian bin memberships exp(−((x − c_k) / w_k)²): (B, 1, Z, Y, X) and (K,), (K,) → (B, K, Z, Y, X)."""
+    shape = (1, -1, 1, 1, 1)
+    return torch.exp(-((image - centres.view(shape)) / widths.view(shape)).square())
 
 
 class MaskPooledHead(nn.Module):

@@ -39,6 +39,7 @@ def loss_terms(
     free_bits: float = 0.0,
 ) -> LossTerms:
     """Negative ELBO of a batch: −log p(x|z) (Gaussian or Bernoulli, via the model) + β·KL(q(z|x) ‖ N(0, I)).
+    −log p(x|z) includes the model's ``auxiliary_log_likelihood`` (e.g. the decoded density histogram).
 
     The network runs under autocast when ``autocast_dtype`` is set; the likelihood and KL are summed
     in float32, since a sum over 64³ voxels loses too much in bf16.
@@ -54,7 +55,7 @@ def loss_terms(
     """
     with torch.autocast(x.device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
         output = forward(x)
-    log_likelihood = model.log_likelihood(x, output.decoded.float())
+    log_likelihood = model.log_likelihood(x, output.decoded.float()) + model.auxiliary_log_likelihood(x, output.z.float())
     kl = kl_standard_normal(output.posterior_mean.float(), output.posterior_logvar.float())
     total, reconstruction, kl_mean = negative_elbo(log_likelihood, kl, beta)
     if free_bits > 0:
