@@ -83,6 +83,7 @@ def test_the_training_loss_adds_the_histogram_term_and_its_gradient_reaches_the_
         expected = -(image + histogram).mean() + kl_standard_normal(mean, logvar).mean()
     assert histogram.abs().min() > 1.0  # the term is not negligible, so the assertion below can tell
     assert terms.total.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert terms.reconstruction.item() == pytest.approx(-image.mean().item(), rel=1e-5)  # logged: the image's alone
     model.zero_grad()
     mean, _ = model.encode(x)
     model.histogram_view.log_likelihood(x, mean).sum().backward()

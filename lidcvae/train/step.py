@@ -22,7 +22,8 @@ class NonFiniteError(RuntimeError):
 
 @dataclass
 class LossTerms:
-    """Batch means in nats per sample: ``total`` = ``reconstruction`` + β·``kl``; (B, D) posterior means."""
+    """Batch means in nats per sample: ``total`` = ``reconstruction`` + β·``kl`` (+ any auxiliary term, see
+    ``loss_terms``); (B, D) posterior means."""
 
     total: torch.Tensor
     reconstruction: torch.Tensor
@@ -38,8 +39,10 @@ def loss_terms(
     autocast_dtype: torch.dtype | None = None,
     free_bits: float = 0.0,
 ) -> LossTerms:
-    """Negative ELBO of a batch: −log p(x|z) (Gaussian or Bernoulli, via the model) + β·KL(q(z|x) ‖ N(0, I)).
-    −log p(x|z) includes the model's ``auxiliary_log_likelihood`` (e.g. the decoded density histogram).
+    """Negative ELBO of a batch: −log p(x|z) (Gaussian or Bernoulli, via the model) + β·KL(q(z|x) ‖ N(0, I)),
+    and −``auxiliary_log_likelihood`` of whatever summary of x the model also decodes (the density
+    histogram, ``model.histogram_view``) in ``total`` only: ``reconstruction`` stays the image's, as in
+    the evaluation's ELBO, so the logged values compare across models.
 
     The network runs under autocast when ``autocast_dtype`` is set; the likelihood and KL are summed
     in float32, since a sum over 64³ voxels loses too much in bf16.
@@ -55,12 +58,13 @@ def loss_terms(
     """
     with torch.autocast(x.device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
         output = forward(x)
-    log_likelihood = model.log_likelihood(x, output.decoded.float()) + model.auxiliary_log_likelihood(x, output.z.float())
+    log_likelihood = model.log_likelihood(x, output.decoded.float())
     kl = kl_standard_normal(output.posterior_mean.float(), output.posterior_logvar.float())
     total, reconstruction, kl_mean = negative_elbo(log_likelihood, kl, beta)
     if free_bits > 0:
         kl_floored = free_bits_kl(output.posterior_mean.float(), output.posterior_logvar.float(), free_bits)
         total = reconstruction + beta * kl_floored
+    total = total - model.auxiliary_log_likelihood(x, output.z.float()).mean()
     return LossTerms(total, reconstruction, kl_mean, output.posterior_mean.detach())
 
 
