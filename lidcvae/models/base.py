@@ -63,8 +63,8 @@ class VAE(nn.Module):
         raise NotImplementedError
 
     def auxiliary_log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log-likelihood of any summary of x the model also decodes from z, added to ``log_likelihood`` in
-        the training loss only; nats, (B,). None here: zeros."""
+        """log-likelihood of any summary of x the model also decodes from z, nats, (B,): the training loss
+        counts it (``lidcvae.train.step.loss_terms``), the evaluation's ELBO and IWAE do not. None here: zeros."""
         return x.new_zeros(x.shape[0], dtype=torch.float32)
 
     def mean_image(self, decoded: torch.Tensor) -> torch.Tensor:

@@ -92,7 +92,8 @@ class ModelConfig(Section):
 
     Attributes (units): ``input_size`` voxels per edge; ``mask_channel`` adds the consensus mask as input
     channel 1; ``mask_pooling`` encoder levels and the image's histogram averaged over that mask into the
-    posterior; ``histogram_view`` the nodule's density histogram decoded from z; ``hu_window`` (lower, upper) HU mapped to [0, 1].
+    posterior; ``histogram_view`` the nodule's density histogram decoded from z; ``hu_window`` (lower,
+    upper) HU mapped to [0, 1].
     """
 
     SECTION: ClassVar[str] = "model"

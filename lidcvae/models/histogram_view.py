@@ -49,8 +49,9 @@ class HistogramView(nn.Module):
         self.decoder = nn.Linear(latent_size, 2 * bins)
 
     def histogram(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 2, S, S, S) image in window units and 0/1 mask → (B, 2K): the share of the mask's voxels in
-        each bin, then of the edge band's."""
+        """(B, 2, S, S, S) image in window units and 0/1 mask → (B, 2K): each bin's mean membership over the
+        mask (about the share of its voxels near that bin's density; neighbouring bins overlap), then over
+        the edge band."""
         image, mask = x[:, :1].float(), x[:, 1:2].float()
         memberships = soft_histogram(image, self.centres, self.widths)
         return torch.cat([masked_mean(memberships, mask), masked_mean(memberships, edge_band(mask))], dim=1)
