@@ -55,7 +55,11 @@ def test_sigkill_mid_epoch_then_resume_finishes(sample_manifest: Path, tmp_path:
 
 @pytest.mark.slow
 def test_torchrun_two_cpu_processes_train_with_ddp(sample_manifest: Path, tmp_path: Path) -> None:
-    config_path = _write_config(make_tiny_config(epochs=2, batch_size=1), tmp_path / "config.yaml")
+    """The default model's options at a tiny size (mask channel, mask pooling, the decoded histogram, whose
+    linear decoder runs outside DDP's forward, so DDP must not count it unused): two ranks train it."""
+    tiny = make_tiny_config(epochs=2, batch_size=1).to_dict()
+    tiny["model"] = {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2]}
+    config_path = _write_config(RunConfig.from_mapping(tiny), tmp_path / "config.yaml")
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(SCRIPT),
                "--config", str(config_path), "--run-dir", str(run_dir), "--manifest", str(sample_manifest)]
@@ -68,3 +72,5 @@ def test_torchrun_two_cpu_processes_train_with_ddp(sample_manifest: Path, tmp_pa
     checkpoint = read_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert len(checkpoint["rng"]) == 2  # each rank's random state, for resume
     assert not torch.equal(checkpoint["rng"][0]["torch"], checkpoint["rng"][1]["torch"])
+    assert checkpoint["config"]["model"]["histogram_view"]["bins"] == 16
+    assert "histogram_view.decoder.weight" in checkpoint["model"]
