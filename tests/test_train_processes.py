@@ -67,6 +67,7 @@ def test_torchrun_two_cpu_processes_train_with_ddp(sample_manifest: Path, tmp_pa
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "device cpu x2" in finished.stderr
+    assert "total adds −1000·log p(h|z) of the decoded density histogram" in finished.stderr
     metrics = pd.read_csv(run_dir / "metrics.csv")
     assert metrics["step"].tolist() == [3, 6]  # 6 train patches shared by 2 ranks, batch 1 each
     checkpoint = read_checkpoint(run_dir / "checkpoints" / "last.pt")

@@ -1,6 +1,8 @@
 """Per-epoch metrics rows (metrics.csv) and the TensorBoard scalars, per step and per epoch.
 
-Loss terms are nats per sample (negative ELBO = reconstruction + β·KL, lower is better).
+Loss terms are nats per sample (negative ELBO = reconstruction + β·KL, lower is better). With
+``model.histogram_view`` the total also holds −λ·log p(h|z) of the decoded histogram, and reconstruction
+stays the image's alone.
 """
 
 from __future__ import annotations
