@@ -45,10 +45,13 @@ class VAE(nn.Module):
     Attributes:
         latent_size: D, the dimension of z.
         event_shape: shape of one input sample without the batch axis, e.g. (1, 64, 64, 64).
+        auxiliary_term: what ``auxiliary_log_likelihood`` adds to the training loss, in words for the
+            training log; None when it adds nothing.
     """
 
     latent_size: int
     event_shape: tuple[int, ...]
+    auxiliary_term: str | None = None
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, *event_shape) → posterior mean and log-variance, each (B, D)."""

@@ -201,6 +201,9 @@ class ConvVAE3d(VAE):
         self.reconstruction_weight = reconstruction_weight
         self.mask_pooling = mask_pooling
         self.histogram_view = histogram_view
+        if histogram_view is not None:
+            self.auxiliary_term = (f"−{histogram_view.weight:g}·log p(h|z) of the decoded density histogram "
+                                   "(model.histogram_view)")
 
     @classmethod
     def from_config(cls, model: ModelConfig) -> ConvVAE3d:

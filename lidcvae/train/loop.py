@@ -158,10 +158,8 @@ class Trainer:
         log.info("training %s on %s: %d train / %d val samples, %d steps per epoch, device %s x%d, precision %s",
                  self.run.model.name, self.run.dataset, len(self.train_data), len(self.val_data),
                  self.steps_per_epoch, self.group.device, self.group.world_size, self.autocast_dtype or "fp32")
-        view = getattr(self.model, "histogram_view", None)
-        if view is not None:
-            log.info("rec below is the image's −log p(x|z); total adds −%g·log p(h|z) of the decoded density histogram "
-                     "(model.histogram_view), so total ≠ rec + β·kl", view.weight)
+        if self.model.auxiliary_term:
+            log.info("rec below is −log p(x|z); total adds %s, so total ≠ rec + β·kl", self.model.auxiliary_term)
 
     def _batches(self, epoch: int) -> list[torch.Tensor]:
         """This rank's shuffled index batches of ``epoch``; a last batch of one patch is dropped (BatchNorm)."""
