@@ -48,7 +48,7 @@ from lidcvae.cli import setup_logging  # noqa: E402
 from lidcvae.config import RunConfig, load_config, set_dotted  # noqa: E402
 from lidcvae.embed import EmbedConfig, embed_manifest, encode_batches, posterior_arrays  # noqa: E402
 from lidcvae.evaluate.representation import (  # noqa: E402
-    FeatureSet, Target, format_table, pca_probe, repeated_grouped_folds, score_table,
+    FeatureSet, Target, format_paired, format_table, pca_probe, repeated_grouped_folds, score_table,
 )
 from lidcvae.io import atomic_path  # noqa: E402
 
@@ -132,6 +132,8 @@ VARIANTS: dict[str, dict[str, object]] = {
 # the 16-orientation average adds with the same checkpoint.
 ONE_ORIENTATION = (DEFAULT, DEFAULT_SEED_1)
 UNTRAINED = "untrained encoder (the default model, random weights)"
+# Rows compared with radiomics repeat by repeat on the same folds, below the table.
+PAIRED = (DEFAULT, DEFAULT_SEED_1, DEFAULT_240, DEFAULT_240_SEED_1, UNTRAINED)
 
 TARGETS = [
     Target("label", "binary", "malignancy"),
@@ -340,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
               "structure 1–4) and log diameter: R² of a ridge probe (0 = the training mean, higher better). '–' = not "
               "scored (the row contains the diameter itself).")
     text = format_table(results, TARGETS, {fs.name: fs.features.shape[1] for fs in feature_sets})
+    radiomics = next(name for name in results if name.startswith("radiomics"))
+    text += (f"\n\nPaired with radiomics on the same folds: cell = mean ± sd over the {args.repeats} repeats of (row − "
+             "radiomics), positive = the row scores higher, and (n/R) = the repeats in which it scored at least as high.\n\n"
+             + format_paired(results, [name for name in PAIRED if name in results], radiomics, TARGETS))
     text += "\n\nEpochs run when the table was taken, of those configured (each row embeds with its lowest-val-loss checkpoint so far): " + "; ".join(
         f"{name}: {done}/{variant_config(config, VARIANTS[name], 1).train.epochs}" for name, done in epochs.items())
     machine = f"{platform.node()} ({os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} threads)"

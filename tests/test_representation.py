@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lidcvae.evaluate.representation import (
-    FeatureSet, Score, Target, format_table, pca_probe, repeated_grouped_folds, score_table, score_target,
+    FeatureSet, Score, Target, format_paired, format_table, pca_probe, repeated_grouped_folds, score_table, score_target,
 )
 
 BINARY = Target("label", "binary", "malignancy")
@@ -94,6 +94,19 @@ def test_table_has_one_row_per_feature_set_and_dashes_for_skipped_targets():
 def test_score_mean_and_sd_ignore_unscorable_repeats():
     score = Score(per_repeat=[0.6, float("nan"), 0.8])
     assert score.mean == pytest.approx(0.7) and score.sd == pytest.approx(np.std([0.6, 0.8], ddof=1))
+
+
+def test_paired_table_is_the_per_repeat_difference_and_counts_repeats_at_least_as_high():
+    results = {"latents": {"label": Score([0.90, 0.95, 0.97]), "texture": Score([0.5, float("nan"), 0.7])},
+               "radiomics": {"label": Score([0.92, 0.93, 0.97]), "texture": Score([0.6, 0.6, 0.6])},
+               "diameter": {"label": Score([0.8, 0.8, 0.8])}}
+    lines = format_paired(results, ["latents", "diameter"], "radiomics", [BINARY, ORDINAL]).splitlines()
+    assert lines[0] == "| features | malignancy (ΔAUC) | texture (ΔR²) |"
+    # label: differences −0.02, +0.02, 0.00 → mean 0.00, sd 0.02, two of three at least as high;
+    # texture: the unscorable repeat is left out, −0.1 and +0.1 → 0.00 ± 0.14, one of two; diameter:
+    # −0.12, −0.13, −0.17 → −0.14 ± 0.03, none.
+    assert lines[2] == "| latents − radiomics | +0.00 ± 0.02 (2/3) | +0.00 ± 0.14 (1/2) |"
+    assert lines[3] == "| diameter − radiomics | -0.14 ± 0.03 (0/3) | – |"
 
 
 @pytest.fixture(scope="module")

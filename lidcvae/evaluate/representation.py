@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 
 __all__ = [
     "Target", "Score", "FeatureSet", "repeated_grouped_folds", "binary_probe", "ordinal_probe",
-    "pca_probe", "score_target", "score_table", "format_table",
+    "pca_probe", "score_target", "score_table", "format_table", "format_paired",
 ]
 
 Fold = tuple[np.ndarray, np.ndarray]
@@ -207,5 +207,34 @@ def format_table(results: Mapping[str, Mapping[str, Score]], targets: list[Targe
                 cells.append("–")
             else:
                 cells.append(f"{score.mean:.2f} ± {score.sd:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_paired(results: Mapping[str, Mapping[str, Score]], rows: list[str], reference: str,
+                  targets: list[Target]) -> str:
+    """Markdown table of each row's score minus ``reference``'s, paired repeat by repeat on the shared folds.
+
+    Both scores of a repeat come from the same patient folds, so the fold-to-fold luck that makes a
+    cell's ± wide cancels in the difference. Cell: ``mean ± sd`` over the repeats of (row − reference),
+    positive = the row scores higher (better), and in how many repeats the row scored at least as high.
+    """
+    header = ["features", *(f"{t.title} (Δ{t.metric})" for t in targets)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in rows:
+        cells = [f"{name} − {reference}"]
+        for target in targets:
+            row, base = results[name].get(target.column), results[reference].get(target.column)
+            if row is None or base is None:
+                cells.append("–")
+                continue
+            difference = np.asarray(row.per_repeat, float) - np.asarray(base.per_repeat, float)
+            scored = difference[np.isfinite(difference)]
+            if len(scored) == 0:
+                cells.append("–")
+                continue
+            sd = f"{np.std(scored, ddof=1):.2f}" if len(scored) > 1 else "–"
+            mean = round(float(np.mean(scored)), 2) + 0.0  # + 0.0: no "-0.00"
+            cells.append(f"{mean:+.2f} ± {sd} ({int((scored >= 0).sum())}/{len(scored)})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
