@@ -84,6 +84,7 @@ def test_the_training_loss_adds_the_histogram_term_and_its_gradient_reaches_the_
     assert histogram.abs().min() > 1.0  # the term is not negligible, so the assertion below can tell
     assert terms.total.item() == pytest.approx(expected.item(), rel=1e-5)
     assert terms.reconstruction.item() == pytest.approx(-image.mean().item(), rel=1e-5)  # logged: the image's alone
+    assert terms.auxiliary.item() == pytest.approx(-histogram.mean().item(), rel=1e-5)  # logged in its own column
     model.zero_grad()
     mean, _ = model.encode(x)
     model.histogram_view.log_likelihood(x, mean).sum().backward()

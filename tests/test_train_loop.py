@@ -35,6 +35,7 @@ def test_run_dir_holds_config_metrics_tensorboard_and_checkpoints(sample_manifes
     assert metrics["epoch"].tolist() == [1, 2, 3]
     assert metrics["step"].tolist() == [3, 6, 9]  # 6 train patches, batch 2
     assert (metrics["train_total"] - metrics["train_reconstruction"] - metrics["train_kl"]).abs().max() < 1e-2
+    assert (metrics[["train_auxiliary", "val_auxiliary"]] == 0).all().all()  # the tiny config decodes no histogram
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     checkpoint = read_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert {"model", "optimizer", "scheduler", "scaler", "rng", "epoch", "step", "best_val_loss", "config"} <= set(checkpoint)
@@ -152,8 +153,9 @@ def test_clipping_by_value_bounds_each_gradient(grad_clip: dict, expected_max) -
                                                   "strides": [2, 2], "mask_channel": False, "mask_pooling": {"levels": [], "histogram_bins": 0}, "histogram_view": {"bins": 0}, "reconstruction_weight": {"kind": "uniform"}}))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     terms = loss_terms(model, model, torch.rand(2, 1, 16, 16, 16), beta=1.0)
-    reconstruction, kl, total, grad_norm = backward_and_step(terms, model, optimizer, GradClip.from_mapping(grad_clip), step=0)
+    reconstruction, kl, auxiliary, total, grad_norm = backward_and_step(terms, model, optimizer, GradClip.from_mapping(grad_clip), step=0)
     largest = max(p.grad.abs().max().item() for p in model.parameters() if p.grad is not None)
+    assert auxiliary == 0.0  # no histogram view
     assert total == pytest.approx(reconstruction + kl, rel=1e-6) and grad_norm > 1.0
     if expected_max is None:
         assert largest > 1.0

@@ -67,8 +67,13 @@ def test_torchrun_two_cpu_processes_train_with_ddp(sample_manifest: Path, tmp_pa
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "device cpu x2" in finished.stderr
-    assert "total adds −1000·log p(h|z) of the decoded density histogram" in finished.stderr
+    assert "aux is −1000·log p(h|z) of the decoded density histogram" in finished.stderr
     metrics = pd.read_csv(run_dir / "metrics.csv")
+    # total = rec + β·kl + aux, the histogram's term in a column of its own (validation is at the target β)
+    beta = RunConfig.from_mapping(tiny).train.beta
+    assert (metrics["val_auxiliary"].abs() > 1.0).all()
+    assert metrics["val_total"].tolist() == pytest.approx(
+        (metrics["val_reconstruction"] + beta * metrics["val_kl"] + metrics["val_auxiliary"]).tolist(), rel=1e-4)
     assert metrics["step"].tolist() == [3, 6]  # 6 train patches shared by 2 ranks, batch 1 each
     checkpoint = read_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert len(checkpoint["rng"]) == 2  # each rank's random state, for resume

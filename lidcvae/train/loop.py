@@ -159,7 +159,7 @@ class Trainer:
                  self.run.model.name, self.run.dataset, len(self.train_data), len(self.val_data),
                  self.steps_per_epoch, self.group.device, self.group.world_size, self.autocast_dtype or "fp32")
         if self.model.auxiliary_term:
-            log.info("rec below is −log p(x|z); total adds %s, so total ≠ rec + β·kl", self.model.auxiliary_term)
+            log.info("rec below is −log p(x|z); aux is %s; total = rec + β·kl + aux", self.model.auxiliary_term)
 
     def _batches(self, epoch: int) -> list[torch.Tensor]:
         """This rank's shuffled index batches of ``epoch``; a last batch of one patch is dropped (BatchNorm)."""
@@ -175,20 +175,20 @@ class Trainer:
     def _run_epoch(self) -> None:
         self.model.train()
         started = time.perf_counter()
-        sums = torch.zeros(4, dtype=torch.float64)  # reconstruction·n, kl·n, total·n, n
+        sums = torch.zeros(5, dtype=torch.float64)  # reconstruction·n, kl·n, auxiliary·n, total·n, n
         bar = tqdm(self._batches(self.epoch), desc=f"epoch {self.epoch + 1}/{self.train_config.epochs}",
                    disable=not (self.group.is_main and self.train_config.progress), leave=False, dynamic_ncols=True)
         for batch_indices in bar:
-            reconstruction, kl, total, grad_norm = self._train_step(batch_indices)
-            sums += torch.tensor([reconstruction, kl, total, 1.0], dtype=torch.float64) * len(batch_indices)
+            reconstruction, kl, auxiliary, total, grad_norm = self._train_step(batch_indices)
+            sums += torch.tensor([reconstruction, kl, auxiliary, total, 1.0], dtype=torch.float64) * len(batch_indices)
             bar.set_postfix(rec=f"{reconstruction:.4g}", kl=f"{kl:.4g}", gnorm=f"{grad_norm:.3g}", refresh=False)
         seconds = time.perf_counter() - started
         sums = all_reduce_sum(sums.to(self.group.device), self.group).cpu()
         self.epoch += 1
-        train_terms = (sums[:3] / sums[3]).tolist()
+        train_terms = (sums[:4] / sums[4]).tolist()
         val_terms, n_active = self._validate()
         self._check_validation(val_terms)
-        self._end_epoch(train_terms, val_terms, n_active, int(sums[3]) / seconds, seconds)
+        self._end_epoch(train_terms, val_terms, n_active, int(sums[4]) / seconds, seconds)
 
     def _train_step(self, batch_indices: torch.Tensor) -> list[float]:
         x = self.train_data.images[batch_indices.to(self.train_data.images.device)]
@@ -209,13 +209,14 @@ class Trainer:
 
     @torch.no_grad()
     def _validate(self) -> tuple[list[float], int]:
-        """(reconstruction, kl, total) at the target β over val (train when val is empty), and active units."""
+        """(reconstruction, kl, auxiliary, total) at the target β over val (train when val is empty), and active units."""
         data = self.val_data if len(self.val_data) else self.train_data
         self.model.eval()
-        sums, means = torch.zeros(3, dtype=torch.float64), []
+        sums, means = torch.zeros(4, dtype=torch.float64), []
         for batch in data.images.split(2 * self.train_config.batch_size):
             terms: LossTerms = loss_terms(self.model, self.model, batch, self.train_config.beta, self.autocast_dtype)
-            sums += torch.tensor([terms.reconstruction.item(), terms.kl.item(), terms.total.item()]) * len(batch)
+            sums += torch.tensor([terms.reconstruction.item(), terms.kl.item(), terms.auxiliary.item(),
+                                  terms.total.item()]) * len(batch)
             means.append(terms.posterior_mean.float().cpu())
         self.model.train()
         return (sums / len(data)).tolist(), active_units(torch.cat(means).numpy(), self.run.evaluate.active_unit_threshold)
@@ -223,7 +224,7 @@ class Trainer:
     def _check_validation(self, val_terms: list[float]) -> None:
         """Stop before this epoch is saved when a validation term is NaN/Inf (weights that fit the
         train batches can still blow up on unseen patches)."""
-        for name, value in zip(("reconstruction term", "KL term", "total loss"), val_terms):
+        for name, value in zip(("reconstruction term", "KL term", "auxiliary term", "total loss"), val_terms):
             if not math.isfinite(value):
                 raise NonFiniteError(
                     f"epoch {self.epoch}: validation {name} is {value}; stopping before this epoch is saved. The last "
@@ -233,8 +234,8 @@ class Trainer:
                    samples_per_s: float, seconds: float) -> None:
         """Log, write metrics and checkpoints (best before last: last.pt is the commit point of an epoch)."""
         rng = gather_objects(capture_rng(self.augment_generator), self.group)
-        improved = val_terms[2] < self.best_val_loss
-        self.best_val_loss = min(self.best_val_loss, val_terms[2])
+        improved = val_terms[3] < self.best_val_loss
+        self.best_val_loss = min(self.best_val_loss, val_terms[3])
         if not self.group.is_main:
             return
         row = self._metrics_row(train_terms, val_terms, n_active, samples_per_s, seconds)
@@ -245,10 +246,16 @@ class Trainer:
         if improved:
             save_checkpoint(self.checkpoint_dir / "best.pt", checkpoint)
         save_checkpoint(self.checkpoint_dir / "last.pt", checkpoint)
-        log.info("epoch %d/%d step %d | train rec %.2f kl %.2f total %.2f | val rec %.2f kl %.2f total %.2f%s | "
-                 "AU %d/%d | β %.3g lr %.3g | %.1f samples/s", self.epoch, self.train_config.epochs, self.step,
-                 *train_terms, *val_terms, " *" if improved else "", n_active, self.model.latent_size,
+        log.info("epoch %d/%d step %d | train %s | val %s%s | AU %d/%d | β %.3g lr %.3g | %.1f samples/s",
+                 self.epoch, self.train_config.epochs, self.step, self._terms_text(train_terms),
+                 self._terms_text(val_terms), " *" if improved else "", n_active, self.model.latent_size,
                  row["beta"], row["lr"], samples_per_s)
+
+    def _terms_text(self, terms: list[float]) -> str:
+        """'rec … kl … [aux …] total …' (aux only for models with an auxiliary term)."""
+        reconstruction, kl, auxiliary, total = terms
+        aux = f" aux {auxiliary:.2f}" if self.model.auxiliary_term else ""
+        return f"rec {reconstruction:.2f} kl {kl:.2f}{aux} total {total:.2f}"
 
     def _metrics_row(self, train_terms, val_terms, n_active, samples_per_s, seconds) -> dict[str, Any]:
         sigma = getattr(self.model, "sigma", None)

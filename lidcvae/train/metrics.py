@@ -1,8 +1,8 @@
 """Per-epoch metrics rows (metrics.csv) and the TensorBoard scalars, per step and per epoch.
 
-Loss terms are nats per sample (negative ELBO = reconstruction + β·KL, lower is better). With
-``model.histogram_view`` the total also holds −λ·log p(h|z) of the decoded histogram, and reconstruction
-stays the image's alone.
+Loss terms are nats per sample, lower is better: total = reconstruction + β·KL + auxiliary (the negative
+ELBO when auxiliary is 0). ``auxiliary`` is what the model decodes beside the image: −λ·log p(h|z) of the
+density histogram with ``model.histogram_view``, 0 without; reconstruction stays the image's alone.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from lidcvae.io import atomic_path
 
 __all__ = ["METRIC_COLUMNS", "MetricsTable", "metrics_row", "log_step_scalars", "log_epoch_scalars"]
 
-_TERMS = ("reconstruction", "kl", "total")
+_TERMS = ("reconstruction", "kl", "auxiliary", "total")
 
 METRIC_COLUMNS = [
-    "epoch", "step", "train_reconstruction", "train_kl", "train_total", "val_reconstruction", "val_kl",
-    "val_total", "beta", "lr", "sigma2", "active_units", "samples_per_s", "epoch_seconds",
+    "epoch", "step", "train_reconstruction", "train_kl", "train_auxiliary", "train_total", "val_reconstruction",
+    "val_kl", "val_auxiliary", "val_total", "beta", "lr", "sigma2", "active_units", "samples_per_s", "epoch_seconds",
 ]
 
 
@@ -47,7 +47,7 @@ class MetricsTable:
 
 def metrics_row(epoch: int, step: int, train_terms: list[float], val_terms: list[float], beta: float, lr: float,
                 sigma2: float, active_units: int, samples_per_s: float, epoch_seconds: float) -> dict[str, Any]:
-    """One metrics.csv row (``METRIC_COLUMNS``): ``train_terms``/``val_terms`` are (reconstruction, kl, total),
+    """One metrics.csv row (``METRIC_COLUMNS``): ``train_terms``/``val_terms`` are (reconstruction, kl, auxiliary, total),
     nats per sample; ``sigma2`` the decoder variance (NaN for models without one); ``epoch_seconds`` s."""
     return {"epoch": epoch, "step": step,
             **{f"train_{n}": v for n, v in zip(_TERMS, train_terms)},
@@ -57,7 +57,7 @@ def metrics_row(epoch: int, step: int, train_terms: list[float], val_terms: list
 
 
 def log_step_scalars(writer: Any, step: int, values: list[float], beta: float, lr: float) -> None:
-    """TensorBoard ``train/*`` at ``step``: reconstruction, kl, total, grad_norm (``values``), β and lr."""
+    """TensorBoard ``train/*`` at ``step``: reconstruction, kl, auxiliary, total, grad_norm (``values``), β and lr."""
     for name, value in zip((*_TERMS, "grad_norm"), values):
         writer.add_scalar(f"train/{name}", value, step)
     writer.add_scalar("train/beta", beta, step)

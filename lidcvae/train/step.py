@@ -22,12 +22,13 @@ class NonFiniteError(RuntimeError):
 
 @dataclass
 class LossTerms:
-    """Batch means in nats per sample: ``total`` = ``reconstruction`` + β·``kl`` (+ any auxiliary term, see
+    """Batch means in nats per sample: ``total`` = ``reconstruction`` + β·``kl`` + ``auxiliary`` (see
     ``loss_terms``); (B, D) posterior means."""
 
     total: torch.Tensor
     reconstruction: torch.Tensor
     kl: torch.Tensor
+    auxiliary: torch.Tensor
     posterior_mean: torch.Tensor
 
 
@@ -40,9 +41,9 @@ def loss_terms(
     free_bits: float = 0.0,
 ) -> LossTerms:
     """Negative ELBO of a batch: −log p(x|z) (Gaussian or Bernoulli, via the model) + β·KL(q(z|x) ‖ N(0, I)),
-    and −``auxiliary_log_likelihood`` of whatever summary of x the model also decodes (the density
-    histogram, ``model.histogram_view``) in ``total`` only: ``reconstruction`` stays the image's, as in
-    the evaluation's ELBO, so the logged values compare across models.
+    plus ``auxiliary`` = −``auxiliary_log_likelihood`` of whatever summary of x the model also decodes
+    (the density histogram, ``model.histogram_view``; 0 for models without one). ``reconstruction``
+    stays the image's, as in the evaluation's ELBO, so the logged values compare across models.
 
     The network runs under autocast when ``autocast_dtype`` is set; the likelihood and KL are summed
     in float32, since a sum over 64³ voxels loses too much in bf16.
@@ -64,8 +65,8 @@ def loss_terms(
     if free_bits > 0:
         kl_floored = free_bits_kl(output.posterior_mean.float(), output.posterior_logvar.float(), free_bits)
         total = reconstruction + beta * kl_floored
-    total = total - model.auxiliary_log_likelihood(x, output.z.float()).mean()
-    return LossTerms(total, reconstruction, kl_mean, output.posterior_mean.detach())
+    auxiliary = -model.auxiliary_log_likelihood(x, output.z.float()).mean()
+    return LossTerms(total + auxiliary, reconstruction, kl_mean, auxiliary, output.posterior_mean.detach())
 
 
 def backward_and_step(
@@ -78,7 +79,7 @@ def backward_and_step(
     """Backpropagate, check every term and the gradient norm, clip, and step the optimizer.
 
     Returns:
-        [reconstruction, kl, total, grad_norm] as floats (one device sync per step).
+        [reconstruction, kl, auxiliary, total, grad_norm] as floats (one device sync per step).
 
     Raises:
         NonFiniteError: before the optimizer step, so the weights stay as they were.
@@ -87,7 +88,8 @@ def backward_and_step(
     terms.total.backward()
     parameters = [p for p in model.parameters() if p.grad is not None]
     grad_norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
-    values = torch.stack([terms.reconstruction.detach(), terms.kl.detach(), terms.total.detach(), grad_norm]).tolist()
+    values = torch.stack([terms.reconstruction.detach(), terms.kl.detach(), terms.auxiliary.detach(), terms.total.detach(),
+                          grad_norm]).tolist()
     check_finite(values, step, model)
     if grad_clip.mode == "norm":
         torch.nn.utils.clip_grads_with_norm_(parameters, grad_clip.max, grad_norm)
@@ -98,8 +100,8 @@ def backward_and_step(
 
 
 def check_finite(values: list[float], step: int, model: nn.Module) -> None:
-    """Raise ``NonFiniteError`` naming the first bad term of [reconstruction, kl, total, grad_norm]."""
-    names = ("reconstruction term", "KL term", "total loss", "gradient norm")
+    """Raise ``NonFiniteError`` naming the first bad term of [reconstruction, kl, auxiliary, total, grad_norm]."""
+    names = ("reconstruction term", "KL term", "auxiliary term", "total loss", "gradient norm")
     for name, value in zip(names, values):
         if not math.isfinite(value):
             where = f" (first in {_first_nonfinite_grad(model)})" if name == "gradient norm" else ""
