@@ -190,3 +190,26 @@ def test_a_checkpoint_from_before_the_histogram_loads_without_it():
     model = build_model(config)
     model.mask_pooling.load_state_dict(trained_then.state_dict())  # strict: the same parameters, no histogram
     assert ModelConfig.from_mapping(before).mask_pooling.histogram_bins == 16  # a new config gets today's default
+
+
+def test_the_histogram_over_the_covered_voxels_equals_the_dense_one_and_its_gradient():
+    """``masked_soft_histogram`` computes memberships only where the mask or edge band reaches; its values
+    and the gradient they give the bins equal those of the dense (B, K, Z, Y, X) formula, per sample of a
+    batch whose nodules differ in size (one with an empty mask)."""
+    torch.manual_seed(0)
+    image = torch.rand(3, 1, 16, 16, 16)
+    mask = torch.cat([_ball_mask(16, 2.0), _ball_mask(16, 5.0), torch.zeros(1, 1, 16, 16, 16)])
+    regions = (mask, edge_band(mask))
+    dense_bins, sparse_bins = SoftHistogram(6), SoftHistogram(6)
+    with torch.no_grad():
+        for bins in (dense_bins, sparse_bins):
+            bins.centres.add_(torch.linspace(-0.05, 0.05, 6))  # away from the initial tiling
+    dense = torch.cat([masked_mean(dense_bins(image), region) for region in regions], dim=1)
+    sparse = sparse_bins.pooled(image, regions)
+    assert sparse.shape == (3, 12)
+    assert torch.allclose(sparse, dense, atol=1e-6) and sparse[:2].sum() > 1.0 and sparse[2].abs().max() == 0
+    (dense * torch.arange(12.0)).sum().backward()
+    (sparse * torch.arange(12.0)).sum().backward()
+    assert torch.allclose(sparse_bins.centres.grad, dense_bins.centres.grad, atol=1e-4)
+    assert torch.allclose(sparse_bins.log_widths.grad, dense_bins.log_widths.grad, atol=1e-4)
+    assert dense_bins.centres.grad.abs().max() > 0.1

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from lidcvae.losses import gaussian_log_likelihood
-from lidcvae.models.pooling import edge_band, masked_mean, soft_histogram
+from lidcvae.models.pooling import edge_band, masked_soft_histogram
 
 __all__ = ["HistogramView"]
 
@@ -53,8 +53,7 @@ class HistogramView(nn.Module):
         mask (about the share of its voxels near that bin's density; neighbouring bins overlap), then over
         the edge band."""
         image, mask = x[:, :1].float(), x[:, 1:2].float()
-        memberships = soft_histogram(image, self.centres, self.widths)
-        return torch.cat([masked_mean(memberships, mask), masked_mean(memberships, edge_band(mask))], dim=1)
+        return masked_soft_histogram(image, self.centres, self.widths, (mask, edge_band(mask)))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """(B, D) → the decoded histogram (B, 2K)."""
