@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{name}: {done}/{variant_config(config, VARIANTS[name], 1).train.epochs}" for name, done in epochs.items())
     machine = f"{platform.node()} ({os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} threads)"
     print(header + "\n\n" + text + "\n\nTimings: " + json.dumps(timings) + "\nMachine: " + machine)
-    with atomic_path(out / f"table{suffix}.md") as tmp:
+    with atomic_path(out / ("table-only.md" if args.table_only else "table.md")) as tmp:
         tmp.write_text(header + "\n\n" + text + "\n\nTimings (s): " + json.dumps(timings) + "\n\nMachine: " + machine + "\n")
     scores = {fs: {t: {"per_repeat": s.per_repeat, "spearman": s.spearman, "n": s.n_samples} for t, s in targets.items()}
               for fs, targets in results.items()}
