@@ -78,6 +78,8 @@ DEFAULT = "mask pooling + histogram + histogram view ×1000 (default)"
 DEFAULT_SEED_1 = "mask pooling + histogram + histogram view ×1000, seed 1"
 DEFAULT_240 = "mask pooling + histogram + histogram view ×1000, 240 epochs"
 DEFAULT_240_SEED_1 = "mask pooling + histogram + histogram view ×1000, 240 epochs, seed 1"
+DEFAULT_60 = "mask pooling + histogram + histogram view ×1000, 60 epochs"
+DEFAULT_60_SEED_1 = "mask pooling + histogram + histogram view ×1000, 60 epochs, seed 1"
 VARIANTS: dict[str, dict[str, object]] = {
     # = configs/seed-recipe.yaml's model section, on the benchmark config's channels
     "seed-recipe (64³, 30 epochs)": {**WHOLE, "model.input_size": 64, "model.mask_channel": False,
@@ -123,9 +125,11 @@ VARIANTS: dict[str, dict[str, object]] = {
     DEFAULT: {},
     DEFAULT_SEED_1: {"train.seed": 1},
     # The default's validation loss still fell at epoch 120 (best checkpoints at epochs 117 and 116):
-    # the same model trained twice as long, with two seeds.
+    # the same model trained twice as long, and half as long, with two seeds each.
     DEFAULT_240: {"train.epochs": 240},
     DEFAULT_240_SEED_1: {"train.epochs": 240, "train.seed": 1},
+    DEFAULT_60: {"train.epochs": 60},
+    DEFAULT_60_SEED_1: {"train.epochs": 60, "train.seed": 1},
 }
 
 # Embedded a second time in one orientation (embed.average_orientations: false), so the table shows what
@@ -133,7 +137,7 @@ VARIANTS: dict[str, dict[str, object]] = {
 ONE_ORIENTATION = (DEFAULT, DEFAULT_SEED_1)
 UNTRAINED = "untrained encoder (the default model, random weights)"
 # Rows compared with radiomics repeat by repeat on the same folds, below the table.
-PAIRED = (DEFAULT, DEFAULT_SEED_1, DEFAULT_240, DEFAULT_240_SEED_1, UNTRAINED)
+PAIRED = (DEFAULT, DEFAULT_SEED_1, DEFAULT_60, DEFAULT_60_SEED_1, DEFAULT_240, DEFAULT_240_SEED_1, UNTRAINED)
 
 TARGETS = [
     Target("label", "binary", "malignancy"),
