@@ -5,7 +5,7 @@ The reference below is written to the pytorch/examples VAE (vae/main.py): 784-40
 decoder, binary cross-entropy summed over pixels plus the closed-form KL (Kingma & Welling 2014,
 appendix B), Adam 1e-3, batch 128, a shuffled DataLoader, and a test pass after every epoch. Ours is
 ``configs/mnist.yaml`` through ``lidcvae.train.train`` (the pipeline's trainer: checkpoints, metrics,
-TensorBoard, per-epoch validation) and scored with ``lidcvae.mnist_table.score_model``.
+TensorBoard, per-epoch validation) and scored with ``lidcvae.experiments.mnist_table.score_model``.
 
 Reports test ELBO of both (they must agree within 1 nat: a correctness check), seconds per epoch of
 both and their ratio, and the model-size table (ELBO, IWAE k=1000, MSE) with the best log-likelihood.
@@ -30,9 +30,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lidcvae.config import RunConfig, load_config  # noqa: E402
 from lidcvae.data import load_split  # noqa: E402
-from lidcvae.mnist_table import build_size_table, score_model  # noqa: E402
+from lidcvae.experiments.mnist_table import build_size_table, score_model  # noqa: E402
+from lidcvae.run_config import RunConfig, load_config  # noqa: E402
 from lidcvae.train import train  # noqa: E402
 from lidcvae.train.checkpoint import load_model  # noqa: E402
 

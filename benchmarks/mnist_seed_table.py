@@ -6,7 +6,7 @@ Three columns per metric, one row per hidden/latent size (400/20, 200/20, 400/10
 - *seed*: the published numbers (``shared/seeds/003_07b56efb0f40c06e.txt``, "有关 VAE 的探索", 表 4-1:
   a 784-h-h-z MLP VAE, BCE summed, Adam, 10 epochs; its "MLE" column is a marginal-likelihood estimate by
   importance sampling, k not stated);
-- *ours*: ``configs/mnist-table.yaml`` through ``lidcvae.mnist_table.build_size_table`` (the seed's
+- *ours*: ``configs/mnist-table.yaml`` through ``lidcvae.experiments.mnist_table.build_size_table`` (the seed's
   architecture and budget, trained by ``lidcvae.train.train``, scored on all 10,000 test digits with the
   config's IWAE k and the smaller k from the first of the same draws); then the first size's model
   (400/20) is scored again at k = 1, 10, 100, ``--tighten-samples`` (1000): how far the estimate tightens;
@@ -41,11 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mnist_reference import ReferenceVAE, train_reference  # noqa: E402
 
-from lidcvae.cli import config_from_args  # noqa: E402
 from lidcvae.data import load_split  # noqa: E402
-from lidcvae.mnist_table import build_size_table, score_model  # noqa: E402
+from lidcvae.experiments.mnist_table import build_size_table, score_model  # noqa: E402
 from lidcvae.models import ModelConfig  # noqa: E402
 from lidcvae.models.mlp import MLPVAE  # noqa: E402
+from lidcvae.workflow.cli import config_from_args  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -44,9 +44,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lidcvae.cli import setup_logging  # noqa: E402
-from lidcvae.config import RunConfig, load_config, set_dotted  # noqa: E402
+from lidcvae.config import set_dotted  # noqa: E402
 from lidcvae.embed import EmbedConfig, embed_manifest, encode_batches, posterior_arrays  # noqa: E402
+from lidcvae.run_config import RunConfig, load_config  # noqa: E402
+from lidcvae.workflow.cli import setup_logging  # noqa: E402
 from lidcvae.evaluate.representation import (  # noqa: E402
     FeatureSet, Target, format_paired, format_table, pca_probe, repeated_grouped_folds, score_table,
 )
@@ -61,7 +62,7 @@ log = logging.getLogger("representation")
 # that density histogram decoded from z, its log-likelihood ×1000).
 # "seed-recipe" is configs/seed-recipe.yaml's model (64³ input, one channel, uniform squared error, dim(z) = 256);
 # the row marked (default) is the schema defaults (configs/lidc.yaml's model; the 13-nodule demo,
-# configs/default.yaml, keeps a 3-voxel context and no mask pooling).
+# configs/demo.yaml, keeps a 3-voxel context and no mask pooling).
 # The seed recipe trains at 64³ (8× the voxels of a 32³ crop), so it gets a quarter of the epochs to
 # fit the benchmark's hour; its row says so.
 UNIFORM = {"kind": "uniform", "peak": 1.0}
@@ -229,8 +230,8 @@ def run_dir_of(out: Path, name: str) -> Path:
 
 def train_variant(config: RunConfig, run_dir: Path, manifest: Path, retrain: bool) -> float | None:
     """Train one variant in this (worker) process with one thread; seconds taken, None when reused."""
-    from lidcvae.cli import setup_logging
     from lidcvae.train import train
+    from lidcvae.workflow.cli import setup_logging
 
     if not retrain and (run_dir / "checkpoints" / "best.pt").is_file():
         return None

@@ -25,10 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lidcvae.config import RunConfig  # noqa: E402
 from lidcvae.data import LabelledImages  # noqa: E402
 from lidcvae.losses import kl_standard_normal, negative_elbo  # noqa: E402
 from lidcvae.models import build_model  # noqa: E402
+from lidcvae.run_config import RunConfig  # noqa: E402
 from lidcvae.train import loop  # noqa: E402
 from lidcvae.train.distributed import setup_process_group  # noqa: E402
 

@@ -7,21 +7,19 @@ only place a default lives: each section becomes a frozen dataclass (``TrainConf
 ...) built by ``from_section``, which fills what is left out from the schema and rejects an unknown
 key or a wrong type with a ``ConfigError`` naming ``section.key``. The classes declare fields only.
 
-A run's whole config is a ``RunConfig``; it is validated once, where a script or the workflow starts,
-and the library receives the typed sections it needs.
+This is the bottom layer: it imports no other lidcvae module. A run's whole config, ``RunConfig`` with
+``load_config``, lives above the stage packages in ``lidcvae.run_config``.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import re
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import cache
-from importlib import import_module, resources
+from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -29,22 +27,11 @@ import jsonschema
 import yaml
 
 __all__ = [
-    "ConfigError", "Section", "RunConfig", "SECTION_TYPES", "config_schema", "section_schema", "section_defaults",
-    "from_section", "to_plain", "load_config", "validate_config", "set_dotted", "yaml_load",
+    "ConfigError", "Section", "config_schema", "section_schema", "section_defaults", "from_section", "build_section",
+    "to_plain", "validate_config", "set_dotted", "yaml_load",
 ]
 
 SECTIONS = ("phantom", "extract", "model", "train", "embed", "evaluate", "mnist", "cluster")
-
-# The typed object of each section, by import path (importing this module loads no stage code).
-SECTION_TYPES: dict[str, str] = {
-    "phantom": "lidcvae.phantom.settings:PhantomConfig",
-    "extract": "lidcvae.extract.settings:ExtractSettings",
-    "model": "lidcvae.models.config:ModelConfig",
-    "train": "lidcvae.train.config:TrainConfig",
-    "embed": "lidcvae.embed:EmbedConfig",
-    "evaluate": "lidcvae.evaluate.settings:EvaluateSettings",
-    "mnist": "lidcvae.data.mnist:MnistConfig",
-}
 
 # Keys that left a section, and where they live now: an old config naming one is told where to look.
 MOVED_KEYS: dict[str, str] = {
@@ -191,8 +178,9 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-def _build(cls: type[S], values: dict[str, Any], section: str) -> S:
-    """``cls(**values)`` with nested dataclass fields built from their sub-mappings."""
+def build_section(cls: type[S], values: dict[str, Any], section: str) -> S:
+    """``cls(**values)`` for a section's already validated ``values``, nested dataclass fields built from
+    their sub-mappings and lists frozen to tuples."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     if set(names) != set(values):
@@ -202,7 +190,7 @@ def _build(cls: type[S], values: dict[str, Any], section: str) -> S:
     for name in names:
         kind = hints[name]
         if dataclasses.is_dataclass(kind):
-            kwargs[name] = _build(kind, values[name], f"{section}.{name}")
+            kwargs[name] = build_section(kind, values[name], f"{section}.{name}")
         else:
             kwargs[name] = _freeze(values[name])
     return cls(**kwargs)
@@ -215,7 +203,7 @@ def from_section(cls: type[S], mapping: Mapping[str, Any] | None, section: str, 
     raises ``ConfigError`` naming ``section.key``. Lists become tuples.
     """
     values = _validated(mapping if mapping is not None else {}, section_schema(section), section, source)
-    return _build(cls, values, section)
+    return build_section(cls, values, section)
 
 
 def to_plain(value: Any) -> Any:
@@ -246,52 +234,6 @@ class Section:
         return to_plain(self)
 
 
-def section_type(section: str) -> type:
-    """The typed class of a top-level section."""
-    module_name, class_name = SECTION_TYPES[section].split(":")
-    return getattr(import_module(module_name), class_name)
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """A whole validated config: the top-level keys and one typed object per stage section.
-
-    Section attributes are typed as ``Any`` here so that importing this module loads no stage code;
-    they are ``PhantomConfig``, ``ExtractSettings``, ``ModelConfig``, ``TrainConfig``, ``EmbedConfig``,
-    ``EvaluateSettings`` and ``MnistConfig`` (``SECTION_TYPES``); ``cluster`` stays a plain mapping.
-    """
-
-    name: str
-    results_dir: str
-    dataset: str
-    dicom_root: str | None
-    patients: tuple[str, ...] | None
-    candidates: str | None
-    images_root: str | None
-    phantom: Any
-    extract: Any
-    model: Any
-    train: Any
-    embed: Any
-    evaluate: Any
-    mnist: Any
-    cluster: dict[str, Any]
-
-    @classmethod
-    def from_mapping(cls, config: Mapping[str, Any] | None = None, source: str = "config",
-                     parse_text: bool = False) -> RunConfig:
-        """Validate a whole config once (defaults filled) and type every section."""
-        values = validate_config(config or {}, source, parse_text)
-        for section in SECTION_TYPES:
-            values[section] = _build(section_type(section), values[section], section)
-        values["patients"] = _freeze(values["patients"])
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data, as a config file would hold it (every key, defaults included)."""
-        return to_plain(self)
-
-
 def set_dotted(config: dict[str, Any], dotted_key: str, value: Any) -> None:
     """Set ``config['a']['b'] = value`` for ``dotted_key='a.b'``, creating sections as needed.
 
@@ -306,28 +248,3 @@ def set_dotted(config: dict[str, Any], dotted_key: str, value: Any) -> None:
             section = ".".join(parents[:depth])
             raise ConfigError(f"key '{dotted_key}': '{section}' is a value ({node!r}), not a section with keys")
     node[leaf] = value
-
-
-def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
-    """Load a YAML config (or start empty), apply ``{'dotted.key': value}`` overrides, validate and type it.
-
-    Raises:
-        ConfigError: the file is missing, not a mapping, or fails the schema.
-    """
-    config: dict[str, Any] = {}
-    source = "config"
-    if path is not None:
-        path = Path(path)
-        source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error})") from error
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: a config must be a mapping of keys, got {type(loaded).__name__}")
-        config = loaded
-    for key, value in (overrides or {}).items():
-        set_dotted(config, key, value)
-    return RunConfig.from_mapping(config, source)

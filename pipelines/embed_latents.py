@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 import _bootstrap  # noqa: F401  (this checkout's lidcvae first on sys.path)
-from lidcvae.cli import config_from_args, run_script, setup_logging
+from lidcvae.workflow.cli import config_from_args, run_script, setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,8 +49,8 @@ def run_from_snakemake(smk) -> None:
     """rules/embed.smk: the manifest when the rule has one, else the workflow config's dataset."""
     import torch
 
-    from lidcvae.config import RunConfig
     from lidcvae.embed import embed_dataset, embed_manifest
+    from lidcvae.run_config import RunConfig
 
     torch.set_num_threads(smk.threads)
     run = RunConfig.from_mapping(smk.config, source="snakemake config")

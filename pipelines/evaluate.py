@@ -6,7 +6,7 @@ Command line:
     python pipelines/evaluate.py --checkpoint results/phantom/train/checkpoints/best.pt \\
         --embeddings results/phantom/embed/embeddings.parquet --history results/phantom/train/metrics.csv \\
         --manifest results/phantom/extract/manifest.parquet \\
-        --out-dir results/phantom/evaluate --config configs/default.yaml --set evaluate.iwae_samples=100
+        --out-dir results/phantom/evaluate --config configs/demo.yaml --set evaluate.iwae_samples=100
 """
 
 
@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 import _bootstrap  # noqa: F401  (this checkout's lidcvae first on sys.path)
-from lidcvae.cli import config_from_args, run_script, setup_logging
+from lidcvae.workflow.cli import config_from_args, run_script, setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,9 +49,9 @@ def run_from_snakemake(smk) -> None:
     """rules/evaluate.smk."""
     import torch
 
-    from lidcvae.config import RunConfig
     from lidcvae.evaluate import evaluate_run
     from lidcvae.evaluate.headline import RunInfo
+    from lidcvae.run_config import RunConfig
 
     torch.set_num_threads(smk.threads)
     run = RunConfig.from_mapping(smk.config, source="snakemake config")

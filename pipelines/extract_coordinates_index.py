@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 import _bootstrap  # noqa: F401  (this checkout's lidcvae first on sys.path)
-from lidcvae.cli import run_script, setup_logging
+from lidcvae.workflow.cli import run_script, setup_logging
 
 
 def index_to(table_path, images_root, index_path, candidates_path, row_failures_path, unreadable_path, threads: int) -> int:

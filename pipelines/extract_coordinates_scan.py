@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 import _bootstrap  # noqa: F401  (this checkout's lidcvae first on sys.path)
-from lidcvae.cli import config_from_args, run_script, setup_logging
+from lidcvae.workflow.cli import config_from_args, run_script, setup_logging
 
 
 def extract_one(index_path, candidates_path, series_uid: str, out_dir, nodules_path, failures_path, settings,

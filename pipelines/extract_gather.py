@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 import _bootstrap  # noqa: F401  (this checkout's lidcvae first on sys.path)
-from lidcvae.cli import config_from_args, run_script, setup_logging
+from lidcvae.workflow.cli import config_from_args, run_script, setup_logging
 
 
 def gather(nodule_parts, failure_parts, unreadable_path, manifest_path, failures_path, settings,

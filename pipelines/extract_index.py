@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 import _bootstrap  # noqa: F401  (this checkout's lidcvae first on sys.path)
-from lidcvae.cli import run_script, setup_logging
+from lidcvae.workflow.cli import run_script, setup_logging
 
 
 def index_to(dicom_root, index_path, unreadable_path, threads: int) -> int:

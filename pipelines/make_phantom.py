@@ -12,8 +12,9 @@ import argparse
 from pathlib import Path
 
 import _bootstrap  # noqa: F401  (this checkout's lidcvae first on sys.path)
-from lidcvae.cli import run_script, setup_logging
-from lidcvae.config import ConfigError, load_config
+from lidcvae.config import ConfigError
+from lidcvae.run_config import load_config
+from lidcvae.workflow.cli import run_script, setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 import _bootstrap  # noqa: F401  (this checkout's lidcvae first on sys.path)
-from lidcvae.cli import config_from_args, run_script, setup_logging
+from lidcvae.workflow.cli import config_from_args, run_script, setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log)
 
-    from lidcvae.mnist_table import build_size_table
+    from lidcvae.experiments.mnist_table import build_size_table
 
     run = config_from_args(parser, args.config, args.set)
     table = build_size_table(run, args.out)
@@ -36,8 +36,8 @@ def run_from_snakemake(smk) -> None:
     """rules/mnist.smk: build the table under ``params.out_dir`` from the workflow config."""
     import torch
 
-    from lidcvae.config import RunConfig
-    from lidcvae.mnist_table import build_size_table
+    from lidcvae.experiments.mnist_table import build_size_table
+    from lidcvae.run_config import RunConfig
 
     torch.set_num_threads(smk.threads)
     build_size_table(RunConfig.from_mapping(smk.config, source="snakemake config"), smk.params.out_dir)

@@ -22,8 +22,8 @@ from pathlib import Path
 import _bootstrap  # noqa: F401  (this checkout's lidcvae first on sys.path)
 import yaml
 
-from lidcvae.cli import config_from_args, run_rule, run_script, setup_logging, user_errors
 from lidcvae.io import atomic_path, publish
+from lidcvae.workflow.cli import config_from_args, run_rule, run_script, setup_logging, user_errors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +75,7 @@ def run_from_snakemake(smk) -> None:
 def _train_rule(smk) -> int:
     from dataclasses import replace
 
-    from lidcvae.config import RunConfig
+    from lidcvae.run_config import RunConfig
     from lidcvae.train.distributed import process_count, relaunch_under_torchrun
 
     run = RunConfig.from_mapping(smk.config, source="snakemake config")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import lidcvae
-from lidcvae.config import RunConfig
+from lidcvae.run_config import RunConfig
 from lidcvae.train.checkpoint import (
     CheckpointError, CheckpointMismatch, check_cohort_fits, checkpoint_description, describe_model,
 )

@@ -7,15 +7,14 @@ import dataclasses
 import pytest
 import yaml
 
-from lidcvae.config import (
-    SECTION_TYPES, ConfigError, RunConfig, config_schema, load_config, section_defaults, section_type,
-)
+from lidcvae.config import ConfigError, config_schema, section_defaults
+from lidcvae.run_config import SECTION_TYPES, RunConfig, load_config
 
 
 @pytest.mark.parametrize("section", sorted(SECTION_TYPES))
 def test_typed_section_built_from_nothing_equals_the_schema_defaults(section: str) -> None:
     schema = config_schema()["properties"][section]
-    built = section_type(section).from_mapping({})
+    built = SECTION_TYPES[section].from_mapping({})
     assert built.to_dict() == section_defaults(section)
     # every schema key is a field and every field a schema key: no key lives only in code
     assert {f.name for f in dataclasses.fields(built)} == set(schema["properties"])
@@ -26,7 +25,7 @@ def test_typed_section_built_from_nothing_equals_the_schema_defaults(section: st
 
 def test_no_section_class_carries_a_default_of_its_own() -> None:
     for section in SECTION_TYPES:
-        classes = [section_type(section)]
+        classes = [SECTION_TYPES[section]]
         while classes:
             cls = classes.pop()
             for field in dataclasses.fields(cls):
@@ -39,7 +38,7 @@ def test_no_section_class_carries_a_default_of_its_own() -> None:
 @pytest.mark.parametrize("section", sorted(SECTION_TYPES))
 def test_an_unknown_key_is_the_same_config_error_naming_section_and_key(section: str) -> None:
     with pytest.raises(ConfigError, match=rf"key '{section}\.no_such_key': unknown key"):
-        section_type(section).from_mapping({"no_such_key": 1})
+        SECTION_TYPES[section].from_mapping({"no_such_key": 1})
     with pytest.raises(ConfigError, match=rf"key '{section}\.no_such_key': unknown key"):
         RunConfig.from_mapping({section: {"no_such_key": 1}})
 
@@ -49,18 +48,18 @@ def test_an_unknown_key_is_the_same_config_error_naming_section_and_key(section:
 def test_an_unknown_nested_key_is_named_with_its_full_path(dotted: str) -> None:
     section, nested = dotted.split(".")
     with pytest.raises(ConfigError, match=rf"key '{dotted}\.typo': unknown key"):
-        section_type(section).from_mapping({nested: {"typo": 1}})
+        SECTION_TYPES[section].from_mapping({nested: {"typo": 1}})
 
 
 def test_a_wrong_type_names_the_key_and_a_given_value_wins_over_the_default() -> None:
     with pytest.raises(ConfigError, match=r"key 'train.epochs'"):
-        section_type("train").from_mapping({"epochs": "many"})
-    train = section_type("train").from_mapping({"epochs": 3, "grad_clip": {"mode": "norm"}})
+        SECTION_TYPES["train"].from_mapping({"epochs": "many"})
+    train = SECTION_TYPES["train"].from_mapping({"epochs": 3, "grad_clip": {"mode": "norm"}})
     assert (train.epochs, train.grad_clip.mode, train.grad_clip.max) == (3, "norm", 100000.0)
 
 
 def test_sections_are_frozen_and_lists_become_tuples() -> None:
-    model = section_type("model").from_mapping({"channels": [4, 8]})
+    model = SECTION_TYPES["model"].from_mapping({"channels": [4, 8]})
     assert model.channels == (4, 8)
     with pytest.raises(dataclasses.FrozenInstanceError):
         model.latent_size = 3  # type: ignore[misc]

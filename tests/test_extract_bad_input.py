@@ -9,11 +9,12 @@ import pandas as pd
 import pydicom
 import pytest
 
-from lidcvae.config import ConfigError, load_config
+from lidcvae.config import ConfigError
 from lidcvae.extract import DicomRootError, extract_cohort
 from lidcvae.extract.cohort import scan_part_paths
 from lidcvae.extract.manifest import assign_splits
 from lidcvae.io import StorageError
+from lidcvae.run_config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -23,16 +23,17 @@ import torch
 import yaml
 from test_train_data import make_tiny_config, sample_manifest  # noqa: F401  (fixture)
 
-from lidcvae.cli import config_from_args
-from lidcvae.config import ConfigError, load_config, validate_config
+from lidcvae.config import ConfigError, validate_config
 from lidcvae.extract import GeometryMismatchError, extract_cohort
 from lidcvae.extract.cohort import gather_manifest, scan_part_paths
 from lidcvae.extract.dicom_index import find_dicom_files
 from lidcvae.extract.settings import ExtractSettings
 from lidcvae.io import StorageError, UnsafePathError, atomic_path, path_under
 from lidcvae.models.conv3d import ConvVAE3d
+from lidcvae.run_config import load_config
 from lidcvae.train import NonFiniteError, load_model, read_checkpoint, train
 from lidcvae.train.checkpoint import CheckpointError
+from lidcvae.workflow.cli import config_from_args
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_PATIENTS = ("LIDC-IDRI-0001", "LIDC-IDRI-0002")

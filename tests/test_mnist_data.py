@@ -199,8 +199,8 @@ def test_require_train_files_names_them_when_missing(mnist_t10k_dir):
 
 @pytest.mark.parametrize("folder", ["mnist_dir", "mnist_t10k_dir"])
 def test_smoke_config_uses_8000_train_and_2000_test_digits_whatever_the_folder_holds(folder, request):
-    from lidcvae.config import load_config
     from lidcvae.data import load_split
+    from lidcvae.run_config import load_config
 
     data_dir = request.getfixturevalue(folder)
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "mnist.yaml", {"mnist.data_dir": str(data_dir)})

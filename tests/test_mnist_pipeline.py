@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lidcvae.config import RunConfig, load_config
-from lidcvae.mnist_table import TABLE_COLUMNS, build_size_table, score_model, size_variant_config
+from lidcvae.experiments.mnist_table import TABLE_COLUMNS, build_size_table, score_model, size_variant_config
+from lidcvae.run_config import RunConfig, load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

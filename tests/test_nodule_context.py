@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lidcvae.config import RunConfig
 from lidcvae.data import PatchSource
 from lidcvae.data.lidc import images_from_table, load_patch_mask, nodule_context
 from lidcvae.extract.manifest import read_manifest
 from lidcvae.intensity import HUWindow
+from lidcvae.run_config import RunConfig
 from test_train_data import TINY_MODEL, sample_manifest  # noqa: F401  (fixture)
 
 

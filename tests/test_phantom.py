@@ -14,10 +14,11 @@ from pydicom.uid import CTImageStorage, RLELossless
 from scipy import ndimage
 
 from lidcvae import lidc
-from lidcvae.config import ConfigError, load_config
+from lidcvae.config import ConfigError
 from lidcvae.phantom import PhantomConfig, phantom_scan, select_series, series_folder, write_phantom_cohort
 from lidcvae.phantom.anatomy import HU
 from lidcvae.phantom.dicom_writer import write_ct_series
+from lidcvae.run_config import load_config
 
 SMALLEST = "LIDC-IDRI-0957"  # 65 slices, two nodules each marked by 3 readers
 SMALLEST_SERIES = "1.3.6.1.4.1.14519.5.2.1.6279.6001.314917368146772872954571551463"

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from lidcvae.config import RunConfig
 from lidcvae.data import PatchSource, load_split
 from lidcvae.data.augment import augment_batch
 from lidcvae.data.lidc import fit_patch, load_patch_hu
 from lidcvae.extract.manifest import read_manifest
+from lidcvae.run_config import RunConfig
 
 # One channel of the whole patch, uniform squared error (the seeds' input and loss): the mask channel, its
 # weighting and the nodule-only context have their own tests (test_nodule_options.py, test_nodule_context.py).

@@ -13,12 +13,12 @@ import yaml
 from test_train_data import make_tiny_config, sample_manifest  # noqa: F401  (fixture)
 
 import lidcvae
-from lidcvae.config import RunConfig
 from lidcvae.models.conv3d import ConvVAE3d
+from lidcvae.posterior import active_units
+from lidcvae.run_config import RunConfig
 from lidcvae.train import NonFiniteError, TrainConfig, load_model, read_checkpoint, train
 from lidcvae.train.config import GradClip
 from lidcvae.train.loop import Trainer, lr_schedule
-from lidcvae.posterior import active_units
 from lidcvae.train.metrics import METRIC_COLUMNS
 
 

@@ -15,7 +15,7 @@ import torch
 import yaml
 from test_train_data import make_tiny_config, sample_manifest  # noqa: F401  (fixture)
 
-from lidcvae.config import RunConfig
+from lidcvae.run_config import RunConfig
 from lidcvae.train import read_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

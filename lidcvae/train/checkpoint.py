@@ -19,14 +19,16 @@ from __future__ import annotations
 import io
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from lidcvae.config import RunConfig
 from lidcvae.io import atomic_path, raise_if_environment
 from lidcvae.models import VAE, ModelConfig, build_model
+
+if TYPE_CHECKING:  # annotations only: run_config sits above the stage packages
+    from lidcvae.run_config import RunConfig
 
 __all__ = [
     "CheckpointError", "CheckpointMismatch", "save_checkpoint", "read_checkpoint", "describe_model", "checkpoint_description",

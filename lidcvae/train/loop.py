@@ -15,7 +15,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,7 +25,6 @@ from torch.utils.data import DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from lidcvae.config import RunConfig
 from lidcvae.data import LabelledImages, data_source, load_split
 from lidcvae.data.augment import augment_batch
 from lidcvae.io import atomic_path
@@ -41,6 +40,9 @@ from lidcvae.train.distributed import (
 from lidcvae.posterior import active_units
 from lidcvae.train.metrics import MetricsTable, log_epoch_scalars, log_step_scalars, metrics_row
 from lidcvae.train.step import LossTerms, NonFiniteError, backward_and_step, loss_terms
+
+if TYPE_CHECKING:  # annotations only: run_config sits above the stage packages
+    from lidcvae.run_config import RunConfig
 
 __all__ = ["train", "Trainer", "lr_schedule"]
 

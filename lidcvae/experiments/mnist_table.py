@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lidcvae.config import RunConfig
 from lidcvae.io import atomic_path
 from lidcvae.models.base import VAE
+from lidcvae.run_config import RunConfig
 
 __all__ = ["TABLE_COLUMNS", "size_variant_config", "score_model", "train_size_variant", "build_size_table", "table_html"]
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 if TYPE_CHECKING:
-    from lidcvae.config import RunConfig
+    from lidcvae.run_config import RunConfig
 
 __all__ = ["run_script", "setup_logging", "config_from_args", "user_errors", "run_rule"]
 
@@ -54,7 +54,8 @@ def config_from_args(parser: argparse.ArgumentParser, config_path: Path | None, 
 
     A bad file, key or value ends the program through ``parser`` with the message naming it (exit 2).
     """
-    from lidcvae.config import ConfigError, load_config, yaml_load
+    from lidcvae.config import ConfigError, yaml_load
+    from lidcvae.run_config import load_config
 
     try:
         parsed = {}
@@ -71,11 +72,11 @@ def config_from_args(parser: argparse.ArgumentParser, config_path: Path | None, 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors whose message tells the user what to fix: shown as one line, never as a traceback."""
     from lidcvae.config import ConfigError
+    from lidcvae.data.lidc import NoNodulesError
     from lidcvae.extract import DicomRootError, GeometryMismatchError
     from lidcvae.io import StorageError, UnsafePathError
     from lidcvae.train.checkpoint import CheckpointError
     from lidcvae.train.step import NonFiniteError
-    from lidcvae.data.lidc import NoNodulesError
 
     return (ConfigError, DicomRootError, GeometryMismatchError, StorageError, UnsafePathError, CheckpointError,
             NonFiniteError, NoNodulesError, FileNotFoundError)
