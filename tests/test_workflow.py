@@ -26,7 +26,7 @@ def _write_config(path: Path, **config) -> Path:
     return path
 
 
-@pytest.mark.parametrize("configfile", ["configs/default.yaml", "configs/mnist.yaml", "configs/mnist-table.yaml",
+@pytest.mark.parametrize("configfile", ["configs/demo.yaml", "configs/mnist.yaml", "configs/mnist-table.yaml",
                                         "configs/lidc.yaml", "configs/coordinates.yaml"])
 def test_lint_is_clean(configfile, tmp_path):
     result = _snakemake("--lint", "--configfile", str(REPO / configfile), workdir=tmp_path)

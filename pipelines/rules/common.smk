@@ -1,15 +1,31 @@
 # Shared by every rule file -- the validated config, output locations, and the file lists that
 # depend on the data (the per-scan extraction jobs).
 import functools
+import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir)))  # the lidcvae package, also when not pip-installed
 
-from lidcvae.config import validate_config
+from snakemake.utils import update_config
+
+from lidcvae.config import validate_config, yaml_load
 from lidcvae.train.identity import run_settings
 
-config.update(validate_config(config, source="snakemake config", parse_text=True))
+# The embedded demo's settings (13 phantom nodules) apply only when no --configfile is given: a config
+# file replaces them, so its unnamed keys take the schema defaults, never the demo's. --config
+# overrides either.
+DEMO_CONFIG = Path(workflow.basedir) / "configs" / "demo.yaml"
+CONFIG_SOURCE = ", ".join(map(str, workflow.config_settings.configfiles))
+if not CONFIG_SOURCE:
+    CONFIG_SOURCE = f"{DEMO_CONFIG} (the embedded demo: no --configfile given)"
+    _demo = yaml_load(DEMO_CONFIG.read_text())
+    update_config(_demo, dict(config))
+    config.clear()
+    config.update(_demo)
+config.update(validate_config(config, source=CONFIG_SOURCE, parse_text=True))
+print(f"lidcvae: config from {CONFIG_SOURCE}, unnamed keys at the schema defaults (lidcvae/schemas/)", file=sys.stderr)
+print(f"lidcvae: effective model section: {json.dumps(config['model'], sort_keys=True)}", file=sys.stderr)
 
 RESULTS = Path(config["results_dir"]) / config["name"]
 SCRIPTS = Path(workflow.basedir) / "pipelines"
