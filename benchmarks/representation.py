@@ -46,12 +46,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lidcvae.config import set_dotted  # noqa: E402
 from lidcvae.embed import EmbedConfig, embed_manifest, encode_batches, posterior_arrays  # noqa: E402
-from lidcvae.run_config import RunConfig, load_config  # noqa: E402
-from lidcvae.workflow.cli import setup_logging  # noqa: E402
 from lidcvae.evaluate.representation import (  # noqa: E402
     FeatureSet, Target, format_paired, format_table, pca_probe, repeated_grouped_folds, score_table,
 )
 from lidcvae.io import atomic_path  # noqa: E402
+from lidcvae.run_config import RunConfig, load_config  # noqa: E402
+from lidcvae.workflow.cli import setup_logging  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("representation")
@@ -207,7 +207,8 @@ def baseline_feature_sets(table: pd.DataFrame, config: RunConfig, out: Path, wor
             with atomic_path(cache) as tmp:
                 radiomics.to_parquet(tmp)
     with _timed(timings, "raw voxels (s)"):
-        source = PatchSource(out / "extract" / "manifest.parquet", PCA_CROP, config.model.hu_window, "crop", mask_channel=False)
+        source = PatchSource(out / "extract" / "manifest.parquet", PCA_CROP, config.model.hu_window, "crop", mask_channel=False,
+                             context_voxels=None, fill_hu=config.model.context.fill_hu)
         voxels = images_from_table(table, source).flatten(1).numpy()
     return [
         FeatureSet("consensus diameter", diameter, skip=("log_diameter",)),

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import subprocess
+import sys
 
 import pytest
 import yaml
 
+import lidcvae.config
 from lidcvae.config import ConfigError, config_schema, section_defaults
 from lidcvae.run_config import SECTION_TYPES, RunConfig, load_config
 
@@ -72,3 +76,18 @@ def test_run_config_round_trips_through_yaml(tmp_path) -> None:
     again = load_config(path)
     assert again == run
     assert (again.train.epochs, again.model.channels, again.patients) == (2, (4, 8), ("LIDC-IDRI-0001",))
+
+
+def test_the_config_layer_loads_no_other_lidcvae_module() -> None:
+    # config.py is the bottom layer: the stage sections import Section from it, so it may not load them
+    # (by name through import_module or otherwise); RunConfig, which holds them all, lives above them.
+    probe = "import sys, lidcvae.config; print(sorted(m for m in sys.modules if m.startswith('lidcvae')))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['lidcvae', 'lidcvae.config']"
+    assert "import_module" not in inspect.getsource(lidcvae.config)
+
+
+@pytest.mark.parametrize("section", sorted(SECTION_TYPES))
+def test_each_run_section_is_typed_by_the_class_that_names_it(section: str) -> None:
+    assert SECTION_TYPES[section].SECTION == section
+    assert type(getattr(RunConfig.from_mapping({}), section)) is SECTION_TYPES[section]

@@ -1,7 +1,7 @@
 """Stage 2: train a VAE on in-memory patches (one process, or DDP under torchrun).
 
 Public entry points: ``train(run, run_dir, resume=False, manifest=None) -> best checkpoint path`` (``run``
-a typed ``lidcvae.config.RunConfig``) and
+a typed ``lidcvae.run_config.RunConfig``) and
 ``load_model(checkpoint_path, map_location="cpu") -> (model in eval mode, config)``.
 """
 
