@@ -83,11 +83,18 @@ def section_schema(section: str) -> dict[str, Any]:
     """The schema of a (dotted) section, e.g. ``train`` or ``train.grad_clip``."""
     schema = config_schema()
     for part in section.split("."):
-        properties = schema.get("properties", {})
+        properties = _properties(schema)
         if part not in properties:
             raise KeyError(f"no config section {section!r} in the schema")
         schema = properties[part]
     return schema
+
+
+def _properties(schema: dict[str, Any]) -> dict[str, Any]:
+    """The keys a schema's objects may hold: its ``properties`` and, where one value picks the keys
+    (``model.name``, by if/then/else), each branch's; on a clash the default branch (``else``) wins."""
+    branches = [schema.get(branch, {}).get("properties", {}) for branch in ("then", "else")]
+    return {**branches[0], **branches[1], **schema.get("properties", {})}
 
 
 def section_defaults(section: str) -> dict[str, Any]:
@@ -181,6 +188,8 @@ def _freeze(value: Any) -> Any:
 def build_section(cls: type[S], values: dict[str, Any], section: str) -> S:
     """``cls(**values)`` for a section's already validated ``values``, nested dataclass fields built from
     their sub-mappings and lists frozen to tuples."""
+    if hasattr(cls, "class_for"):  # a section whose keys depend on one of its values: model.name picks the class
+        cls = cls.class_for(values)
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     if set(names) != set(values):

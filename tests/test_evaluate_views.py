@@ -118,7 +118,7 @@ def test_headline_says_what_the_default_model_sees_and_how_its_error_is_weighted
     assert "; encoder levels [0, 1] also averaged over the consensus mask into μ" in model_description(RunInfo(model=mask_only))[0]
     histogram_only = ModelConfig.from_mapping({"mask_pooling": {"levels": [], "histogram_bins": 8}})
     assert "; a soft histogram of the image (8 bins) also averaged over" in model_description(RunInfo(model=histogram_only))[0]
-    seed_recipe = ModelConfig.from_mapping({"mask_channel": False, "mask_pooling": {"levels": [], "histogram_bins": 0}, "histogram_view": {"bins": 0}, "input_size": 64, "reconstruction_weight": {"kind": "uniform"},
+    seed_recipe = ModelConfig.from_mapping({"mask_channel": False, "mask_pooling": {"enabled": False}, "histogram_view": {"enabled": False}, "input_size": 64, "reconstruction_weight": {"kind": "uniform"},
                                             "context": {"kind": "full"}})
     architecture, loss = model_description(RunInfo(model=seed_recipe))
     assert "input 64³ voxels at 1 mm: the windowed HU image;" in architecture and "weighted uniformly" in loss

@@ -27,7 +27,7 @@ def _snakemake(workdir: Path, *args: str, **popen) -> subprocess.CompletedProces
 def _workflow_config(path: Path, results: Path, dicom_root: Path, **sections) -> Path:
     config = {"name": "faults", "results_dir": str(results), "dicom_root": str(dicom_root),
               "model": {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2],
-                        "mask_channel": False, "mask_pooling": {"levels": [], "histogram_bins": 0}, "histogram_view": {"bins": 0}, "reconstruction_weight": {"kind": "uniform"}},
+                        "mask_channel": False, "mask_pooling": {"enabled": False}, "histogram_view": {"enabled": False}, "reconstruction_weight": {"kind": "uniform"}},
               "train": {"epochs": 40, "batch_size": 1, "threads": 1, "progress": False}, **sections}
     path.write_text(yaml.safe_dump(config))
     return path

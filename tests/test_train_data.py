@@ -21,7 +21,7 @@ from lidcvae.run_config import RunConfig
 # One channel of the whole patch, uniform squared error (the seeds' input and loss): the mask channel, its
 # weighting and the nodule-only context have their own tests (test_nodule_options.py, test_nodule_context.py).
 TINY_MODEL = {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2],
-              "mask_channel": False, "mask_pooling": {"levels": [], "histogram_bins": 0}, "histogram_view": {"bins": 0}, "reconstruction_weight": {"kind": "uniform", "peak": 1.0}, "context": {"kind": "full"}}
+              "mask_channel": False, "mask_pooling": {"enabled": False}, "histogram_view": {"enabled": False}, "reconstruction_weight": {"kind": "uniform", "peak": 1.0}, "context": {"kind": "full"}}
 
 
 @pytest.fixture(scope="session")

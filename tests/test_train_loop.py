@@ -150,9 +150,9 @@ def test_clipping_by_value_bounds_each_gradient(grad_clip: dict, expected_max) -
 
     torch.manual_seed(0)
     model = build_model(ModelConfig.from_mapping({"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8],
-                                                  "strides": [2, 2], "mask_channel": False, "mask_pooling": {"levels": [], "histogram_bins": 0}, "histogram_view": {"bins": 0}, "reconstruction_weight": {"kind": "uniform"}}))
+                                                  "strides": [2, 2], "mask_channel": False, "mask_pooling": {"enabled": False}, "histogram_view": {"enabled": False}, "reconstruction_weight": {"kind": "uniform"}}))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    terms = loss_terms(model, model, torch.rand(2, 1, 16, 16, 16), beta=1.0)
+    terms = loss_terms(model, model, torch.rand(2, 1, 16, 16, 16), beta=1.0, free_bits=0.0)
     reconstruction, kl, auxiliary, total, grad_norm = backward_and_step(terms, model, optimizer, GradClip.from_mapping(grad_clip), step=0)
     largest = max(p.grad.abs().max().item() for p in model.parameters() if p.grad is not None)
     assert auxiliary == 0.0  # no histogram view
@@ -168,9 +168,9 @@ def test_clipping_by_norm_rescales_the_total_norm() -> None:
     from lidcvae.train.step import backward_and_step, loss_terms
 
     model = build_model(ModelConfig.from_mapping({"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8],
-                                                  "strides": [2, 2], "mask_channel": False, "mask_pooling": {"levels": [], "histogram_bins": 0}, "histogram_view": {"bins": 0}, "reconstruction_weight": {"kind": "uniform"}}))
+                                                  "strides": [2, 2], "mask_channel": False, "mask_pooling": {"enabled": False}, "histogram_view": {"enabled": False}, "reconstruction_weight": {"kind": "uniform"}}))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    terms = loss_terms(model, model, torch.rand(2, 1, 16, 16, 16), beta=1.0)
+    terms = loss_terms(model, model, torch.rand(2, 1, 16, 16, 16), beta=1.0, free_bits=0.0)
     *_, grad_norm_before = backward_and_step(terms, model, optimizer, GradClip.from_mapping({"mode": "norm", "max": 2.0}), step=0)
     after = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
     assert grad_norm_before > 2.0 and after.item() == pytest.approx(2.0, rel=1e-4)

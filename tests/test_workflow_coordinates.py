@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 # model that embeds their cohort, go without the mask channel, see the whole patch and weight the error by a
 # centred Gaussian.
 TINY_MODEL = {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2],
-              "mask_channel": False, "mask_pooling": {"levels": [], "histogram_bins": 0}, "histogram_view": {"bins": 0}, "reconstruction_weight": {"kind": "gaussian"}, "context": {"kind": "full"}}
+              "mask_channel": False, "mask_pooling": {"enabled": False}, "histogram_view": {"enabled": False}, "reconstruction_weight": {"kind": "gaussian"}, "context": {"kind": "full"}}
 TINY_TRAIN = {"epochs": 2, "batch_size": 2, "threads": 1, "progress": False}
 TINY_EVALUATE = {"iwae_samples": 4, "probe": {"bootstrap_samples": 10}}
 SERIES = [f"1.2.826.0.1.3680043.8.498.{i}" for i in range(1, 5)]

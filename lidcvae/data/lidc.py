@@ -117,17 +117,16 @@ def nodule_context(images: torch.Tensor, masks: torch.Tensor, dilate_voxels: int
 
 def _masks(table: pd.DataFrame, patch_shape: tuple[int, ...], source: PatchSource) -> torch.Tensor:
     """The consensus masks of ``table['mask_path']`` fitted like the images (``patch_shape`` before
-    fitting): (N, 1, S, S, S) float32 0/1; a missing mask is an error naming the option that needs it."""
-    needs = "model.mask_channel is on" if source.mask_channel else "model.context.kind is 'nodule'"
+    fitting): (N, 1, S, S, S) float32 0/1; a cohort without them is an error naming what reads them."""
+    needs = "the model reads consensus masks (" + ("model.mask_channel" if source.mask_channel else "model.context.kind nodule") + ")"
     if "mask_path" not in table.columns:
-        raise ValueError(f"{needs} but the table has no mask_path column")
+        raise ValueError(f"{needs} but the cohort's manifest has no mask_path column")
     missing = table["mask_path"].fillna("").astype(str) == ""
     if missing.any():
         raise ValueError(
-            f"{needs} but {int(missing.sum())} row(s) have no mask_path "
-            f"(first: {table.index[missing][0]!r}); a cohort without consensus masks (the coordinates route "
-            "without extract.sphere_mask) needs model.mask_channel: false, model.mask_pooling: {levels: [], histogram_bins: 0}, "
-            "model.histogram_view.bins: 0, model.context.kind: full and a reconstruction_weight that is not 'mask'"
+            f"{needs} but {int(missing.sum())} of the cohort's nodule(s) have no mask_path "
+            f"(first: {table.index[missing][0]!r}); extract the cohort with masks (extract.sphere_mask on the "
+            "coordinates route) or use a model that reads none (model.mask_channel: false, model.context.kind: full)"
         )
     masks = _read_masks(table["mask_path"])
     if masks.shape[2:] != patch_shape:

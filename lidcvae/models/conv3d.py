@@ -14,6 +14,8 @@ latent code) is MONAI's; this module adds what the project's ``VAE`` interface n
 - optionally BN-VAE: the posterior mean goes through a batch norm whose scale γ is *fixed*, which keeps
   the expected KL above a positive floor and prevents posterior collapse (Zhu et al. 2020,
   arXiv 2004.12585).
+
+Each optional part is switched by ``enabled`` in its own config section (``ConvVAE3dConfig``).
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from torch import nn
 
 from lidcvae.losses import gaussian_log_likelihood
 from lidcvae.models.base import VAE
-from lidcvae.models.config import ModelConfig
-from lidcvae.models.histogram_view import HistogramView
-from lidcvae.models.pooling import MaskPooledHead
+from lidcvae.models.config import ConvVAE3dConfig
+from lidcvae.models.histogram_view import HistogramView, NoHistogramView
+from lidcvae.models.pooling import MaskPooledHead, NoPooling
 from lidcvae.models.weighting import ReconstructionWeight
 
 __all__ = ["ConvVAE3d", "CalibratedSigma", "FixedScaleBatchNorm"]
@@ -125,8 +127,12 @@ class FixedScaleBatchNorm(nn.Module):
 class ConvVAE3d(VAE):
     """3D convolutional VAE with a Gaussian decoder on windowed intensities in [0, 1].
 
+    Every optional part is a module that is always there, built once by ``from_config``: switched off it
+    is one that changes nothing (``nn.Identity``, ``NoPooling``, ``NoHistogramView``), so ``encode`` and the
+    likelihoods never test a switch.
+
     Args:
-        input_size: edge S of the cubic input; inputs are (B, 1, S, S, S).
+        input_size: edge S of the cubic input; inputs are (B, C, S, S, S).
         latent_size: D.
         channels: encoder channels per level, e.g. (32, 64, 128, 256); the decoder mirrors them.
         strides: stride per level; 2 halves the edge.
@@ -138,19 +144,18 @@ class ConvVAE3d(VAE):
         decoder_output: ``"linear"`` or ``"sigmoid"`` on the decoder mean.
         sigma: the decoder σ (see ``CalibratedSigma``).
         logvar_range: (low, high) clamp of the posterior log-variance.
-        bn_gamma: if given, BN-VAE with this fixed scale on the posterior mean.
         hu_window: (lower, upper) HU mapped to [0, 1]; stored so a checkpoint alone says how to map HU.
-        in_channels: 1 (HU image) or 2 (image and consensus mask, encoded and reconstructed together).
+        in_channels: C, 1 (HU image) or 2 (image and consensus mask, encoded and reconstructed together).
         reconstruction_weight: per-voxel weights of the squared error (see ``ReconstructionWeight``).
+        posterior_norm: (B, D) → (B, D) on the posterior mean: ``FixedScaleBatchNorm`` (BN-VAE) or identity.
         mask_pooling: encoder levels and the image's soft histogram averaged over the mask channel into
-            the posterior (see ``MaskPooledHead``); None for MONAI's flatten alone. Needs ``in_channels`` 2.
-        histogram_view: the density histogram decoded from z (see ``HistogramView``); None for none.
-            Needs ``in_channels`` 2.
+            the posterior (``MaskPooledHead``), or ``NoPooling`` for MONAI's flatten alone.
+        histogram_view: the density histogram decoded from z (``HistogramView``), or ``NoHistogramView``.
 
     Example::
 
-        model = ConvVAE3d.from_config(ModelConfig.from_mapping({"channels": [32, 64, 128, 256]}))
-        out = model(torch.rand(2, 1, 64, 64, 64))  # out.decoded: (2, 1, 64, 64, 64), out.z: (2, 256)
+        model = ConvVAE3d.from_config(ConvVAE3dConfig.from_mapping({"channels": [32, 64, 128, 256]}))
+        out = model(torch.rand(2, 2, 32, 32, 32))  # out.decoded: (2, 2, 32, 32, 32), out.z: (2, 256)
     """
 
     def __init__(
@@ -168,12 +173,12 @@ class ConvVAE3d(VAE):
         decoder_output: str,
         sigma: CalibratedSigma,
         logvar_range: tuple[float, float],
-        bn_gamma: float | None,
         hu_window: tuple[float, float],
         in_channels: int,
         reconstruction_weight: ReconstructionWeight,
-        mask_pooling: MaskPooledHead | None = None,
-        histogram_view: HistogramView | None = None,
+        posterior_norm: nn.Module,
+        mask_pooling: nn.Module,
+        histogram_view: nn.Module,
     ) -> None:
         super().__init__()
         self.latent_size = latent_size
@@ -196,30 +201,19 @@ class ConvVAE3d(VAE):
         )
         self.sigma = sigma
         self.logvar_range = tuple(logvar_range)
-        self.posterior_norm = FixedScaleBatchNorm(latent_size, bn_gamma) if bn_gamma else None
+        self.posterior_norm = posterior_norm
         self.hu_window = tuple(float(v) for v in hu_window)
         self.reconstruction_weight = reconstruction_weight
         self.mask_pooling = mask_pooling
         self.histogram_view = histogram_view
-        if histogram_view is not None:
-            self.auxiliary_term = (f"−{histogram_view.weight:g}·log p(h|z) of the decoded density histogram "
-                                   "(model.histogram_view)")
 
     @classmethod
-    def from_config(cls, model: ModelConfig) -> ConvVAE3d:
-        """Build from the typed ``model`` section (lidcvae/schemas/model.yaml)."""
-        if model.reconstruction_weight.kind == "mask" and not model.mask_channel:
-            raise ValueError("model.reconstruction_weight.kind 'mask' needs model.mask_channel: true "
-                             "(or choose kind 'gaussian' / 'uniform')")
-        pooling = model.mask_pooling
-        if pooling.enabled and not model.mask_channel:
-            raise ValueError("model.mask_pooling averages over the consensus mask: it needs model.mask_channel: true "
-                             "(or mask_pooling: {levels: [], histogram_bins: 0})")
-        view = model.histogram_view
-        if view.bins and not model.mask_channel:
-            raise ValueError("model.histogram_view is the histogram over the consensus mask: it needs "
-                             "model.mask_channel: true (or histogram_view.bins: 0)")
-        return cls(
+    def from_config(cls, model: ConvVAE3dConfig) -> ConvVAE3d:
+        """Build from the typed ``model`` section (lidcvae/schemas/model.yaml); the section has already
+        checked that the parts fit together (the mask channel)."""
+        # The heads are built before the network, as they always were: the same seed draws the same weights.
+        head, view = _mask_pooling(model), _histogram_view(model)
+        built = cls(
             input_size=model.input_size,
             latent_size=model.latent_size,
             channels=model.channels,
@@ -231,41 +225,38 @@ class ConvVAE3d(VAE):
             dropout=model.dropout,
             decoder_output=model.decoder_output,
             sigma=CalibratedSigma(model.sigma.mode, model.sigma.log_sigma2, model.sigma.momentum,
-                                  channels=(2 if model.mask_channel else 1) if model.sigma.per_channel else 1),
+                                  channels=model.in_channels if model.sigma.per_channel else 1),
             logvar_range=model.logvar_range,
-            bn_gamma=model.bn_vae.gamma if model.bn_vae.enabled else None,
             hu_window=model.hu_window,
-            in_channels=2 if model.mask_channel else 1,
+            in_channels=model.in_channels,
             reconstruction_weight=ReconstructionWeight.from_config(model.reconstruction_weight),
-            mask_pooling=(MaskPooledHead(pooling.levels, model.channels, model.latent_size, pooling.edge,
-                                         pooling.histogram_bins) if pooling.enabled else None),
-            histogram_view=(HistogramView(model.latent_size, view.bins, view.weight,
-                                          CalibratedSigma("calibrated", 0.0, model.sigma.momentum, channels=1))
-                            if view.bins else None),
+            posterior_norm=(FixedScaleBatchNorm(model.latent_size, model.bn_vae.gamma) if model.bn_vae.enabled
+                            else nn.Identity()),
+            mask_pooling=head,
+            histogram_view=view,
         )
+        if model.histogram_view.enabled:
+            built.auxiliary_term = (f"−{model.histogram_view.weight:g}·log p(h|z) of the decoded density histogram "
+                                    "(model.histogram_view)")
+        return built
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, S, S, S) in [0, 1] → posterior mean and clamped log-variance, each (B, D)."""
-        if self.mask_pooling is None:
-            posterior_mean, posterior_logvar = self.network.encode_forward(x)
-        else:
-            posterior_mean, posterior_logvar = self._encode_mask_pooled(x)
-        if self.posterior_norm is not None:
-            posterior_mean = self.posterior_norm(posterior_mean)
-        return posterior_mean, posterior_logvar.clamp(*self.logvar_range)
+        """(B, C, S, S, S) in [0, 1] → posterior mean and clamped log-variance, each (B, D).
 
-    def _encode_mask_pooled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """MONAI's ``encode_forward`` with every level's output kept for the mask-pooled head."""
+        MONAI's ``encode_forward`` with every level's output kept for the mask-pooled head, whose terms
+        are added to μ and log σ² (zero without one).
+        """
         network, level_features, features = self.network, [], x
         for level in network.encode:
             features = level(features)
             level_features.append(features)
         flat = network.intermediate(features).flatten(1)
         mean_term, logvar_term = self.mask_pooling(level_features, x[:, :1], x[:, 1:2])
-        return network.mu(flat) + mean_term, network.logvar(flat) + logvar_term
+        posterior_mean = self.posterior_norm(network.mu(flat) + mean_term)
+        return posterior_mean, (network.logvar(flat) + logvar_term).clamp(*self.logvar_range)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, D) → decoder mean (B, 1, S, S, S) in intensity units."""
+        """(B, D) → decoder mean (B, C, S, S, S) in intensity units."""
         return self.network.decode_forward(z, self.network.use_sigmoid)
 
     def log_sigma2(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
@@ -279,10 +270,26 @@ class ConvVAE3d(VAE):
         return gaussian_log_likelihood(x.float(), decoded, self.sigma(x, decoded, weight), weight)
 
     def auxiliary_log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """λ·log p(h(x)|z) of the density histogram when ``histogram_view`` is set, else 0; nats, (B,)."""
-        if self.histogram_view is None:
-            return super().auxiliary_log_likelihood(x, z)
+        """λ·log p(h(x)|z) of the density histogram (0 without ``histogram_view``); nats, (B,)."""
         return self.histogram_view.log_likelihood(x, z)
+
+
+def _mask_pooling(model: ConvVAE3dConfig) -> nn.Module:
+    """``MaskPooledHead`` of ``model.mask_pooling``, or ``NoPooling`` when it is not enabled."""
+    pooling = model.mask_pooling
+    if not pooling.enabled:
+        return NoPooling()
+    return MaskPooledHead(pooling.levels, model.channels, model.latent_size, edge=pooling.edge,
+                          histogram_bins=pooling.histogram_bins)
+
+
+def _histogram_view(model: ConvVAE3dConfig) -> nn.Module:
+    """``HistogramView`` of ``model.histogram_view`` with its own calibrated σ², or ``NoHistogramView``."""
+    view = model.histogram_view
+    if not view.enabled:
+        return NoHistogramView()
+    return HistogramView(model.latent_size, view.bins, view.weight,
+                         CalibratedSigma("calibrated", 0.0, model.sigma.momentum, channels=1))
 
 
 def _monai_layer_spec(spec: Any) -> Any:

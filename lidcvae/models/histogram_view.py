@@ -25,7 +25,7 @@ from torch import nn
 from lidcvae.losses import gaussian_log_likelihood
 from lidcvae.models.pooling import edge_band, masked_soft_histogram
 
-__all__ = ["HistogramView"]
+__all__ = ["HistogramView", "NoHistogramView"]
 
 
 class HistogramView(nn.Module):
@@ -41,7 +41,7 @@ class HistogramView(nn.Module):
     def __init__(self, latent_size: int, bins: int, weight: float, sigma: nn.Module) -> None:
         super().__init__()
         if bins < 2:
-            raise ValueError(f"model.histogram_view.bins: expected 0 (off) or at least 2, got {bins}")
+            raise ValueError(f"model.histogram_view.bins: expected at least 2, got {bins}")
         self.register_buffer("centres", torch.linspace(0.0, 1.0, bins))
         self.register_buffer("widths", torch.full((bins,), 1.0 / (bins - 1)))
         self.weight = weight
@@ -63,3 +63,11 @@ class HistogramView(nn.Module):
         """λ·log N(h(x); decoder(z), σ²I) summed over the 2K bins, nats, (B,); float32."""
         target, decoded = self.histogram(x), self(z.float()).float()
         return self.weight * gaussian_log_likelihood(target, decoded, self.sigma(target, decoded))
+
+
+class NoHistogramView(nn.Module):
+    """``model.histogram_view.enabled: false``: no second view, its log-likelihood 0."""
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Zeros, (B,) float32."""
+        return x.new_zeros(x.shape[0], dtype=torch.float32)

@@ -8,15 +8,13 @@ choice for MNIST) or a Gaussian with fixed variance (squared error / σ² plus t
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
 from lidcvae.losses import bernoulli_log_likelihood, gaussian_log_likelihood
 from lidcvae.models.base import VAE
-from lidcvae.models.config import ModelConfig
+from lidcvae.models.config import MLPVAEConfig
 
 __all__ = ["MLPVAEConfig", "MLPVAE", "LIKELIHOODS"]
 
@@ -24,41 +22,6 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 # q(z|x) variance kept in [e^-30, e^20]: exp(logvar) neither underflows nor overflows in float32.
 _LOGVAR_RANGE = (-30.0, 20.0)
 MNIST_EVENT_SHAPE = (1, 28, 28)
-
-
-@dataclass
-class MLPVAEConfig:
-    """Sizes and decoder of ``MLPVAE``.
-
-    Attributes:
-        event_shape: one input sample without the batch axis, (1, 28, 28) for MNIST.
-        hidden_sizes: encoder hidden layer widths, input side first; the decoder mirrors them.
-        latent_size: D, the dimension of z.
-        likelihood: "bernoulli" (decoded = logits) or "gaussian" (decoded = mean, fixed σ²).
-        log_sigma2: log σ² of the Gaussian decoder (ignored for Bernoulli).
-    """
-
-    event_shape: tuple[int, ...]
-    hidden_sizes: tuple[int, ...]
-    latent_size: int
-    likelihood: str
-    log_sigma2: float
-
-    def __post_init__(self) -> None:
-        self.event_shape = tuple(int(s) for s in self.event_shape)
-        self.hidden_sizes = tuple(int(s) for s in self.hidden_sizes)
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"model.likelihood: {self.likelihood!r} is not one of {LIKELIHOODS}")
-
-    @classmethod
-    def from_model(cls, model: ModelConfig) -> MLPVAEConfig:
-        """The MLP's keys of the typed ``model`` section; the Gaussian decoder's fixed log σ² is
-        ``sigma.log_sigma2``, and a null ``event_shape`` means one MNIST digit, (1, 28, 28)."""
-        return cls(event_shape=model.event_shape or MNIST_EVENT_SHAPE, hidden_sizes=model.hidden_sizes,
-                   latent_size=model.latent_size, likelihood=model.likelihood, log_sigma2=model.sigma.log_sigma2)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "event_shape": list(self.event_shape), "hidden_sizes": list(self.hidden_sizes)}
 
 
 def _perceptron(widths: list[int]) -> nn.Sequential:
@@ -75,24 +38,26 @@ class MLPVAE(VAE):
     """x (B, 1, 28, 28) → 784 → ReLU(hidden…) → (μ, log σ²) (B, D); z → ReLU(…hidden) → 784 → x's shape.
 
     Args:
-        config: sizes and decoder likelihood.
+        config: the typed ``model`` section (``name: mlp_vae``): sizes and decoder likelihood; a null
+            ``event_shape`` is one MNIST digit, (1, 28, 28).
     """
 
     def __init__(self, config: MLPVAEConfig) -> None:
         super().__init__()
         self.config = config
-        self.event_shape = self.config.event_shape
-        self.latent_size = self.config.latent_size
-        pixels, hidden = math.prod(self.event_shape), list(self.config.hidden_sizes)
+        self.event_shape = tuple(config.event_shape or MNIST_EVENT_SHAPE)
+        self.latent_size = config.latent_size
+        self.log_sigma2 = config.sigma.log_sigma2
+        pixels, hidden = math.prod(self.event_shape), list(config.hidden_sizes)
         self.encoder = nn.Sequential(nn.Flatten(), _perceptron([pixels, *hidden]), nn.ReLU())
         self.to_mean = nn.Linear(hidden[-1], self.latent_size)
         self.to_logvar = nn.Linear(hidden[-1], self.latent_size)
         self.decoder = _perceptron([self.latent_size, *reversed(hidden), pixels])
 
     @classmethod
-    def from_config(cls, model: ModelConfig) -> MLPVAE:
+    def from_config(cls, model: MLPVAEConfig) -> MLPVAE:
         """Build from the typed ``model`` section (``name: mlp_vae``, ``hidden_sizes``, ``latent_size`` ...)."""
-        return cls(MLPVAEConfig.from_model(model))
+        return cls(model)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, *event_shape) in [0, 1] → posterior mean and log-variance, each (B, D)."""
@@ -107,7 +72,7 @@ class MLPVAE(VAE):
         """log p(x|z) summed over pixels, nats, (B,): −BCE(sum) or the Gaussian log-density."""
         if self.config.likelihood == "bernoulli":
             return bernoulli_log_likelihood(x, decoded)
-        return gaussian_log_likelihood(x, decoded, self.config.log_sigma2)
+        return gaussian_log_likelihood(x, decoded, self.log_sigma2)
 
     def mean_image(self, decoded: torch.Tensor) -> torch.Tensor:
         """Decoder mean in [0, 1] image space: sigmoid of the logits, or the Gaussian mean itself."""

@@ -28,7 +28,7 @@ from torch import nn
 
 from lidcvae.morphology import dilate_cube, erode_cube
 
-__all__ = ["MaskPooledHead", "SoftHistogram", "edge_band", "masked_mean", "masked_soft_histogram", "soft_histogram"]
+__all__ = ["MaskPooledHead", "NoPooling", "SoftHistogram", "edge_band", "masked_mean", "masked_soft_histogram", "soft_histogram"]
 
 # Keeps the mean finite for a mask that vanishes at a coarse level; a nodule covers ≥ 1 voxel.
 _EPSILON = 1e-3
@@ -77,7 +77,7 @@ class SoftHistogram(nn.Module):
     def __init__(self, bins: int) -> None:
         super().__init__()
         if bins < 2:
-            raise ValueError(f"model.mask_pooling.histogram_bins: expected 0 (off) or at least 2, got {bins}")
+            raise ValueError(f"model.mask_pooling.histogram_bins: expected at least 2 bins, got {bins}")
         self.centres = nn.Parameter(torch.linspace(0.0, 1.0, bins))
         self.log_widths = nn.Parameter(torch.full((bins,), -math.log(bins - 1)))
 
@@ -134,15 +134,15 @@ class MaskPooledHead(nn.Module):
         histogram_bins: K > 1 pools a ``SoftHistogram`` of the image channel as well; 0 = none.
     """
 
-    def __init__(self, levels: tuple[int, ...], widths: tuple[int, ...], latent_size: int, edge: bool = False,
-                 histogram_bins: int = 0) -> None:
+    def __init__(self, levels: tuple[int, ...], widths: tuple[int, ...], latent_size: int, *, edge: bool,
+                 histogram_bins: int) -> None:
         super().__init__()
         if len(set(levels)) != len(levels) or not all(0 <= level < len(widths) for level in levels):
             raise ValueError(f"model.mask_pooling.levels: expected distinct encoder levels in 0..{len(widths) - 1} "
                              f"(model.channels has {len(widths)} level(s)), got {list(levels)}")
         if not levels and not histogram_bins:
             raise ValueError("model.mask_pooling: nothing to pool (levels [] and histogram_bins 0); "
-                             "build the model without the head instead")
+                             "say model.mask_pooling.enabled: false instead")
         self.levels = tuple(sorted(levels))
         self.edge = edge
         self.histogram = SoftHistogram(histogram_bins) if histogram_bins else None
@@ -160,3 +160,12 @@ class MaskPooledHead(nn.Module):
             pooled.append(self.histogram.pooled(image, regions))
         pooled = torch.cat(pooled, dim=1)
         return self.mean(pooled), self.logvar(pooled)
+
+
+class NoPooling(nn.Module):
+    """``model.mask_pooling.enabled: false``: adds nothing to μ and log σ² (MONAI's encoder alone)."""
+
+    def forward(self, level_features: list[torch.Tensor], image: torch.Tensor,
+                mask: torch.Tensor) -> tuple[float, float]:
+        """Zero terms whatever the inputs."""
+        return 0.0, 0.0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lidcvae.models.config import ReconstructionWeightConfig
 from lidcvae.morphology import dilate_cube
 
 __all__ = ["WEIGHT_KINDS", "ReconstructionWeight"]
@@ -43,7 +44,7 @@ class ReconstructionWeight(nn.Module):
         self.kind, self.peak, self.sigma_voxels, self.dilate_voxels = kind, float(peak), float(sigma_voxels), int(dilate_voxels)
 
     @classmethod
-    def from_config(cls, weight) -> ReconstructionWeight:
+    def from_config(cls, weight: ReconstructionWeightConfig) -> ReconstructionWeight:
         """From the typed ``model.reconstruction_weight`` section (``ReconstructionWeightConfig``)."""
         return cls(weight.kind, weight.peak, weight.sigma_voxels, weight.dilate_voxels)
 
@@ -52,9 +53,7 @@ class ReconstructionWeight(nn.Module):
             return None
         if self.kind == "gaussian":
             profile = self.gaussian_profile(x.shape[2:], x.device)[None, None]
-        else:
-            if x.shape[1] < 2:
-                raise ValueError("model.reconstruction_weight.kind 'mask' needs model.mask_channel: true")
+        else:  # mask: the config guarantees channel 1 (ConvVAE3dConfig checks model.mask_channel)
             profile = dilate_cube(x[:, 1:2].float(), self.dilate_voxels)
         return 1.0 + (self.peak - 1.0) * profile
 
