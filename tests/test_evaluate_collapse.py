@@ -17,7 +17,7 @@ from lidcvae.evaluate.split_metrics import evaluate_split
 
 def test_active_units_is_zero_for_an_encoder_that_ignores_its_input():
     images = torch.rand(20, 1, 4, 4, 4)
-    means, _ = encode_batches(InputIgnoringVAE(), images, batch_size=6)
+    means, _ = encode_batches(InputIgnoringVAE(), images, batch_size=6, device="cpu")
     assert active_units(means, 0.01) == 0
 
 
@@ -26,7 +26,7 @@ def test_active_units_counts_every_dimension_of_a_linear_encoder():
     model = TinyLinearVAE(latent_size=3)
     with torch.no_grad():
         model.encoder.weight.mul_(20.0)
-    assert active_units(encode_batches(model, images)[0], 0.01) == 3
+    assert active_units(encode_batches(model, images, batch_size=8, device="cpu")[0], 0.01) == 3
 
 
 ACTIVE_UNIT_CASES = [
@@ -69,7 +69,7 @@ def test_collapse_warnings_are_loud_and_name_both_failures():
 def test_a_collapsed_model_reconstructs_no_better_than_the_mean_patch():
     images = torch.rand(12, 1, 4, 4, 4)
     settings = EvaluateSettings.from_mapping({"batch_size": 5, "iwae_samples": 4, "iwae_chunk_size": 2, "montage_samples": 3})
-    result = evaluate_split(InputIgnoringVAE(), images, images.mean(0).numpy(), settings)
+    result = evaluate_split(InputIgnoringVAE(), images, images.mean(0).numpy(), settings, None)
     assert result.metrics["active_units"] == 0
     assert result.metrics["mse_normalised"] >= result.metrics["mean_patch_mse_normalised"]
     assert result.first_inputs.shape == result.first_reconstructions.shape == (3, 1, 4, 4, 4)

@@ -69,7 +69,7 @@ def test_plots_write_pngs(tmp_path):
 
 
 def test_report_is_self_contained_with_headline_then_warnings_then_sections(tmp_path):
-    figures.save_image(np.eye(8), tmp_path / "eye.png")
+    figures.save_image(np.eye(8), tmp_path / "eye.png", 2)
     metrics = {"splits": {"test": {"psnr_db": 21.5}}, "collapse": {"kl_per_dimension_nats": list(range(256))}}
     sections = [Section("first", "Question one?", figure_html(tmp_path / "eye.png", "an eye <b>"))]
     page = write_report(tmp_path / "report.html", "t", "<p id='head'>h</p>", sections, metrics,

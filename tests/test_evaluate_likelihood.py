@@ -18,7 +18,7 @@ def model_and_inputs():
 def test_iwae_with_one_sample_equals_the_single_sample_elbo_for_the_same_noise(model_and_inputs):
     model, x = model_and_inputs
     noise = torch.randn(1, len(x), 2, generator=torch.Generator().manual_seed(2))
-    iwae = iwae_log_likelihood(model, x, noise=noise)
+    iwae = iwae_log_likelihood(model, x, 1, 1, noise=noise)
     torch.testing.assert_close(iwae, single_sample_elbo(model, x, noise[0]))
 
 
@@ -26,8 +26,8 @@ def test_iwae_with_one_sample_equals_the_single_sample_elbo_for_the_same_noise(m
 def test_iwae_estimate_does_not_depend_on_the_chunk_size(model_and_inputs, chunk_size):
     model, x = model_and_inputs
     noise = torch.randn(32, len(x), 2, generator=torch.Generator().manual_seed(3))
-    reference = iwae_log_likelihood(model, x, noise=noise, chunk_size=32)
-    torch.testing.assert_close(iwae_log_likelihood(model, x, noise=noise, chunk_size=chunk_size), reference)
+    reference = iwae_log_likelihood(model, x, 32, chunk_size=32, noise=noise)
+    torch.testing.assert_close(iwae_log_likelihood(model, x, 32, chunk_size=chunk_size, noise=noise), reference)
 
 
 def test_iwae_with_more_samples_is_not_below_the_elbo_on_average(model_and_inputs):
@@ -65,7 +65,7 @@ def test_nested_estimates_are_plain_iwae_on_the_first_k_of_the_same_draws(model_
     nested = nested_iwae_log_likelihoods(model, x, [40, 1, 20], chunk_size=16, generator=torch.Generator().manual_seed(5))
     assert list(nested) == [40, 1, 20]
     torch.testing.assert_close(nested[1], single_sample_elbo(model, x, noise[0]))
-    torch.testing.assert_close(nested[20], iwae_log_likelihood(model, x, noise=noise[:20]))  # across a chunk edge
+    torch.testing.assert_close(nested[20], iwae_log_likelihood(model, x, 20, 16, noise=noise[:20]))  # across a chunk edge
     torch.testing.assert_close(nested[40], iwae_log_likelihood(model, x, samples=40, chunk_size=16,
                                                                generator=torch.Generator().manual_seed(5)))
 
@@ -83,4 +83,4 @@ def test_nested_estimate_rises_with_k_towards_the_exact_log_likelihood(model_and
 def test_nested_estimates_reject_a_zero_k(model_and_inputs):
     model, x = model_and_inputs
     with pytest.raises(ValueError, match="positive"):
-        nested_iwae_log_likelihoods(model, x, [0, 10])
+        nested_iwae_log_likelihoods(model, x, [0, 10], chunk_size=10)

@@ -21,8 +21,8 @@ def _cohort(count=240, patients=60, seed=0):
 def test_probe_auc_is_near_one_on_separable_features():
     rng, labels, groups = _cohort()
     features = np.c_[labels * 4.0 + rng.normal(0, 0.5, len(labels)), rng.normal(size=(len(labels), 5))]
-    folds, notes = grouped_folds(labels, groups, 5)
-    result = probe_auc("separable", features, labels, folds, n_bootstrap=200)
+    folds, notes = grouped_folds(labels, groups, 5, 0)
+    result = probe_auc("separable", features, labels, folds, bootstrap_samples=200, seed=0)
     assert notes == [] and len(result.fold_aucs) == 5
     assert result.auc_mean > 0.97
     assert result.auc_ci_low <= result.auc_mean <= result.auc_ci_high
@@ -30,21 +30,21 @@ def test_probe_auc_is_near_one_on_separable_features():
 
 def test_probe_auc_is_near_half_on_noise():
     rng, labels, groups = _cohort(seed=1)
-    result = probe_auc("noise", rng.normal(size=(len(labels), 5)), labels, grouped_folds(labels, groups, 5)[0], n_bootstrap=200)
+    result = probe_auc("noise", rng.normal(size=(len(labels), 5)), labels, grouped_folds(labels, groups, 5, 0)[0], bootstrap_samples=200, seed=0)
     assert abs(result.auc_mean - 0.5) < 0.12
     assert result.auc_ci_low < 0.5 + 0.12 and result.auc_ci_high > 0.5 - 0.12
 
 
 def test_grouped_folds_never_put_a_patient_on_both_sides():
     _, labels, groups = _cohort()
-    for train, test in grouped_folds(labels, groups, 5)[0]:
+    for train, test in grouped_folds(labels, groups, 5, 0)[0]:
         assert not set(groups[train]) & set(groups[test])
 
 
 @pytest.mark.parametrize("count, patients", [(6, 3), (10, 10)])
 def test_too_few_patients_or_one_class_gives_a_note_not_a_crash(count, patients):
     labels = np.zeros(count, int) if patients == 10 else np.arange(count) % 2
-    folds, notes = grouped_folds(labels, np.arange(count) % patients, 5)
+    folds, notes = grouped_folds(labels, np.arange(count) % patients, 5, 0)
     assert folds == [] and "probe skipped" in notes[0]
 
 
@@ -75,14 +75,14 @@ def test_bootstrap_resamples_patients_so_copies_of_a_nodule_do_not_narrow_the_in
     labels = np.arange(40) % 2
     features = (labels + rng.normal(scale=1.2, size=40))[:, None]
     folds = [(np.setdiff1d(np.arange(40), test), test) for test in np.array_split(rng.permutation(40), 4)]
-    one_each = probe_auc("x", features, labels, folds, n_bootstrap=400, seed=0)
+    one_each = probe_auc("x", features, labels, folds, bootstrap_samples=400, seed=0)
     copies = 8  # every patient's nodule seen 8 times: as correlated as nodules get
     repeat = lambda a: np.repeat(a, copies, axis=0)  # noqa: E731
     copied_folds = [(np.concatenate([np.arange(i * copies, (i + 1) * copies) for i in train]),
                      np.concatenate([np.arange(i * copies, (i + 1) * copies) for i in test])) for train, test in folds]
-    by_patient = probe_auc("x", repeat(features), repeat(labels), copied_folds, n_bootstrap=400, seed=0,
+    by_patient = probe_auc("x", repeat(features), repeat(labels), copied_folds, bootstrap_samples=400, seed=0,
                            groups=repeat(np.arange(40)))
-    by_nodule = probe_auc("x", repeat(features), repeat(labels), copied_folds, n_bootstrap=400, seed=0)
+    by_nodule = probe_auc("x", repeat(features), repeat(labels), copied_folds, bootstrap_samples=400, seed=0)
     width = lambda r: r.auc_ci_high - r.auc_ci_low  # noqa: E731
     assert by_patient.auc_mean == pytest.approx(one_each.auc_mean)
     assert width(by_patient) == pytest.approx(width(one_each), rel=0.3)
@@ -93,7 +93,7 @@ def test_bootstrap_resamples_patients_so_copies_of_a_nodule_do_not_narrow_the_in
 def test_binary_probe_keeps_a_roc_curve_from_the_pooled_out_of_fold_scores():
     rng, labels, groups = _cohort(count=60, patients=20)
     features = labels[:, None] + rng.normal(scale=0.5, size=(60, 1))
-    result = probe_auc("x", features, labels, grouped_folds(labels, groups, 5)[0], n_bootstrap=20, groups=groups)
+    result = probe_auc("x", features, labels, grouped_folds(labels, groups, 5, 0)[0], bootstrap_samples=20, seed=0, groups=groups)
     fpr, tpr = np.array(result.roc_fpr), np.array(result.roc_tpr)
     assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1 and (np.diff(fpr) >= 0).all() and (np.diff(tpr) >= 0).all()
     assert np.trapezoid(tpr, fpr) > 0.8

@@ -44,7 +44,7 @@ def test_folds_keep_each_patient_on_one_side_and_test_every_row_once_per_repeat(
 
 def test_too_few_patients_for_the_folds_is_an_error():
     with pytest.raises(ValueError, match="3 patients cannot fill 5"):
-        repeated_grouped_folds(np.array(["a", "b", "c"]), np.zeros(3), 5, 1)
+        repeated_grouped_folds(np.array(["a", "b", "c"]), np.zeros(3), 5, 1, seed=0)
 
 
 def test_a_feature_that_encodes_the_label_scores_high_and_noise_scores_chance():

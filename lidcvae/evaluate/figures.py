@@ -113,7 +113,7 @@ def interpolation_codes(start: np.ndarray, end: np.ndarray, steps: int) -> tuple
     return linear, np.stack([slerp(start, end, t) for t in fractions])
 
 
-def save_image(image: np.ndarray, path: str | os.PathLike, zoom: int = 2) -> None:
+def save_image(image: np.ndarray, path: str | os.PathLike, zoom: int) -> None:
     """Write a [0, 1] grey image as PNG, each pixel repeated ``zoom``×``zoom`` (exact pixel size)."""
     enlarged = np.kron(image, np.ones((zoom, zoom), np.float32))
     with atomic_path(path) as tmp:

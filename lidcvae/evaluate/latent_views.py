@@ -68,7 +68,7 @@ ATTRIBUTES = (
 )
 
 
-def nearest_neighbours(codes: np.ndarray, queries: np.ndarray, k: int = 5, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def nearest_neighbours(codes: np.ndarray, queries: np.ndarray, k: int, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """For each query row index, the ``k`` nearest other rows of ``codes`` (N, D) by Euclidean distance.
 
     Queries are processed ``chunk`` at a time, so memory is (chunk, N), never (Q, N, D).

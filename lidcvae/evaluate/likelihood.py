@@ -104,8 +104,8 @@ def _noise_chunks(
 def iwae_log_likelihood(
     model: VAE,
     x: torch.Tensor,
-    samples: int = 100,
-    chunk_size: int = 10,
+    samples: int,
+    chunk_size: int,
     generator: torch.Generator | None = None,
     noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -114,8 +114,8 @@ def iwae_log_likelihood(
     Args:
         model: a VAE in eval mode.
         x: (B, *event_shape) inputs in model scale.
-        samples: k, the number of importance samples.
-        chunk_size: importance samples decoded together (memory ∝ chunk_size · B).
+        samples: k, the number of importance samples (``evaluate.iwae_samples`` in a run).
+        chunk_size: importance samples decoded together, memory ∝ chunk_size · B (``evaluate.iwae_chunk_size``).
         generator: torch random generator for reproducible draws (ignored when ``noise`` is given).
         noise: optional fixed draws (k, B, D); overrides ``samples``.
 
@@ -139,7 +139,7 @@ def nested_iwae_log_likelihoods(
     model: VAE,
     x: torch.Tensor,
     sample_counts: tuple[int, ...] | list[int],
-    chunk_size: int = 10,
+    chunk_size: int,
     generator: torch.Generator | None = None,
 ) -> dict[int, torch.Tensor]:
     """IWAE estimates for several k from one set of draws: IWAE_k uses the first k of max(k) samples.

@@ -55,7 +55,7 @@ def _rgb_tile(grid: list[list[np.ndarray]], gap: int) -> np.ndarray:
 
 
 def outlined_montage(inputs: np.ndarray, reconstructions: np.ndarray, masks: np.ndarray | None,
-                     columns: int = 4, zoom: int = 2) -> np.ndarray:
+                     columns: int = 4, *, zoom: int) -> np.ndarray:
     """Display-scale volumes (N, 1, Z, Y, X) → an RGB grid (H, W, 3) in [0, 1].
 
     Per nodule a block of its three centre slices (axial, coronal, sagittal), input above

@@ -46,7 +46,7 @@ class ProbeResult:
         return asdict(self)
 
 
-def grouped_folds(labels: np.ndarray, groups: np.ndarray, n_splits: int, seed: int = 0) -> tuple[list[Fold], list[str]]:
+def grouped_folds(labels: np.ndarray, groups: np.ndarray, n_splits: int, seed: int) -> tuple[list[Fold], list[str]]:
     """Stratified folds with no group on both sides; ([], [note]) when there are too few samples.
 
     Args:
@@ -99,7 +99,7 @@ def _scorable(labels: np.ndarray, n_classes: int) -> bool:
 
 
 def _bootstrap_mean_auc(
-    fold_predictions: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_classes: int, n_bootstrap: int, seed: int
+    fold_predictions: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_classes: int, bootstrap_samples: int, seed: int
 ) -> tuple[float | None, float | None]:
     """2.5 and 97.5 percentiles of the mean fold AUC when patients are resampled with replacement.
 
@@ -111,7 +111,7 @@ def _bootstrap_mean_auc(
     rng = np.random.default_rng(seed)
     n_patients = 1 + max(int(groups.max()) for _, _, groups in fold_predictions)
     means = []
-    for _ in range(n_bootstrap):
+    for _ in range(bootstrap_samples):
         draws = np.bincount(rng.integers(0, n_patients, n_patients), minlength=n_patients)
         aucs = []
         for labels, scores, groups in fold_predictions:
@@ -131,8 +131,9 @@ def probe_auc(
     labels: np.ndarray,
     folds: list[Fold],
     make_classifier: Callable[[], Pipeline] = logistic_probe,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
+    *,
+    bootstrap_samples: int,
+    seed: int,
     groups: np.ndarray | None = None,
     n_features: int | None = None,
 ) -> ProbeResult:
@@ -142,6 +143,8 @@ def probe_auc(
     with a note, never a crash.
 
     Args:
+        bootstrap_samples: patient resamples for the 95% interval (``evaluate.probe.bootstrap_samples``).
+        seed: seed of the bootstrap (``evaluate.seed``).
         groups: (N,) patient keys for the bootstrap; None resamples rows (each its own patient).
         n_features: what the classifier sees when it is not F (e.g. the PCA components of raw voxels).
     """
@@ -161,7 +164,7 @@ def probe_auc(
         result.fold_aucs.append(_auc(*fold_predictions[-1][:2]))
     if result.fold_aucs:
         result.auc_mean = float(np.mean(result.fold_aucs))
-        result.auc_ci_low, result.auc_ci_high = _bootstrap_mean_auc(fold_predictions, n_classes, n_bootstrap, seed)
+        result.auc_ci_low, result.auc_ci_high = _bootstrap_mean_auc(fold_predictions, n_classes, bootstrap_samples, seed)
         if n_classes == 2:
             pooled_labels = np.concatenate([p[0] for p in fold_predictions])
             fpr, tpr, _ = roc_curve(pooled_labels, np.concatenate([p[1][:, 1] for p in fold_predictions]))

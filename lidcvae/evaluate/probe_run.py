@@ -48,7 +48,7 @@ def raw_voxels_for(rows: pd.DataFrame, splits: Mapping, stride: int) -> np.ndarr
     return np.stack([parts[p].images[i][spatial].numpy().ravel() for p, i in picks])
 
 
-def run_probe(embeddings: pd.DataFrame, splits: Mapping, settings: ProbeSettings, seed: int = 0) -> tuple[dict, list[str]]:
+def run_probe(embeddings: pd.DataFrame, splits: Mapping, settings: ProbeSettings, seed: int) -> tuple[dict, list[str]]:
     """AUC of a logistic regression on the posterior means and on each baseline, under the same grouped folds."""
     if settings.label_column not in embeddings.columns:
         note = f"probe skipped: no label column '{settings.label_column}' in the embeddings"
@@ -61,7 +61,7 @@ def run_probe(embeddings: pd.DataFrame, splits: Mapping, settings: ProbeSettings
         return section, notes
     means = posterior_arrays(rows)[0]
     section["patients"] = len(np.unique(groups))
-    common = {"n_bootstrap": settings.bootstrap_samples, "seed": seed, "groups": groups}
+    common = {"bootstrap_samples": settings.bootstrap_samples, "seed": seed, "groups": groups}
     results = [probe_auc("latent_means", means, labels, folds, logistic_probe, **common)]
     for column in settings.baseline_columns:
         if column in rows.columns:

@@ -37,12 +37,13 @@ def metadata_table(table: pd.DataFrame) -> tuple[list[list[str]], list[str]]:
 
 
 def write_projector(codes: np.ndarray, table: pd.DataFrame, images: np.ndarray, log_dir: str | os.PathLike,
-                    hu_window: HUWindow | None = None, thumbnail_size: int = 32) -> Path:
+                    hu_window: HUWindow | None, thumbnail_size: int = 32) -> Path:
     """Write posterior means (N, D), their metadata and (N, 1, T, T) thumbnails for the projector.
 
     Args:
         images: (N, *event_shape) model-scale inputs; the axial centre slice of each becomes its thumbnail,
             resized to ``thumbnail_size`` pixels (the projector tiles every thumbnail into one sprite).
+        hu_window: the model's HU window for CT thumbnails in the lung window; None for other images.
     """
     from torch.utils.tensorboard import SummaryWriter
 

@@ -89,7 +89,7 @@ class FeatureSet:
 
 
 def repeated_grouped_folds(
-    groups: np.ndarray, strata: np.ndarray, n_splits: int = 5, n_repeats: int = 5, seed: int = 0
+    groups: np.ndarray, strata: np.ndarray, n_splits: int, n_repeats: int, seed: int
 ) -> list[list[Fold]]:
     """R lists of K (train, test) index pairs; no group (patient) on both sides of any fold.
 

@@ -92,7 +92,7 @@ def _summary(totals: _Accumulator, hu_window: HUWindow | None, settings: Evaluat
 
 
 def evaluate_split(model: VAE, images: torch.Tensor, mean_patch: np.ndarray, settings: EvaluateSettings,
-                   hu_window: HUWindow | None = None) -> SplitResult:
+                   hu_window: HUWindow | None) -> SplitResult:
     """Evaluate ``images`` (N, *event_shape), model scale, batch by batch so memory stays flat in N and k.
 
     ``mean_patch`` (*event_shape) is the dataset's mean input: the reconstruction a collapsed model makes.

@@ -100,16 +100,17 @@ def _thumbnail(image: np.ndarray, hu_window: HUWindow | None) -> np.ndarray:
 
 
 def retrieval(codes: np.ndarray, table: pd.DataFrame, images: np.ndarray, hu_window: HUWindow | None,
-              figure_dir: Path, queries: int = 6, k: int = 5, label_column: str = "label") -> tuple[dict, list[Figure]]:
-    """Gallery of ``queries`` nodules (spread over the table) with their ``k`` nearest neighbours in latent space.
+              figure_dir: Path, retrieval_queries: int, retrieval_neighbours: int, label_column: str) -> tuple[dict, list[Figure]]:
+    """Gallery of ``retrieval_queries`` nodules (spread over the table) with their ``retrieval_neighbours``
+    nearest neighbours in latent space (the ``evaluate`` keys of those names).
 
     Also measures how often a neighbour shares its query's label, over every labelled nodule, against
     the rate expected from the label frequencies alone.
     """
     if len(codes) < 2:
         return {"skipped": "fewer than 2 embedded samples"}, []
-    query_rows = np.unique(np.linspace(0, len(codes) - 1, min(queries, len(codes))).round().astype(int))
-    neighbours, distances = nearest_neighbours(codes, query_rows, k)
+    query_rows = np.unique(np.linspace(0, len(codes) - 1, min(retrieval_queries, len(codes))).round().astype(int))
+    neighbours, distances = nearest_neighbours(codes, query_rows, retrieval_neighbours)
     thumbs = [[_thumbnail(images[q], hu_window)] + [_thumbnail(images[n], hu_window) for n in row] for q, row in zip(query_rows, neighbours)]
     captions = [[retrieval_caption(table.iloc[q])] + [retrieval_caption(table.iloc[n]) for n in row] for q, row in zip(query_rows, neighbours)]
     plot_retrieval_gallery(thumbs, captions, distances, figure_dir / "retrieval.png")
@@ -118,11 +119,11 @@ def retrieval(codes: np.ndarray, table: pd.DataFrame, images: np.ndarray, hu_win
     if label_column in table.columns:
         labels = table[label_column]
         labelled = np.flatnonzero(labels.notna().to_numpy())
-        if len(labelled) > k:
+        if len(labelled) > retrieval_neighbours:
             values = labels.iloc[labelled].astype("int64").to_numpy()
             # at most 2,000 queries (seeded): the agreement rate is a mean, and N² distances grow fast (MNIST: 10,000)
             asked = np.sort(np.random.default_rng(0).permutation(len(labelled))[:2000])
-            near, _ = nearest_neighbours(codes[labelled], asked, k)
+            near, _ = nearest_neighbours(codes[labelled], asked, retrieval_neighbours)
             frequencies = np.bincount(values) / len(values)
             section["label_agreement"] = float((values[near] == values[asked][:, None]).mean())
             section["label_agreement_queries"] = int(len(asked))
