@@ -73,9 +73,10 @@ def test_manifest_images_come_back_in_zyx_order_and_model_scale(tmp_path):
 
     from lidcvae.data.lidc import images_from_table
 
-    source = PatchSource(manifest_path, input_size=6, hu_window=(-1000, 400), patch_fit="crop", mask_channel=False)
+    source = PatchSource(manifest_path, input_size=6, hu_window=(-1000, 400), patch_fit="crop", mask_channel=False,
+                         context_voxels=None, fill_hu=-860.0)
     with pytest.raises(ValueError, match="patch edge 6 < model.input_size"):
-        images_from_table(read_manifest(manifest_path), PatchSource(manifest_path, 7, (-1000, 400), "crop", False))
+        images_from_table(read_manifest(manifest_path), PatchSource(manifest_path, 7, (-1000, 400), "crop", False, None, -860.0))
     images = images_from_table(read_manifest(manifest_path), source)
     assert images.shape == (1, 1, 4, 5, 6) and images.dtype == torch.float32  # input_size = edge: nothing cropped
     assert images[0, 0, 3, 0, 0] == 1.0 and images.sum() == 1.0

@@ -90,7 +90,7 @@ def test_mask_channel_is_loaded_from_the_manifest_as_channel_one(tmp_path):
     nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "i.nii.gz")
     nib.save(nib.Nifti1Image(mask, np.eye(4)), tmp_path / "m.nii.gz")
     table = pd.DataFrame({"image_path": [str(tmp_path / "i.nii.gz")], "mask_path": [str(tmp_path / "m.nii.gz")]})
-    source = PatchSource(tmp_path / "unused.parquet", 6, (-1000.0, 400.0), "crop", mask_channel=True)
+    source = PatchSource(tmp_path / "unused.parquet", 6, (-1000.0, 400.0), "crop", mask_channel=True, context_voxels=None, fill_hu=-860.0)
     images = images_from_table(table, source)
     assert images.shape == (1, 2, 6, 6, 6)
     assert images[0, 1].sum() == 16 and images[0, 0].max() == 0.0

@@ -47,7 +47,7 @@ class PatchSource:
         mask_channel: the consensus mask (manifest ``mask_path``) follows the image as channel 1.
         context_voxels: None for the whole patch; r ≥ 0 keeps the image only within r voxels (a cube of
             edge 2r + 1) of the consensus mask (``model.context: nodule``) and sets the rest to ``fill_hu``.
-        fill_hu: HU of the voxels outside the kept region.
+        fill_hu: HU of the voxels outside the kept region (``model.context.fill_hu``).
     """
 
     manifest: Path
@@ -55,8 +55,8 @@ class PatchSource:
     hu_window: tuple[float, float]
     patch_fit: str
     mask_channel: bool
-    context_voxels: int | None = None
-    fill_hu: float = -860.0
+    context_voxels: int | None
+    fill_hu: float
 
     @classmethod
     def for_model(cls, manifest: str | os.PathLike, model: Any, patch_fit: str) -> PatchSource:

@@ -25,11 +25,12 @@ _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 @dataclass(frozen=True)
 class PatchGrid:
-    """An axis-aligned cube of ``size``³ voxels of ``spacing_mm`` centred on ``centre_mm`` (x, y, z)."""
+    """An axis-aligned cube of ``size``³ voxels of ``spacing_mm`` centred on ``centre_mm`` (x, y, z);
+    size and spacing are ``extract.patch_size`` and ``extract.spacing_mm``."""
 
     centre_mm: np.ndarray
-    size: int = 64
-    spacing_mm: float = 1.0
+    size: int
+    spacing_mm: float
 
     @property
     def corner_mm(self) -> np.ndarray:
