@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def train_step():
         model.train()
-        terms = loss_terms(model, model, train_batch, 1.0)
+        terms = loss_terms(model, model, train_batch, 1.0, free_bits=0.0)
         terms.total.backward()
         model.zero_grad(set_to_none=True)
 

@@ -75,7 +75,7 @@ def test_the_training_loss_adds_the_histogram_term_and_its_gradient_reaches_the_
     torch.manual_seed(0)
     model = build_model(ModelConfig.from_mapping(TINY)).eval()
     x = torch.cat([_nodule(-600.0, 3.0), _nodule(40.0, 5.0)])
-    terms = loss_terms(lambda batch: model(batch, sample=False), model, x, beta=1.0)
+    terms = loss_terms(lambda batch: model(batch, sample=False), model, x, beta=1.0, free_bits=0.0)
     with torch.no_grad():
         mean, logvar = model.encode(x)
         image = model.log_likelihood(x, model.decode(mean))

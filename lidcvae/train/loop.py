@@ -38,8 +38,8 @@ from lidcvae.train.distributed import (
     ProcessGroup, all_reduce_sum, gather_objects, setup_process_group, teardown_process_group,
 )
 from lidcvae.posterior import active_units
-from lidcvae.train.metrics import MetricsTable, log_epoch_scalars, log_step_scalars, metrics_row
-from lidcvae.train.step import LossTerms, NonFiniteError, backward_and_step, loss_terms
+from lidcvae.train.metrics import EpochTerms, MetricsTable, TermMeans, log_epoch_scalars, log_step_scalars, metrics_row
+from lidcvae.train.step import TERM_LABELS, LossTerms, NonFiniteError, StepValues, backward_and_step, loss_terms
 
 if TYPE_CHECKING:  # annotations only: run_config sits above the stage packages
     from lidcvae.run_config import RunConfig
@@ -177,28 +177,28 @@ class Trainer:
     def _run_epoch(self) -> None:
         self.model.train()
         started = time.perf_counter()
-        sums = torch.zeros(5, dtype=torch.float64)  # reconstruction·n, kl·n, auxiliary·n, total·n, n
+        sums = EpochTerms()
         bar = tqdm(self._batches(self.epoch), desc=f"epoch {self.epoch + 1}/{self.train_config.epochs}",
                    disable=not (self.group.is_main and self.train_config.progress), leave=False, dynamic_ncols=True)
         for batch_indices in bar:
-            reconstruction, kl, auxiliary, total, grad_norm = self._train_step(batch_indices)
-            sums += torch.tensor([reconstruction, kl, auxiliary, total, 1.0], dtype=torch.float64) * len(batch_indices)
-            bar.set_postfix(rec=f"{reconstruction:.4g}", kl=f"{kl:.4g}", gnorm=f"{grad_norm:.3g}", refresh=False)
+            values = self._train_step(batch_indices)
+            sums.add(values, len(batch_indices))
+            bar.set_postfix(rec=f"{values.reconstruction:.4g}", kl=f"{values.kl:.4g}", gnorm=f"{values.grad_norm:.3g}",
+                            refresh=False)
         seconds = time.perf_counter() - started
-        sums = all_reduce_sum(sums.to(self.group.device), self.group).cpu()
+        sums = EpochTerms.from_tensor(all_reduce_sum(sums.to_tensor().to(self.group.device), self.group).cpu())
         self.epoch += 1
-        train_terms = (sums[:4] / sums[4]).tolist()
         val_terms, n_active = self._validate()
         self._check_validation(val_terms)
-        self._end_epoch(train_terms, val_terms, n_active, int(sums[4]) / seconds, seconds)
+        self._end_epoch(sums.mean(), val_terms, n_active, int(sums.n) / seconds, seconds)
 
-    def _train_step(self, batch_indices: torch.Tensor) -> list[float]:
+    def _train_step(self, batch_indices: torch.Tensor) -> StepValues:
         x = self.train_data.images[batch_indices.to(self.train_data.images.device)]
         augment = self.train_config.augment
         if x.dim() == 5 and (augment.flips or augment.rot90):
             x = augment_batch(x, self.augment_generator, augment.flips, augment.rot90)
         beta = self.train_config.kl_weight(self.step)
-        terms = loss_terms(self.forward, self.model, x, beta, self.autocast_dtype, self.train_config.free_bits)
+        terms = loss_terms(self.forward, self.model, x, beta, self.autocast_dtype, free_bits=self.train_config.free_bits)
         values = backward_and_step(terms, self.forward, self.optimizer, self.train_config.grad_clip, self.step)
         self.scheduler.step()
         if self.group.is_main:
@@ -206,38 +206,40 @@ class Trainer:
         self.step += 1
         return values
 
-    def _log_step(self, values: list[float], beta: float) -> None:
+    def _log_step(self, values: StepValues, beta: float) -> None:
         log_step_scalars(self.writer, self.step, values, beta, self.optimizer.param_groups[0]["lr"])
 
     @torch.no_grad()
-    def _validate(self) -> tuple[list[float], int]:
-        """(reconstruction, kl, auxiliary, total) at the target β over val (train when val is empty), and active units."""
+    def _validate(self) -> tuple[TermMeans, int]:
+        """The loss terms at the target β over val (train when val is empty), and active units."""
         data = self.val_data if len(self.val_data) else self.train_data
         self.model.eval()
-        sums, means = torch.zeros(4, dtype=torch.float64), []
+        sums, means = EpochTerms(), []
         for batch in data.images.split(2 * self.train_config.batch_size):
-            terms: LossTerms = loss_terms(self.model, self.model, batch, self.train_config.beta, self.autocast_dtype)
-            sums += torch.tensor([terms.reconstruction.item(), terms.kl.item(), terms.auxiliary.item(),
-                                  terms.total.item()]) * len(batch)
+            # the plain negative ELBO: free bits shape the training objective, not what val reports
+            terms: LossTerms = loss_terms(self.model, self.model, batch, self.train_config.beta, self.autocast_dtype,
+                                          free_bits=0.0)
+            sums.add(terms, len(batch))
             means.append(terms.posterior_mean.float().cpu())
         self.model.train()
-        return (sums / len(data)).tolist(), active_units(torch.cat(means).numpy(), self.run.evaluate.active_unit_threshold)
+        return sums.mean(), active_units(torch.cat(means).numpy(), self.run.evaluate.active_unit_threshold)
 
-    def _check_validation(self, val_terms: list[float]) -> None:
+    def _check_validation(self, val_terms: TermMeans) -> None:
         """Stop before this epoch is saved when a validation term is NaN/Inf (weights that fit the
         train batches can still blow up on unseen patches)."""
-        for name, value in zip(("reconstruction term", "KL term", "auxiliary term", "total loss"), val_terms):
+        for field, value in val_terms.items():
+            name = TERM_LABELS[field]
             if not math.isfinite(value):
                 raise NonFiniteError(
                     f"epoch {self.epoch}: validation {name} is {value}; stopping before this epoch is saved. The last "
                     f"good checkpoint {self.checkpoint_dir / 'last.pt'} is kept; lower train.lr and continue with --resume.")
 
-    def _end_epoch(self, train_terms: list[float], val_terms: list[float], n_active: int,
+    def _end_epoch(self, train_terms: TermMeans, val_terms: TermMeans, n_active: int,
                    samples_per_s: float, seconds: float) -> None:
         """Log, write metrics and checkpoints (best before last: last.pt is the commit point of an epoch)."""
         rng = gather_objects(capture_rng(self.augment_generator), self.group)
-        improved = val_terms[3] < self.best_val_loss
-        self.best_val_loss = min(self.best_val_loss, val_terms[3])
+        improved = val_terms.total < self.best_val_loss
+        self.best_val_loss = min(self.best_val_loss, val_terms.total)
         if not self.group.is_main:
             return
         row = self._metrics_row(train_terms, val_terms, n_active, samples_per_s, seconds)
@@ -253,13 +255,13 @@ class Trainer:
                  self._terms_text(val_terms), " *" if improved else "", n_active, self.model.latent_size,
                  row["beta"], row["lr"], samples_per_s)
 
-    def _terms_text(self, terms: list[float]) -> str:
+    def _terms_text(self, terms: TermMeans) -> str:
         """'rec … kl … [aux …] total …' (aux only for models with an auxiliary term)."""
-        reconstruction, kl, auxiliary, total = terms
-        aux = f" aux {auxiliary:.2f}" if self.model.auxiliary_term else ""
-        return f"rec {reconstruction:.2f} kl {kl:.2f}{aux} total {total:.2f}"
+        aux = f" aux {terms.auxiliary:.2f}" if self.model.auxiliary_term else ""
+        return f"rec {terms.reconstruction:.2f} kl {terms.kl:.2f}{aux} total {terms.total:.2f}"
 
-    def _metrics_row(self, train_terms, val_terms, n_active, samples_per_s, seconds) -> dict[str, Any]:
+    def _metrics_row(self, train_terms: TermMeans, val_terms: TermMeans, n_active: int, samples_per_s: float,
+                     seconds: float) -> dict[str, Any]:
         sigma = getattr(self.model, "sigma", None)
         sigma2 = sigma.image_sigma2() if sigma is not None else float("nan")
         return metrics_row(self.epoch, self.step, train_terms, val_terms, self.train_config.kl_weight(self.step - 1),

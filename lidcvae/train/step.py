@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -13,11 +14,16 @@ from lidcvae.losses import free_bits_kl, kl_standard_normal, negative_elbo
 from lidcvae.models import VAE, VAEOutput
 from lidcvae.train.config import GradClip
 
-__all__ = ["NonFiniteError", "LossTerms", "loss_terms", "backward_and_step", "check_finite"]
+__all__ = ["NonFiniteError", "TERM_LABELS", "LossTerms", "StepValues", "loss_terms", "backward_and_step", "check_finite"]
 
 
 class NonFiniteError(RuntimeError):
     """A loss term or the gradient became NaN/Inf; the message names the step and the term."""
+
+
+# How a NaN/Inf message names each value, checked in this order.
+TERM_LABELS = {"reconstruction": "reconstruction term", "kl": "KL term", "auxiliary": "auxiliary term",
+               "total": "total loss", "grad_norm": "gradient norm"}
 
 
 @dataclass
@@ -32,13 +38,24 @@ class LossTerms:
     posterior_mean: torch.Tensor
 
 
+class StepValues(NamedTuple):
+    """One optimisation step's loss terms (nats per sample, batch means) and gradient norm, as floats."""
+
+    reconstruction: float
+    kl: float
+    auxiliary: float
+    total: float
+    grad_norm: float
+
+
 def loss_terms(
     forward: Callable[[torch.Tensor], VAEOutput],
     model: VAE,
     x: torch.Tensor,
     beta: float,
     autocast_dtype: torch.dtype | None = None,
-    free_bits: float = 0.0,
+    *,
+    free_bits: float,
 ) -> LossTerms:
     """Negative ELBO of a batch: −log p(x|z) (Gaussian or Bernoulli, via the model) + β·KL(q(z|x) ‖ N(0, I)),
     plus ``auxiliary`` = −``auxiliary_log_likelihood`` of whatever summary of x the model also decodes
@@ -54,8 +71,8 @@ def loss_terms(
         x: (B, *event_shape) batch in model input scale.
         beta: KL weight for this step.
         autocast_dtype: e.g. torch.bfloat16, or None for full precision.
-        free_bits: λ > 0 optimises Σ_d max(λ, batch-mean KL_d) in place of the KL (``total`` only;
-            ``kl`` stays the true KL).
+        free_bits: ``train.free_bits``; λ > 0 optimises Σ_d max(λ, batch-mean KL_d) in place of the KL
+            (``total`` only; ``kl`` stays the true KL), 0 the plain KL.
     """
     with torch.autocast(x.device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
         output = forward(x)
@@ -75,11 +92,11 @@ def backward_and_step(
     optimizer: torch.optim.Optimizer,
     grad_clip: GradClip,
     step: int,
-) -> list[float]:
+) -> StepValues:
     """Backpropagate, check every term and the gradient norm, clip, and step the optimizer.
 
     Returns:
-        [reconstruction, kl, auxiliary, total, grad_norm] as floats (one device sync per step).
+        the step's terms and gradient norm as floats (one device sync per step).
 
     Raises:
         NonFiniteError: before the optimizer step, so the weights stay as they were.
@@ -88,8 +105,8 @@ def backward_and_step(
     terms.total.backward()
     parameters = [p for p in model.parameters() if p.grad is not None]
     grad_norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
-    values = torch.stack([terms.reconstruction.detach(), terms.kl.detach(), terms.auxiliary.detach(), terms.total.detach(),
-                          grad_norm]).tolist()
+    values = StepValues(*torch.stack([terms.reconstruction.detach(), terms.kl.detach(), terms.auxiliary.detach(),
+                                      terms.total.detach(), grad_norm]).tolist())
     check_finite(values, step, model)
     if grad_clip.mode == "norm":
         torch.nn.utils.clip_grads_with_norm_(parameters, grad_clip.max, grad_norm)
@@ -99,12 +116,12 @@ def backward_and_step(
     return values
 
 
-def check_finite(values: list[float], step: int, model: nn.Module) -> None:
-    """Raise ``NonFiniteError`` naming the first bad term of [reconstruction, kl, auxiliary, total, grad_norm]."""
-    names = ("reconstruction term", "KL term", "auxiliary term", "total loss", "gradient norm")
-    for name, value in zip(names, values):
+def check_finite(values: StepValues, step: int, model: nn.Module) -> None:
+    """Raise ``NonFiniteError`` naming the first bad value of a step (terms, then the gradient norm)."""
+    for field, value in values._asdict().items():
         if not math.isfinite(value):
-            where = f" (first in {_first_nonfinite_grad(model)})" if name == "gradient norm" else ""
+            name = TERM_LABELS[field]
+            where = f" (first in {_first_nonfinite_grad(model)})" if field == "grad_norm" else ""
             raise NonFiniteError(
                 f"step {step}: {name} is {value}{where}; stopping without taking this step. "
                 "The last good checkpoint is kept; lower train.lr (or enable train.grad_clip, KL warm-up) and "
