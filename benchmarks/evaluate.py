@@ -60,7 +60,7 @@ def main() -> None:
     model = build_model(model_config).to(args.device).eval()
     size = args.input_size
     images = patches(args.embed_patches, model.event_shape)
-    encode_batches(model, images[:2], device=args.device)  # warm-up
+    encode_batches(model, images[:2], batch_size=8, device=args.device)  # warm-up
     embed_rate = _rate(len(images), lambda: encode_batches(model, images, args.embed_batch, args.device))
     few = patches(args.iwae_patches, model.event_shape).to(args.device)
 

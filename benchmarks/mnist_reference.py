@@ -125,7 +125,7 @@ def run_ours(config: RunConfig, test_images, run_dir: Path) -> dict:
     import pandas as pd
 
     metrics = pd.read_csv(run_dir / "metrics.csv")
-    model, _ = load_model(run_dir / "checkpoints" / "last.pt")
+    model = load_model(run_dir / "checkpoints" / "last.pt").model
     scores = score_model(model, test_images, importance_samples=1, seed=config.train.seed + 1)
     return {"test_elbo": scores["elbo"], "seconds_per_epoch": wall / config.train.epochs,
             "train_loop_seconds_per_epoch": float(metrics["epoch_seconds"].median())}

@@ -98,7 +98,7 @@ def run_ours(config, out_dir: Path, threads: int, tighten_samples: int, tighten_
     torch.set_num_threads(threads)
     table = build_size_table(config, out_dir).to_dict(orient="records")
     hidden, latent = config.mnist.table.sizes[0]
-    model, _ = load_model(out_dir / "runs" / f"h{hidden}_z{latent}" / "checkpoints" / "last.pt")
+    model = load_model(out_dir / "runs" / f"h{hidden}_z{latent}" / "checkpoints" / "last.pt").model
     started = time.perf_counter()
     counts = [n for n in (1, 10, 100) if n < tighten_samples]
     test = load_split(config.mnist, "test").images[:tighten_digits]

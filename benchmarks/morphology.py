@@ -65,7 +65,7 @@ def main() -> None:
         (-model.log_likelihood(train_batch, model.decode(posterior_mean)).sum()).backward()
 
     def embed() -> None:
-        encode_batches(model, images, args.batch)
+        encode_batches(model, images, args.batch, device="cpu")
 
     timed = {}
     for name, dilate in (("separable", dilate_cube), ("cubic", cubic_dilate)):

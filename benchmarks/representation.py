@@ -283,8 +283,8 @@ def untrained_feature_sets(config: RunConfig, table: pd.DataFrame, manifest: Pat
     with _timed(timings, "embed untrained (s)"):
         images = images_from_table(table, PatchSource.for_checkpoint(manifest, default.to_dict()))
         augment = default.train.augment
-        averaged = encode_batches(model, images, 16, average_over=(augment.flips, augment.rot90))[0]
-        plain = encode_batches(model, images, 16)[0]
+        averaged = encode_batches(model, images, 16, device="cpu", average_over=(augment.flips, augment.rot90))[0]
+        plain = encode_batches(model, images, 16, device="cpu")[0]
     return [FeatureSet(UNTRAINED, averaged.astype(np.float64)),
             FeatureSet(f"{UNTRAINED}, one orientation", plain.astype(np.float64))]
 

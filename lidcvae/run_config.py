@@ -18,7 +18,7 @@ import yaml
 
 from lidcvae.config import ConfigError, Section, build_section, set_dotted, to_plain, validate_config, yaml_load
 from lidcvae.data.mnist import MnistConfig
-from lidcvae.embed import EmbedConfig
+from lidcvae.embed.config import EmbedConfig
 from lidcvae.evaluate.settings import EvaluateSettings
 from lidcvae.extract.settings import ExtractSettings
 from lidcvae.models.config import ModelConfig

@@ -7,9 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_evaluate_standins import TinyLinearVAE, synthetic_table
+from test_evaluate_standins import TinyLinearVAE, stand_in_trained, synthetic_table
 
-import lidcvae
 import lidcvae.embed as embed
 from lidcvae.data import PatchSource
 from lidcvae.intensity import HUWindow
@@ -19,7 +18,7 @@ from lidcvae.models import ModelConfig
 def test_embeddings_have_one_row_per_manifest_row_and_256_latent_columns():
     table = synthetic_table(9, patients=3)
     model = TinyLinearVAE((1, 4, 4, 4), latent_size=256)
-    embeddings = embed.embed_images(model, torch.rand(9, 1, 4, 4, 4), table, batch_size=4)
+    embeddings = embed.embed_images(model, torch.rand(9, 1, 4, 4, 4), table, batch_size=4, device="cpu")
     means, logvars = embed.posterior_arrays(embeddings)
     assert len(embeddings) == len(table) and means.shape == logvars.shape == (9, 256)
     assert embeddings.columns[len(table.columns)] == "z000"
@@ -31,20 +30,20 @@ def test_embedding_uses_frozen_batch_norm_so_batch_composition_does_not_matter()
     model = TinyLinearVAE(latent_size=4, batch_norm=True).train()
     model(torch.rand(16, 1, 4, 4, 4) * 3)  # move the running statistics away from (0, 1)
     images = torch.rand(7, 1, 4, 4, 4)
-    alone = embed.encode_batches(model, images, batch_size=1)[0]
-    together = embed.encode_batches(model, images, batch_size=7)[0]
+    alone = embed.encode_batches(model, images, batch_size=1, device="cpu")[0]
+    together = embed.encode_batches(model, images, batch_size=7, device="cpu")[0]
     np.testing.assert_allclose(alone, together, atol=1e-6)
     assert not model.training
 
 
 def test_embedding_twice_gives_the_same_codes():
     model, images = TinyLinearVAE(), torch.rand(5, 1, 4, 4, 4)
-    np.testing.assert_array_equal(embed.encode_batches(model, images)[0], embed.encode_batches(model, images)[0])
+    np.testing.assert_array_equal(embed.encode_batches(model, images, batch_size=8, device="cpu")[0], embed.encode_batches(model, images, batch_size=8, device="cpu")[0])
 
 
 def test_mismatched_images_and_table_are_refused():
     with pytest.raises(ValueError, match="one to one"):
-        embed.embed_images(TinyLinearVAE(), torch.rand(3, 1, 4, 4, 4), synthetic_table(4, 2))
+        embed.embed_images(TinyLinearVAE(), torch.rand(3, 1, 4, 4, 4), synthetic_table(4, 2), batch_size=8, device="cpu")
 
 
 @pytest.mark.parametrize("window, expected", [([-1200, 600], HUWindow(-1200, 600)),
@@ -84,9 +83,7 @@ def test_manifest_images_come_back_in_zyx_order_and_model_scale(tmp_path):
 
 def test_embed_manifest_embeds_unseen_nodules_with_a_trained_model(tmp_path, monkeypatch):
     model = TinyLinearVAE((1, 4, 5, 6), latent_size=8)
-    describes = {"dataset": "lidc", "patch_size": 64, "spacing_mm": 1.0, "lidcvae_version": lidcvae.__version__}
-    trained = {"model": {"hu_window": [-1000, 400], "input_size": 6, "mask_channel": False}, "train": {"patch_fit": "crop"}}
-    monkeypatch.setattr(embed, "_load_model", lambda checkpoint: (model, trained, describes))
+    monkeypatch.setattr(embed.cohort, "load_model", lambda checkpoint: stand_in_trained(model, 6))
     patches = [np.random.default_rng(i).integers(-1000, 400, (4, 5, 6)) for i in range(3)]
     out = tmp_path / "embed" / "embeddings.parquet"
     embed.embed_manifest("unused.pt", _write_manifest(tmp_path, patches), out, embed.EmbedConfig.from_mapping({"batch_size": 2, "average_orientations": False}))

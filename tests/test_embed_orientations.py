@@ -8,9 +8,8 @@ import pandas as pd
 import pytest
 import torch
 from test_embed import _write_manifest
-from test_evaluate_standins import TinyLinearVAE
+from test_evaluate_standins import TinyLinearVAE, stand_in_trained
 
-import lidcvae
 import lidcvae.embed as embed
 from lidcvae.data.augment import augment_batch, orientations
 
@@ -37,15 +36,15 @@ def test_averaged_code_does_not_change_when_the_patch_is_flipped_or_turned():
     model = TinyLinearVAE((1, 4, 4, 4), latent_size=6)  # a linear encoder: no invariance of its own
     images = torch.rand(3, 1, 4, 4, 4)
     turned = torch.rot90(images.flip(2), 1, (3, 4))
-    plain, _ = embed.encode_batches(model, images)
-    plain_turned, _ = embed.encode_batches(model, turned)
+    plain, _ = embed.encode_batches(model, images, batch_size=8, device="cpu")
+    plain_turned, _ = embed.encode_batches(model, turned, batch_size=8, device="cpu")
     assert np.abs(plain - plain_turned).max() > 1e-2  # the encoder alone sees the difference
-    averaged, averaged_logvar = embed.encode_batches(model, images, batch_size=2, average_over=BOTH)
-    averaged_turned, averaged_turned_logvar = embed.encode_batches(model, turned, average_over=BOTH)
+    averaged, averaged_logvar = embed.encode_batches(model, images, batch_size=2, device="cpu", average_over=BOTH)
+    averaged_turned, averaged_turned_logvar = embed.encode_batches(model, turned, batch_size=8, device="cpu", average_over=BOTH)
     np.testing.assert_allclose(averaged, averaged_turned, atol=1e-5)
     np.testing.assert_allclose(averaged_logvar, averaged_turned_logvar, atol=1e-5)
-    turns_only, _ = embed.encode_batches(model, images, average_over=(False, True))
-    turned_only, _ = embed.encode_batches(model, torch.rot90(images, 1, (3, 4)), average_over=(False, True))
+    turns_only, _ = embed.encode_batches(model, images, batch_size=8, device="cpu", average_over=(False, True))
+    turned_only, _ = embed.encode_batches(model, torch.rot90(images, 1, (3, 4)), batch_size=8, device="cpu", average_over=(False, True))
     np.testing.assert_allclose(turns_only, turned_only, atol=1e-5)  # invariant to what was averaged over
     assert np.abs(turns_only - averaged).max() > 1e-3  # and a different average from the 16
 
@@ -53,8 +52,8 @@ def test_averaged_code_does_not_change_when_the_patch_is_flipped_or_turned():
 def test_averaged_code_is_the_mean_posterior_mean_and_the_log_mean_variance():
     model = TinyLinearVAE((1, 4, 4, 4), latent_size=5)
     images = torch.rand(4, 1, 4, 4, 4)
-    each = [embed.encode_batches(model, view) for view in orientations(images)]
-    means, logvars = embed.encode_batches(model, images, batch_size=3, average_over=BOTH)
+    each = [embed.encode_batches(model, view, batch_size=8, device="cpu") for view in orientations(images)]
+    means, logvars = embed.encode_batches(model, images, batch_size=3, device="cpu", average_over=BOTH)
     np.testing.assert_allclose(means, np.mean([m for m, _ in each], axis=0), atol=1e-6)
     np.testing.assert_allclose(logvars, np.log(np.mean([np.exp(v) for _, v in each], axis=0)), atol=1e-5)
 
@@ -62,21 +61,19 @@ def test_averaged_code_is_the_mean_posterior_mean_and_the_log_mean_variance():
 def test_flat_images_are_encoded_as_they_are():
     model = TinyLinearVAE((1, 6, 6), latent_size=4)  # an MNIST-like 2D input
     images = torch.rand(5, 1, 6, 6)
-    np.testing.assert_array_equal(embed.encode_batches(model, images, average_over=BOTH)[0],
-                                  embed.encode_batches(model, images)[0])
+    np.testing.assert_array_equal(embed.encode_batches(model, images, batch_size=8, device="cpu", average_over=BOTH)[0],
+                                  embed.encode_batches(model, images, batch_size=8, device="cpu")[0])
 
 
 def test_a_non_square_axial_plane_is_refused_naming_the_key():
     with pytest.raises(ValueError, match="embed.average_orientations"):
-        embed.encode_batches(TinyLinearVAE((1, 4, 5, 6)), torch.rand(2, 1, 4, 5, 6), average_over=BOTH)
+        embed.encode_batches(TinyLinearVAE((1, 4, 5, 6)), torch.rand(2, 1, 4, 5, 6), batch_size=8, device="cpu", average_over=BOTH)
 
 
 def _embed_turned_twins(tmp_path, monkeypatch, train: dict, settings: dict) -> np.ndarray:
     """Codes of one random patch and of the same patch flipped in z and turned, via embed_manifest."""
     model = TinyLinearVAE((1, 4, 4, 4), latent_size=8)
-    describes = {"dataset": "lidc", "patch_size": 64, "spacing_mm": 1.0, "lidcvae_version": lidcvae.__version__}
-    trained = {"model": {"hu_window": [-1000, 400], "input_size": 4, "mask_channel": False}, "train": {"patch_fit": "crop", **train}}
-    monkeypatch.setattr(embed, "_load_model", lambda checkpoint: (model, trained, describes))
+    monkeypatch.setattr(embed.cohort, "load_model", lambda checkpoint: stand_in_trained(model, 4, train))
     patch = np.random.default_rng(0).integers(-1000, 400, (4, 4, 4))
     folder = tmp_path / f"m{len(list(tmp_path.iterdir()))}"
     folder.mkdir()
@@ -96,8 +93,3 @@ def test_embed_manifest_averages_the_trained_orientations_by_default(tmp_path, m
     unaugmented = _embed_turned_twins(tmp_path, monkeypatch, {"augment": {"flips": False, "rot90": False}}, {})
     np.testing.assert_allclose(unaugmented, plain, atol=1e-6)  # a model trained on one orientation: encoded as is
 
-
-def test_trained_orientations_are_read_from_the_checkpoint_config():
-    assert embed.trained_orientations({"train": {}}) == (True, True)  # the schema's defaults
-    assert embed.trained_orientations({"train": {"augment": {"rot90": False}}}) == (True, False)
-    assert embed.trained_orientations({}) == (True, True)

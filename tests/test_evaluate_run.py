@@ -27,7 +27,7 @@ def _run(model, tmp_path, event_shape=(1, 8, 8, 8), count=30, patients=10):
     for name in ("train", "val", "test"):
         chosen = torch.tensor((table["split"] == name).to_numpy())
         splits[name] = SplitData(images[chosen], table[table["split"] == name].reset_index(drop=True), masks[chosen])
-    embeddings = pd.concat([embed_images(model, s.images, s.table) for s in splits.values()], ignore_index=True)
+    embeddings = pd.concat([embed_images(model, s.images, s.table, batch_size=8, device="cpu") for s in splits.values()], ignore_index=True)
     history = pd.DataFrame({"epoch": [1, 2, 3], "train_reconstruction": [9.0, 5, 4], "train_kl": [1.0, 2, 1.5],
                             "epoch_seconds": [1.0, 1.0, 1.5]})
     settings = EvaluateSettings.from_mapping({"batch_size": 4, "iwae_samples": 8, "iwae_chunk_size": 3, "montage_samples": 4,
@@ -76,7 +76,7 @@ def test_two_dimensional_images_without_hu_window_are_evaluated_too(tmp_path):
     table = synthetic_table(12, 12)
     splits = {"test": SplitData(torch.rand(12, 1, 6, 6), table)}
     settings = EvaluateSettings.from_mapping({"splits": ["test"], "iwae_samples": 4, "montage_samples": 2, "probe": {"enabled": False}})
-    metrics = evaluate_model(model, splits, embed_images(model, splits["test"].images, table), tmp_path, settings)
+    metrics = evaluate_model(model, splits, embed_images(model, splits["test"].images, table, batch_size=8, device="cpu"), tmp_path, settings)
     assert "mse_hu2" not in metrics["splits"]["test"] and metrics["probe"] == {"results": {}}
     assert metrics["nodule_error"] == {} and metrics["training"] == {"health": []}
     page = (tmp_path / "report.html").read_text()
@@ -92,7 +92,7 @@ def test_a_two_channel_input_gives_its_masks_from_channel_1_and_its_errors_from_
     images[:, 1, 3:5, 3:5, 3:5] = 1.0  # the consensus mask channel: 8 of 512 voxels
     settings = EvaluateSettings.from_mapping({"splits": ["test"], "iwae_samples": 2, "montage_samples": 2, "projector": False,
                                               "probe": {"enabled": False}})
-    metrics = evaluate_model(model, {"test": SplitData(images, table)}, embed_images(model, images, table), tmp_path,
+    metrics = evaluate_model(model, {"test": SplitData(images, table)}, embed_images(model, images, table, batch_size=8, device="cpu"), tmp_path,
                              settings, HUWindow(-1000, 400))
     with torch.no_grad():
         decoded = model.decode(model.encode(images)[0])

@@ -90,3 +90,18 @@ def test_exact_log_likelihood_is_a_density_of_the_right_scale():
     model = TinyLinearVAE((1, 2, 2), latent_size=1).eval()
     x = torch.rand(3, 1, 2, 2)
     assert torch.isfinite(exact_linear_gaussian_log_likelihood(model, x)).all()
+
+
+def stand_in_trained(model: VAE, input_size: int, train: dict | None = None):
+    """A ``TrainedModel`` around a stand-in VAE: a one-channel CT model fed the whole ``input_size``³ crop of
+    64³ @ 1 mm consensus patches, windowed to [-1000, 400] HU, trained with ``train`` (schema defaults)."""
+    from pathlib import Path
+
+    import lidcvae
+    from lidcvae.data.model_input import ModelInput
+    from lidcvae.train.checkpoint import TrainedModel
+    from lidcvae.train.config import TrainConfig
+
+    record = ModelInput("lidc", (1, input_size, input_size, input_size), lidcvae.__version__, 64, 1.0, "consensus",
+                        input_size, "crop", (-1000.0, 400.0), False, None, -860.0)
+    return TrainedModel(model, record, None, TrainConfig.from_mapping(train or {}), {}, 1, 1, Path("stand-in.pt"))

@@ -41,7 +41,7 @@ def test_common_trainer_lowers_test_loss_on_real_digits(mnist_dir, tmp_path):
     torch.manual_seed(0)
     start = score_model(build_model(config.model), test, importance_samples=1)["elbo"]
     train(config, tmp_path / "run")
-    trained, _ = load_model(tmp_path / "run" / "checkpoints" / "last.pt")
+    trained = load_model(tmp_path / "run" / "checkpoints" / "last.pt").model
     end = score_model(trained, test, importance_samples=1)["elbo"]
     assert start < -500, start  # untrained: ≈ −784·log 2 nats per digit
     assert end > -170, f"test ELBO {start:.1f} → {end:.1f} nats after 248 steps"
@@ -104,7 +104,7 @@ def test_size_table_with_the_seeds_two_hidden_layers_reports_smaller_k_too(mnist
     row = table.iloc[0]
     assert row["hidden_layers"] == 2 and row["train_seconds"] > 0 and row["score_seconds"] > 0
     assert row["log_likelihood_k1"] < row["log_likelihood_k5"] < row["log_likelihood"]  # tightens with k
-    model, _ = load_model(tmp_path / "table" / "runs" / "h32_z4" / "checkpoints" / "last.pt")
+    model = load_model(tmp_path / "table" / "runs" / "h32_z4" / "checkpoints" / "last.pt").model
     assert [m.out_features for m in model.decoder if isinstance(m, torch.nn.Linear)] == [32, 32, 784]
     assert "IWAE k=5" in (tmp_path / "table" / "table.html").read_text()
 
@@ -127,7 +127,7 @@ def test_iwae_bound_tightens_with_more_samples(mnist_dir, tmp_path):
 
     config = _mnist_config(mnist_dir, tmp_path, **{"train.epochs": 2})
     train(config, tmp_path / "run")
-    model, _ = load_model(tmp_path / "run" / "checkpoints" / "last.pt")
+    model = load_model(tmp_path / "run" / "checkpoints" / "last.pt").model
     test = load_split(config.mnist, "test").images[:200]
     scores = score_model(model, test, importance_samples=100, nested_samples=[1, 10])
     assert scores["log_likelihood_k1"] < scores["log_likelihood_k10"] < scores["log_likelihood"]

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lidcvae.data import PatchSource
+from lidcvae.data.model_input import ModelInput
 from lidcvae.data.lidc import images_from_table, load_patch_mask, nodule_context
 from lidcvae.extract.manifest import read_manifest
 from lidcvae.intensity import HUWindow
@@ -20,7 +21,7 @@ def _source(manifest: Path, **context: object) -> PatchSource:
     model = copy.deepcopy(TINY_MODEL)
     model["context"], model["input_size"] = context, 32
     config = RunConfig.from_mapping({"dataset": "lidc", "model": model})
-    return PatchSource.for_model(manifest, config.model, config.train.patch_fit)
+    return PatchSource.for_input(manifest, ModelInput.for_training("lidc", config.model, config.train.patch_fit, manifest))
 
 
 def test_nodule_context_keeps_a_cube_of_edge_2r_plus_1_around_the_mask_and_fills_the_rest():
@@ -51,18 +52,6 @@ def test_the_default_context_keeps_the_real_nodule_and_sets_the_chest_around_it_
 
 def test_a_nodule_context_without_masks_names_the_key(sample_manifest: Path):
     table = read_manifest(sample_manifest).iloc[:1].assign(mask_path=[None])
-    with pytest.raises(ValueError, match=r"model.context.kind is 'nodule' but 1 row\(s\) have no mask_path.*context.kind: full"):
+    with pytest.raises(ValueError, match=r"model.context.kind nodule\) but 1 of the cohort's nodule\(s\) have no mask_path.*context.kind: full"):
         images_from_table(table, _source(sample_manifest, kind="nodule"))
 
-
-def test_a_checkpoint_from_before_model_context_is_read_with_the_whole_patch_and_one_sigma(sample_manifest: Path):
-    from lidcvae.models.config import ModelConfig
-
-    config = RunConfig.from_mapping({"dataset": "lidc", "model": copy.deepcopy(TINY_MODEL)}).to_dict()
-    del config["model"]["context"], config["model"]["sigma"]["per_channel"]
-    assert PatchSource.for_checkpoint(sample_manifest, config).context_voxels is None
-    assert ModelConfig.from_checkpoint(config["model"]).sigma.per_channel is False  # today's default is True
-    assert ModelConfig.from_checkpoint({**config["model"], "sigma": {"per_channel": True}}).sigma.per_channel is True
-    config["model"]["context"] = {"kind": "nodule", "dilate_voxels": 2, "fill_hu": -900}
-    source = PatchSource.for_checkpoint(sample_manifest, config)
-    assert (source.context_voxels, source.fill_hu) == (2, -900.0)

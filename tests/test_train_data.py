@@ -14,6 +14,7 @@ import torch
 
 from lidcvae.data import PatchSource, load_split
 from lidcvae.data.augment import augment_batch
+from lidcvae.data.model_input import ModelInput
 from lidcvae.data.lidc import fit_patch, load_patch_hu
 from lidcvae.extract.manifest import read_manifest
 from lidcvae.run_config import RunConfig
@@ -57,7 +58,7 @@ def make_tiny_config(**train: object) -> RunConfig:
 def tiny_source(manifest: Path) -> PatchSource:
     """The manifest's patches as the tiny model takes them."""
     config = make_tiny_config()
-    return PatchSource.for_model(manifest, config.model, config.train.patch_fit)
+    return PatchSource.for_input(manifest, ModelInput.for_training("lidc", config.model, config.train.patch_fit, manifest))
 
 
 @pytest.fixture

@@ -40,14 +40,17 @@ def test_run_dir_holds_config_metrics_tensorboard_and_checkpoints(sample_manifes
     checkpoint = read_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert {"model", "optimizer", "scheduler", "scaler", "rng", "epoch", "step", "best_val_loss", "config"} <= set(checkpoint)
     assert checkpoint["epoch"] == 3 and checkpoint["step"] == 9
-    assert checkpoint["describes"] == {"lidcvae_version": lidcvae.__version__, "dataset": "lidc", "event_shape": [1, 16, 16, 16],
-                                       "hu_window": [-1000.0, 400.0], "input_size": 16, "mask_channel": False,
-                                       "context": {"kind": "full", "dilate_voxels": 1, "fill_hu": -860},
-                                       "patch_fit": "crop", "patch_size": 64, "spacing_mm": 1.0}
+    assert checkpoint["input"] == {"lidcvae_version": lidcvae.__version__, "dataset": "lidc", "event_shape": [1, 16, 16, 16],
+                                   "patch_size": 64, "spacing_mm": 1.0, "mask_kind": "consensus", "input_size": 16,
+                                   "patch_fit": "crop", "hu_window": [-1000.0, 400.0], "mask_channel": False,
+                                   "context_voxels": None, "fill_hu": -860.0}
     assert checkpoint["best_val_loss"] == pytest.approx(metrics["val_total"].min(), rel=1e-6)
-    model, saved_config = load_model(best)
-    assert isinstance(model, ConvVAE3d) and not model.training
-    assert saved_config["model"]["hu_window"] == [-1000, 400]
+    trained = load_model(best)
+    assert isinstance(trained.model, ConvVAE3d) and not trained.model.training
+    assert trained.input.hu_window == (-1000.0, 400.0) and trained.input.event_shape == (1, 16, 16, 16)
+    assert trained.model_config.hu_window == (-1000, 400) and trained.train_config.epochs == 3
+    assert trained.epoch == int(metrics.loc[metrics["val_total"].idxmin(), "epoch"]) and trained.path == best
+    saved_config = trained.config
     saved_yaml = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert saved_yaml["train"]["epochs"] == 3 and saved_yaml["model"] == saved_config["model"]
 

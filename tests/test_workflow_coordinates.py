@@ -100,8 +100,8 @@ def test_coordinates_route_runs_every_stage_and_embeds_with_a_phantom_checkpoint
                          workdir=tmp_path)
     best = results / "phantom" / "train" / "checkpoints" / "best.pt"  # as a user would name it
     assert trained.returncode == 0, trained.stderr[-3000:]
-    describes = torch.load(best, weights_only=True)["describes"]
-    assert (describes["patch_size"], describes["spacing_mm"], describes["hu_window"]) == (64, 1.0, [-1000.0, 400.0])
+    record = torch.load(best, weights_only=True)["input"]
+    assert (record["patch_size"], record["spacing_mm"], record["hu_window"], record["mask_kind"]) == (64, 1.0, [-1000.0, 400.0], "consensus")
 
     # 3. The same cohort (its extraction kept) embedded and evaluated with it: nothing is trained.
     own_best = out / "train" / "checkpoints" / "best.pt"

@@ -59,28 +59,20 @@ class PatchSource:
     fill_hu: float
 
     @classmethod
-    def for_model(cls, manifest: str | os.PathLike, model: Any, patch_fit: str) -> PatchSource:
-        """For a typed ``model`` section (``ModelConfig``) and ``train.patch_fit``."""
-        nodule_only = model.context.kind == "nodule"
-        return cls(Path(manifest), int(model.input_size), tuple(float(v) for v in model.hu_window), patch_fit,
-                   bool(model.mask_channel), int(model.context.dilate_voxels) if nodule_only else None,
-                   float(model.context.fill_hu))
-
-    @classmethod
-    def for_checkpoint(cls, manifest: str | os.PathLike, config: Mapping[str, Any]) -> PatchSource:
-        """For the config stored in a checkpoint (its ``model`` and ``train`` sections)."""
-        from lidcvae.models.config import ModelConfig
-
-        return cls.for_model(manifest, ModelConfig.from_checkpoint(config["model"]), config["train"]["patch_fit"])
+    def for_input(cls, manifest: str | os.PathLike, model_input: Any) -> PatchSource:
+        """The patches of ``manifest`` as a model with input record ``model_input`` (``ModelInput``) sees them."""
+        return cls(Path(manifest), int(model_input.input_size), tuple(model_input.hu_window), model_input.patch_fit,
+                   bool(model_input.mask_channel), model_input.context_voxels, float(model_input.fill_hu))
 
 
-def data_source(dataset: str, manifest: str | os.PathLike | None, model: Any, patch_fit: str, mnist: Any):
-    """The source of a run's data: MNIST digits (``mnist``) or the patches of ``manifest`` for ``model``."""
+def data_source(dataset: str, manifest: str | os.PathLike | None, model_input: Any, mnist: Any):
+    """The source of a run's data: MNIST digits (``mnist``) or the patches of ``manifest`` as ``model_input``
+    (``ModelInput``) makes them."""
     if dataset == "mnist":
         return mnist
     if manifest is None:
         raise ValueError("dataset lidc needs a manifest path (the extract stage's manifest.parquet)")
-    return PatchSource.for_model(manifest, model, patch_fit)
+    return PatchSource.for_input(manifest, model_input)
 
 
 @dataclass

@@ -30,6 +30,7 @@ from lidcvae.evaluate.training_curves import plot_training_curves, training_heal
 from lidcvae.intensity import HUWindow
 from lidcvae.io import atomic_path
 from lidcvae.models.base import VAE
+from lidcvae.train.checkpoint import TrainedModel, load_model
 
 if TYPE_CHECKING:
     from lidcvae.data.mnist import MnistConfig
@@ -277,20 +278,9 @@ def _kept_voxels(info: RunInfo, hu_window: Any) -> int | None:
     return int(model.context.dilate_voxels)
 
 
-def _trained_sections(info: RunInfo | None, trained_config: Mapping[str, Any]) -> RunInfo:
+def _trained_sections(info: RunInfo | None, trained: TrainedModel) -> RunInfo:
     """``info`` with the model and train sections the checkpoint was trained with (what the headline describes)."""
-    from lidcvae.config import ConfigError
-    from lidcvae.models.config import ModelConfig
-    from lidcvae.train.config import TrainConfig
-
-    info = info or RunInfo()
-    try:
-        model = ModelConfig.from_checkpoint(trained_config.get("model"))
-        train = TrainConfig.from_mapping(trained_config.get("train"), "checkpoint")
-    except ConfigError as error:  # a checkpoint from an older schema: the headline says so instead of failing
-        logger.warning("the checkpoint's model/train config is not readable for the headline: %s", error)
-        return info
-    return replace(info, model=model, train=train)
+    return replace(info or RunInfo(), model=trained.model_config, train=trained.train_config)
 
 
 def _consensus_masks(table: pd.DataFrame, source: Any) -> torch.Tensor | None:
@@ -326,12 +316,12 @@ def evaluate_run(checkpoint: str | os.PathLike, embeddings_path: str | os.PathLi
             describes are the checkpoint's.
     """
     from lidcvae.data import PatchSource, load_split
-    from lidcvae.train.checkpoint import load_model
 
     if (manifest is None) == (mnist is None):
         raise ValueError("evaluate_run: give exactly one of manifest (CT patches) or mnist (digits)")
-    model, trained_config = load_model(checkpoint, map_location="cpu")
-    source = mnist if mnist is not None else PatchSource.for_checkpoint(manifest, trained_config)
+    trained = load_model(checkpoint, map_location="cpu")
+    model = trained.model
+    source = mnist if mnist is not None else PatchSource.for_input(manifest, trained.input)
     hu_window = HUWindow.from_bounds(source.hu_window) if isinstance(source, PatchSource) else None
     splits = {}
     for split in ("train", "val", "test"):
@@ -341,4 +331,4 @@ def evaluate_run(checkpoint: str | os.PathLike, embeddings_path: str | os.PathLi
     history = pd.read_csv(history_path) if history_path is not None and Path(history_path).is_file() else None
     extra = [(Path(p).stem, Path(p).read_text()) for p in extra_html if Path(p).is_file()]
     return evaluate_model(model, splits, read_embeddings(embeddings_path), out_dir, settings, hu_window, history, extra,
-                          _trained_sections(info, trained_config))
+                          _trained_sections(info, trained))

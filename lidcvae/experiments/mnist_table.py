@@ -101,7 +101,7 @@ def train_size_variant(run: RunConfig, run_dir: str | os.PathLike) -> VAE:
 
     run_dir = Path(run_dir)
     train(run, run_dir)
-    model, _ = load_model(run_dir / "checkpoints" / "last.pt")
+    model = load_model(run_dir / "checkpoints" / "last.pt").model
     return model
 
 

@@ -81,6 +81,7 @@ def _nodule_row(row: pd.Series, volume: CTVolume, settings: ExtractSettings, out
         "consensus_volume_mm3": np.nan, "consensus_diameter_mm": np.nan,
         "edge": edge, "coverage": coverage, "mask_coverage": mask_coverage,
         "image_path": str(image_path), "mask_path": None if mask_path is None else str(mask_path),
+        "mask_kind": "sphere" if mask_path is not None else "none",  # a ball of diameter_mm, or no mask
         "patch_size": settings.patch_size, "spacing_mm": settings.spacing_mm,
     }
 

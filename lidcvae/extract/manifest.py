@@ -22,7 +22,7 @@ MANIFEST_COLUMNS = [
     "nodule_id", "patient_id", "scan_id", "series_instance_uid", "nodule_index", "readers",
     "centroid_k", "centroid_row", "centroid_col", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",
     "consensus_volume_mm3", "consensus_diameter_mm", *CHARACTERISTICS, "label", "split",
-    "edge", "coverage", "mask_coverage", "image_path", "mask_path", "patch_size", "spacing_mm",
+    "edge", "coverage", "mask_coverage", "image_path", "mask_path", "mask_kind", "patch_size", "spacing_mm",
 ]
 FAILURE_COLUMNS = ["patient_id", "series_instance_uid", "nodule_index", "path", "reason"]
 

@@ -149,6 +149,7 @@ def _nodule_row(nodule: lidc.NoduleAnnotation, index: int, record: lidc.ScanReco
         "mask_coverage": _mask_coverage(nodule, geometry),
         "image_path": str(image_path),
         "mask_path": str(mask_path),
+        "mask_kind": "consensus",  # the readers' 50 % consensus (lidcvae.data.model_input.MASK_KINDS)
         "patch_size": settings.patch_size,
         "spacing_mm": settings.spacing_mm,
     }

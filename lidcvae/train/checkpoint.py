@@ -6,7 +6,7 @@ A checkpoint is a dict::
      rng,                                   # python / numpy / torch (CPU, CUDA) / augmentation states
      epoch, step, best_val_loss,            # progress: epochs and optimisation steps completed
      config,                                # the resolved full config dict (model section included)
-     describes,                             # what the model expects of its input (``describe_model``)
+     input,                                 # what the model sees (``ModelInput.to_dict``)
      identity}                              # settings and data digest: is a resumed run the same run
 
 ``training_checkpoint`` builds it and ``restore_training`` puts a run back where it stopped.
@@ -18,22 +18,26 @@ from __future__ import annotations
 
 import io
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 import torch
 
+from lidcvae.data.model_input import ModelInput, cohort_differences
 from lidcvae.io import atomic_path, raise_if_environment
-from lidcvae.models import VAE, ModelConfig, build_model
+from lidcvae.models import VAE, build_model
+from lidcvae.models.config import ModelConfig, model_config_from_stored
+from lidcvae.train.config import TrainConfig
 
 if TYPE_CHECKING:  # annotations only: run_config sits above the stage packages
     from lidcvae.run_config import RunConfig
 
 __all__ = [
-    "CheckpointError", "CheckpointMismatch", "save_checkpoint", "read_checkpoint", "describe_model", "checkpoint_description",
-    "check_cohort_fits", "model_from_checkpoint", "load_model", "capture_rng", "restore_rng", "training_checkpoint",
-    "restore_training",
+    "CheckpointError", "CheckpointMismatch", "TrainedModel", "save_checkpoint", "read_checkpoint", "check_cohort",
+    "load_model", "capture_rng", "restore_rng", "training_checkpoint", "restore_training",
 ]
 
 
@@ -81,103 +85,82 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return checkpoint
 
 
-def checkpoint_description(checkpoint: dict[str, Any], path: str | Path = "checkpoint") -> dict[str, Any]:
-    """The checkpoint's ``describes`` block (``describe_model``).
+@dataclass(frozen=True)
+class TrainedModel:
+    """A checkpoint's model, typed: what ``load_model`` returns.
 
-    Raises:
-        CheckpointError: the checkpoint predates the block, so nothing says how its input was prepared.
+    Attributes:
+        model: the VAE, weights loaded, in eval mode.
+        input: how its input is made (``ModelInput``: patch geometry of the manifest it trained on, fit,
+            HU window, channels, context, mask kind).
+        model_config, train_config: the typed ``model`` and ``train`` sections it was trained with.
+        config: the whole stored config, plain (name, dataset, cohort sections) for reports.
+        epoch, step: training progress when it was saved (epochs and optimisation steps completed).
+        path: the file it was read from.
     """
-    if "describes" not in checkpoint:
-        raise CheckpointError(f"{path}: written before checkpoints described their model's input "
-                              "(no 'describes' entry); train the model again with this lidcvae")
-    return checkpoint["describes"]
+
+    model: VAE
+    input: ModelInput
+    model_config: ModelConfig
+    train_config: TrainConfig
+    config: dict[str, Any]
+    epoch: int
+    step: int
+    path: Path
 
 
-def _minor_version(version: str) -> tuple[str, ...]:
-    return tuple(version.split(".")[:2])
-
-
-def check_cohort_fits(description: dict[str, Any], patch_size: set[int], spacing_mm: set[float], checkpoint: str | Path,
-                      cohort: str | Path) -> None:
+def check_cohort(trained: TrainedModel, cohort: pd.DataFrame, cohort_name: str | Path) -> None:
     """Refuse a cohort whose patches were cut differently from the model's training data.
 
     Args:
-        description: ``checkpoint_description`` of the model.
-        patch_size, spacing_mm: the distinct values in the cohort's manifest; empty when the manifest does
-            not record them (a hand-made table), and then not checked.
-        checkpoint, cohort: names for the message.
+        trained: the loaded checkpoint.
+        cohort: the cohort's manifest (its ``patch_size``, ``spacing_mm`` and ``mask_path`` columns are
+            compared where present; a hand-made table without them is not checked on them).
+        cohort_name: the manifest's path, for the message.
 
     Raises:
-        CheckpointMismatch: naming every difference (dataset, patch size, spacing, library version).
+        CheckpointMismatch: naming every difference with both values (dataset, patch size, spacing,
+            masks, library version).
     """
-    import lidcvae
-
-    differences = []
-    if description["dataset"] != "lidc":
-        differences.append(f"the model was trained on dataset {description['dataset']!r}, not CT nodule patches")
-    elif patch_size and patch_size != {description["patch_size"]}:
-        differences.append(f"patch_size: checkpoint {description['patch_size']} voxels, cohort {sorted(patch_size)}")
-    if description["dataset"] == "lidc" and any(abs(s - description["spacing_mm"]) > 1e-6 for s in spacing_mm):
-        differences.append(f"spacing_mm: checkpoint {description['spacing_mm']} mm, cohort {sorted(spacing_mm)}")
-    if _minor_version(description["lidcvae_version"]) != _minor_version(lidcvae.__version__):
-        differences.append(f"lidcvae version: checkpoint {description['lidcvae_version']}, installed {lidcvae.__version__}")
+    differences = cohort_differences(trained.input, cohort)
     if differences:
-        raise CheckpointMismatch(f"checkpoint {checkpoint} does not fit the cohort {cohort}: " + "; ".join(differences)
-                                 + ". Extract the cohort with the checkpoint's settings (extract.patch_size, "
-                                 "extract.spacing_mm) or train a model on it.")
+        raise CheckpointMismatch(f"checkpoint {trained.path} does not fit the cohort {cohort_name}: " + "; ".join(differences)
+                                 + ". Extract the cohort as the checkpoint's training data was (extract.patch_size, "
+                                 "extract.spacing_mm, masks) or train a model on it.")
 
 
-def model_from_checkpoint(checkpoint: dict[str, Any], map_location: str | torch.device = "cpu",
-                          path: str | Path = "checkpoint") -> VAE:
-    """The model of a checkpoint dict, weights loaded, in eval mode."""
-    model = build_model(ModelConfig.from_checkpoint(checkpoint["config"]["model"], source=f"{path} (model section)"))
-    model.load_state_dict(checkpoint["model"])
-    return model.to(map_location).eval()
+def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> TrainedModel:
+    """The trained model in eval mode with its input record and typed sections (``TrainedModel``).
 
-
-def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> tuple[VAE, dict[str, Any]]:
-    """The trained model in eval mode and the full config it was trained with.
-
-    ``config['model']['hu_window']`` says how HU map to the model's input scale.
+    Raises:
+        FileNotFoundError, CheckpointError: see ``read_checkpoint``; also a checkpoint written before
+            checkpoints held their model's input record (lidcvae < 0.2).
     """
     checkpoint = read_checkpoint(checkpoint_path, map_location)
-    return model_from_checkpoint(checkpoint, map_location, checkpoint_path), checkpoint["config"]
+    if "input" not in checkpoint:
+        raise CheckpointError(f"{checkpoint_path}: written by lidcvae < 0.2, before checkpoints recorded their "
+                              "model's input (no 'input' entry); train the model again with this lidcvae")
+    stored = checkpoint["config"]
+    model_config = model_config_from_stored(stored["model"], source=f"{checkpoint_path} (model section)")
+    model = build_model(model_config)
+    model.load_state_dict(checkpoint["model"])
+    return TrainedModel(model.to(map_location).eval(), ModelInput.from_dict(checkpoint["input"]), model_config,
+                        TrainConfig.from_mapping(stored["train"], f"{checkpoint_path} (train section)"), stored,
+                        int(checkpoint.get("epoch", 0)), int(checkpoint.get("step", 0)), Path(checkpoint_path))
 
 
-def describe_model(run: RunConfig) -> dict[str, Any]:
-    """What a checkpoint alone must say to prepare new data for its model, in plain types.
-
-    Keys: ``lidcvae_version``; ``dataset`` (lidc / mnist); ``event_shape`` (one input without the batch
-    axis); for CT also ``hu_window`` ([lower, upper] HU mapped to [0, 1]), ``input_size`` (S, voxels per
-    edge), ``mask_channel`` (the consensus mask is input channel 1), ``context`` (the whole patch, or
-    only the dilated consensus mask: ``model.context``), ``patch_fit`` (crop / resample from
-    the patch to S³), ``patch_size`` (voxels per edge of the extracted patch) and ``spacing_mm`` (its
-    isotropic voxel spacing, mm).
-    """
-    import lidcvae
-
-    if run.dataset == "mnist":
-        shape = list(run.model.event_shape) if run.model.event_shape else None
-        return {"lidcvae_version": lidcvae.__version__, "dataset": "mnist", "event_shape": shape}
-    size = run.model.input_size
-    channels = 2 if run.model.mask_channel else 1
-    return {"lidcvae_version": lidcvae.__version__, "dataset": run.dataset, "event_shape": [channels, size, size, size],
-            "hu_window": [float(v) for v in run.model.hu_window], "input_size": size,
-            "mask_channel": run.model.mask_channel, "context": run.model.context.to_dict(), "patch_fit": run.train.patch_fit,
-            "patch_size": run.extract.patch_size, "spacing_mm": run.extract.spacing_mm}
-
-
-def training_checkpoint(run: RunConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                        scaler: Any, rng: list[dict[str, Any]], epoch: int, step: int, best_val_loss: float,
+def training_checkpoint(run: RunConfig, model_input: ModelInput, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        scheduler: Any, scaler: Any, rng: list[dict[str, Any]], epoch: int, step: int, best_val_loss: float,
                         identity: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint dict of a run after ``epoch`` epochs and ``step`` optimisation steps.
 
-    ``rng`` holds every rank's ``capture_rng`` state, in rank order; ``identity`` is
+    ``model_input`` is the record of what the model sees (``ModelInput.for_training``); ``rng`` holds
+    every rank's ``capture_rng`` state, in rank order; ``identity`` is
     ``lidcvae.train.identity.run_identity`` (what makes a resumed run the same run).
     """
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(), "rng": rng, "epoch": epoch, "step": step, "best_val_loss": best_val_loss,
-            "config": run.to_dict(), "describes": describe_model(run), "identity": identity}
+            "config": run.to_dict(), "input": model_input.to_dict(), "identity": identity}
 
 
 def restore_training(checkpoint: dict[str, Any], run: RunConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from lidcvae.data import LabelledImages, data_source, load_split
 from lidcvae.data.augment import augment_batch
+from lidcvae.data.model_input import ModelInput
 from lidcvae.io import atomic_path
 from lidcvae.models import VAE, build_model
 from lidcvae.train.checkpoint import (
@@ -67,10 +68,11 @@ def train(run: RunConfig, run_dir: str | Path, resume: bool | str = False, manif
         NonFiniteError: a loss term, the gradient or the validation loss became NaN/Inf; the last good
             checkpoint is kept.
     """
-    source = data_source(run.dataset, manifest, run.model, run.train.patch_fit, run.mnist)
+    model_input = ModelInput.for_training(run.dataset, run.model, run.train.patch_fit, manifest)
+    source = data_source(run.dataset, manifest, model_input, run.mnist)
     group = setup_process_group(run.train.resolve_device())
     try:
-        return Trainer(run, source, Path(run_dir), group).fit(resume)
+        return Trainer(run, model_input, source, Path(run_dir), group).fit(resume)
     finally:
         teardown_process_group(group)
 
@@ -93,9 +95,9 @@ def lr_schedule(train_config: TrainConfig, total_steps: int):
 class Trainer:
     """State of one run: model, optimiser, data, progress; ``fit`` runs it to the last epoch."""
 
-    def __init__(self, run: RunConfig, source: Any, run_dir: Path, group: ProcessGroup) -> None:
+    def __init__(self, run: RunConfig, model_input: ModelInput, source: Any, run_dir: Path, group: ProcessGroup) -> None:
         train_config = run.train
-        self.run, self.train_config, self.run_dir, self.group = run, train_config, run_dir, group
+        self.run, self.model_input, self.train_config, self.run_dir, self.group = run, model_input, train_config, run_dir, group
         self.checkpoint_dir = run_dir / "checkpoints"
         _seed_everything(train_config.seed + group.rank, train_config.deterministic)
         torch.set_num_threads(train_config.threads)
@@ -245,7 +247,7 @@ class Trainer:
         row = self._metrics_row(train_terms, val_terms, n_active, samples_per_s, seconds)
         self.metrics.append(row)
         log_epoch_scalars(self.writer, row)
-        checkpoint = training_checkpoint(self.run, self.model, self.optimizer, self.scheduler, self.scaler, rng,
+        checkpoint = training_checkpoint(self.run, self.model_input, self.model, self.optimizer, self.scheduler, self.scaler, rng,
                                          self.epoch, self.step, self.best_val_loss, self.identity)
         if improved:
             save_checkpoint(self.checkpoint_dir / "best.pt", checkpoint)
