@@ -7,14 +7,17 @@ import math
 import pytest
 import torch
 
+from lidcvae.config import ConfigError
 from lidcvae.intensity import HUWindow
 from lidcvae.losses import kl_standard_normal
 from lidcvae.models import ModelConfig, build_model
+from lidcvae.models.config import model_config_from_stored
+from lidcvae.models.histogram_view import NoHistogramView
 from lidcvae.models.pooling import edge_band
 from lidcvae.train.step import loss_terms
 
 TINY = {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2],
-        "mask_pooling": {"levels": [], "histogram_bins": 0}, "histogram_view": {"bins": 15, "weight": 1.0}}
+        "mask_pooling": {"enabled": False}, "histogram_view": {"bins": 15, "weight": 1.0}}
 WINDOW = HUWindow(-1000.0, 400.0)
 
 
@@ -91,13 +94,31 @@ def test_the_training_loss_adds_the_histogram_term_and_its_gradient_reaches_the_
     assert model.network.encode[0].conv.weight.grad.abs().max() > 0
 
 
-def test_histogram_view_settings_are_checked_by_key_and_old_checkpoints_load_without_it():
-    with pytest.raises(ValueError, match=r"model.histogram_view.bins: expected 0 \(off\) or at least 2, got 1"):
+def test_histogram_view_settings_are_checked_by_key():
+    with pytest.raises(ConfigError, match=r"model.histogram_view.bins: expected at least 2, got 1"):
         _view({"histogram_view": {"bins": 1}})
-    with pytest.raises(ValueError, match="model.histogram_view is the histogram over the consensus mask: it needs model.mask_channel"):
-        build_model(ModelConfig.from_mapping({**TINY, "mask_channel": False, "reconstruction_weight": {"kind": "uniform"}}))
+    with pytest.raises(ConfigError, match=r"^model.histogram_view.enabled needs model.mask_channel: true"):
+        ModelConfig.from_mapping({**TINY, "mask_channel": False, "reconstruction_weight": {"kind": "uniform"}})
     with pytest.raises(ValueError, match="model.histogram_view.weight"):
         ModelConfig.from_mapping({**TINY, "histogram_view": {"bins": 15, "weight": 0}})
-    before = {key: value for key, value in TINY.items() if key != "histogram_view"}
-    assert build_model(ModelConfig.from_checkpoint(before)).histogram_view is None
-    assert ModelConfig.from_checkpoint({**before, "histogram_view": {"bins": 15}}).histogram_view.bins == 15
+
+
+def test_bins_zero_is_refused_in_a_config_and_read_as_off_in_a_stored_section():
+    """bins: 0 meant "no histogram view"; a config now says enabled: false, a stored section in the old
+    spelling reads as that, and one without the key at all is refused by name."""
+    with pytest.raises(ConfigError, match=r"bins: expected at least 2, got 0 .*model.histogram_view.enabled: false"):
+        _view({"histogram_view": {"bins": 0}})
+    stored = ModelConfig.from_mapping(TINY).to_dict()
+    old_off = model_config_from_stored({**stored, "histogram_view": {"bins": 0, "weight": 1.0}})
+    assert old_off.histogram_view.enabled is False
+    assert isinstance(build_model(old_off).histogram_view, NoHistogramView)
+    assert model_config_from_stored({**stored, "histogram_view": {"bins": 15, "weight": 1.0}}).histogram_view.enabled
+    with pytest.raises(ConfigError, match=r"lacks model.histogram_view;"):
+        model_config_from_stored({key: value for key, value in stored.items() if key != "histogram_view"})
+
+
+def test_switched_off_the_view_adds_nothing_to_the_loss():
+    model = build_model(ModelConfig.from_mapping({**TINY, "histogram_view": {"enabled": False, "bins": 0}}))
+    x = _nodule(-600.0, 3.0)
+    assert model.auxiliary_term is None
+    assert torch.equal(model.auxiliary_log_likelihood(x, torch.zeros(1, 8)), torch.zeros(1))

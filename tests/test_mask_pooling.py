@@ -9,7 +9,9 @@ import torch
 
 from lidcvae.intensity import HUWindow
 from lidcvae.models import ModelConfig, build_model
-from lidcvae.models.pooling import MaskPooledHead, SoftHistogram, edge_band, masked_mean
+from lidcvae.config import ConfigError
+from lidcvae.models.config import model_config_from_stored
+from lidcvae.models.pooling import MaskPooledHead, NoPooling, SoftHistogram, edge_band, masked_mean
 
 TINY = {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2],
         "mask_pooling": {"levels": [0, 1], "edge": True}}
@@ -62,7 +64,7 @@ def test_the_edge_mean_sees_a_margin_blurred_outwards_that_the_mask_mean_misses(
     blurred = sharp + 0.3 * ring
     assert masked_mean(blurred, mask).item() == pytest.approx(masked_mean(sharp, mask).item())
     assert masked_mean(blurred, edge_band(mask)).item() > masked_mean(sharp, edge_band(mask)).item() + 0.1
-    head = MaskPooledHead((0, 1), (4, 8), latent_size=8, edge=True)
+    head = MaskPooledHead((0, 1), (4, 8), latent_size=8, edge=True, histogram_bins=0)
     assert head.mean.in_features == 2 * (4 + 8)  # each level pooled over the mask and over its edge band
 
 
@@ -105,17 +107,32 @@ def test_bad_levels_or_no_mask_channel_are_refused_by_key():
     with pytest.raises(ValueError, match=r"model.mask_pooling.levels: expected distinct encoder levels in 0..1 \(model.channels has 2"):
         build_model(ModelConfig.from_mapping({**TINY, "mask_pooling": {"levels": [2]}}))
     with pytest.raises(ValueError, match="model.mask_pooling.levels"):
-        MaskPooledHead((0, 0), (4, 8), 8)
-    with pytest.raises(ValueError, match="mask_pooling averages over the consensus mask: it needs model.mask_channel"):
-        build_model(ModelConfig.from_mapping({**TINY, "mask_channel": False, "reconstruction_weight": {"kind": "uniform"}}))
+        MaskPooledHead((0, 0), (4, 8), 8, edge=False, histogram_bins=0)
+    with pytest.raises(ConfigError, match=r"^model.mask_pooling.enabled needs model.mask_channel: true"):
+        ModelConfig.from_mapping({**TINY, "mask_channel": False, "histogram_view": {"enabled": False},
+                                  "reconstruction_weight": {"kind": "uniform"}})
 
 
-def test_a_checkpoint_from_before_mask_pooling_loads_as_the_plain_encoder():
-    """Its model section has no mask_pooling key: it was trained without the head, so it gets none."""
-    old = {key: value for key, value in TINY.items() if key != "mask_pooling"}
-    assert ModelConfig.from_checkpoint(old).mask_pooling.levels == ()
-    assert build_model(ModelConfig.from_checkpoint(old)).mask_pooling is None
-    assert ModelConfig.from_mapping(old).mask_pooling.levels == (0, 1)  # today's default for a new config
+def test_the_old_spelling_of_off_is_refused_in_a_config_and_translated_in_a_checkpoint():
+    """levels [] with histogram_bins 0 meant "no mask pooling"; a config now says enabled: false, and a
+    stored section in the old spelling reads as that."""
+    old_off = {"levels": [], "edge": True, "histogram_bins": 0}
+    with pytest.raises(ConfigError, match=r"levels \[\] with histogram_bins 0 pools nothing.*model.mask_pooling.enabled: false"):
+        ModelConfig.from_mapping({**TINY, "mask_pooling": old_off})
+    stored = ModelConfig.from_mapping({**TINY, "mask_pooling": {"enabled": False}}).to_dict()
+    translated = model_config_from_stored({**stored, "mask_pooling": old_off})
+    assert translated.mask_pooling.enabled is False
+    assert isinstance(build_model(translated).mask_pooling, NoPooling)
+    on = model_config_from_stored({**stored, "mask_pooling": {"levels": [0], "edge": False, "histogram_bins": 0}})
+    assert on.mask_pooling.enabled is True and on.mask_pooling.levels == (0,)
+
+
+def test_a_stored_section_without_mask_pooling_is_refused_naming_the_key():
+    """No second default table: a checkpoint that predates a key is not given a guess for it."""
+    stored = ModelConfig.from_mapping(TINY).to_dict()
+    del stored["mask_pooling"]
+    with pytest.raises(ConfigError, match=r"lacks model.mask_pooling;"):
+        model_config_from_stored(stored, "old.pt")
 
 
 def test_the_soft_histogram_tiles_the_hu_window_at_initialisation():
@@ -167,29 +184,17 @@ def test_the_head_pools_the_histogram_over_the_mask_and_its_edge_band():
 
 
 def test_histogram_settings_are_checked_by_key():
-    with pytest.raises(ValueError, match="model.mask_pooling.histogram_bins: expected 0 .off. or at least 2, got 1"):
-        build_model(ModelConfig.from_mapping({**TINY, "mask_pooling": {"histogram_bins": 1}}))
+    with pytest.raises(ConfigError, match="model.mask_pooling.histogram_bins: expected 0 .no histogram. or at least 2, got 1"):
+        ModelConfig.from_mapping({**TINY, "mask_pooling": {"histogram_bins": 1}})
     with pytest.raises(ValueError, match="model.mask_pooling.histogram_bins"):
         ModelConfig.from_mapping({**TINY, "mask_pooling": {"histogram_bins": -1}})
-    assert build_model(ModelConfig.from_mapping({**TINY, "mask_pooling": {"levels": [], "histogram_bins": 0}})).mask_pooling is None
+    assert isinstance(build_model(ModelConfig.from_mapping({**TINY, "mask_pooling": {"enabled": False}})).mask_pooling, NoPooling)
     histogram_only = build_model(ModelConfig.from_mapping({**TINY, "mask_pooling": {"levels": []}})).mask_pooling
     assert histogram_only.levels == () and histogram_only.histogram is not None
-    with pytest.raises(ValueError, match="it needs model.mask_channel: true"):
-        build_model(ModelConfig.from_mapping({**TINY, "mask_channel": False, "mask_pooling": {"levels": []},
-                                              "reconstruction_weight": {"kind": "uniform"}}))
-
-
-def test_a_checkpoint_from_before_the_histogram_loads_without_it():
-    """A mask-pooled checkpoint written before histogram_bins existed was trained without the histogram:
-    it loads with 0 bins and its own weights, not today's default of 16."""
-    torch.manual_seed(0)
-    before = {**TINY, "mask_pooling": {"levels": [0, 1], "edge": True}}
-    config = ModelConfig.from_checkpoint(before)
-    assert config.mask_pooling.histogram_bins == 0 and config.mask_pooling.levels == (0, 1)
-    trained_then = MaskPooledHead((0, 1), (4, 8), 8, edge=True)
-    model = build_model(config)
-    model.mask_pooling.load_state_dict(trained_then.state_dict())  # strict: the same parameters, no histogram
-    assert ModelConfig.from_mapping(before).mask_pooling.histogram_bins == 16  # a new config gets today's default
+    # switched off, its other keys are ignored: no mask channel needed, a bin count of 1 not checked
+    off = ModelConfig.from_mapping({**TINY, "mask_channel": False, "mask_pooling": {"enabled": False, "histogram_bins": 1},
+                                    "histogram_view": {"enabled": False}, "reconstruction_weight": {"kind": "uniform"}})
+    assert isinstance(build_model(off).mask_pooling, NoPooling)
 
 
 def test_the_histogram_over_the_covered_voxels_equals_the_dense_one_and_its_gradient():

@@ -9,7 +9,9 @@ import torch
 
 from lidcvae.data.mnist import MnistConfig, mnist_split
 from lidcvae.losses import kl_standard_normal, negative_elbo
+from lidcvae.config import ConfigError
 from lidcvae.models import ModelConfig, build_model
+from lidcvae.models.config import ConvVAE3dConfig
 from lidcvae.models.mlp import MLPVAE, MLPVAEConfig
 
 
@@ -20,7 +22,8 @@ def digits_of(data_dir, split, **keys):
 
 def _tiny_model(likelihood: str) -> MLPVAE:
     """2 pixels, 2 hidden units, 1 latent; weights picked so every value below is easy by hand."""
-    model = MLPVAE(MLPVAEConfig(event_shape=(1, 1, 2), hidden_sizes=(2,), latent_size=1, likelihood=likelihood, log_sigma2=0.0))
+    model = MLPVAE(MLPVAEConfig.from_mapping({"name": "mlp_vae", "event_shape": [1, 1, 2], "hidden_sizes": [2], "latent_size": 1,
+                                             "likelihood": likelihood, "sigma": {"log_sigma2": 0.0}}))
     with torch.no_grad():
         encoder_layer, (decoder_hidden, _, decoder_out) = model.encoder[1][0], model.decoder
         for layer in (encoder_layer, model.to_mean, model.to_logvar, decoder_hidden, decoder_out):
@@ -69,7 +72,7 @@ SIZE_CASES = [(400, 20, 652_824), (200, 20, 326_824), (400, 10, 640_804)]
 
 @pytest.mark.parametrize("hidden, latent, parameters", SIZE_CASES)
 def test_registry_builds_mlp_of_configured_size(hidden, latent, parameters):
-    model = build_model(ModelConfig.from_mapping({"name": "mlp_vae", "hidden_sizes": [hidden], "latent_size": latent, "channels": [16, 32]}))
+    model = build_model(ModelConfig.from_mapping({"name": "mlp_vae", "hidden_sizes": [hidden], "latent_size": latent}))
     assert isinstance(model, MLPVAE)
     assert sum(p.numel() for p in model.parameters()) == parameters
     output = model(torch.rand(3, 1, 28, 28))
@@ -83,10 +86,27 @@ def test_two_hidden_layers_mirror_in_decoder():
 
 
 def test_gaussian_sigma_comes_from_model_sigma_section():
-    model = build_model(ModelConfig.from_mapping({"name": "mlp_vae", "likelihood": "gaussian", "sigma": {"mode": "fixed", "log_sigma2": -2.0}}))
+    model = build_model(ModelConfig.from_mapping({"name": "mlp_vae", "likelihood": "gaussian", "sigma": {"log_sigma2": -2.0}}))
     x, mean = torch.zeros(1, 1, 28, 28), torch.full((1, 1, 28, 28), 0.5)
     expected = -784 * (0.5 * 0.25 * math.exp(2.0) + 0.5 * (-2.0) + 0.5 * math.log(2 * math.pi))
     assert float(model.log_likelihood(x, mean)[0]) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("name, foreign", [("mlp_vae", {"channels": [16, 32]}), ("mlp_vae", {"mask_pooling": {"enabled": False}}),
+                                           ("mlp_vae", {"sigma": {"mode": "fixed"}}), ("conv_vae3d", {"hidden_sizes": [400]}),
+                                           ("conv_vae3d", {"likelihood": "bernoulli"}), ("conv_vae3d", {"event_shape": [1, 28, 28]})])
+def test_a_key_of_the_other_model_is_refused_by_name(name, foreign):
+    """One model section, keyed by name: each model takes only its own keys."""
+    dotted = f"model.{next(iter(foreign))}" + (".mode" if "sigma" in foreign else "")
+    with pytest.raises(ConfigError, match=rf"key '{dotted}': unknown key"):
+        ModelConfig.from_mapping({"name": name, **foreign})
+
+
+def test_the_section_type_follows_the_name():
+    assert type(ModelConfig.from_mapping({"name": "mlp_vae"})) is MLPVAEConfig
+    assert type(ModelConfig.from_mapping({})) is ConvVAE3dConfig  # the schema's default name
+    with pytest.raises(ConfigError, match="model.name: 'mlp_vae' is built by MLPVAEConfig, not ConvVAE3dConfig"):
+        ConvVAE3dConfig.from_mapping({"name": "mlp_vae"})
 
 
 def test_unknown_likelihood_is_rejected():

@@ -16,7 +16,7 @@ from lidcvae.models import ModelConfig, build_model
 from lidcvae.models.conv3d import ConvVAE3d
 
 TINY = {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2],
-        "mask_channel": False, "mask_pooling": {"levels": [], "histogram_bins": 0}, "histogram_view": {"bins": 0}, "reconstruction_weight": {"kind": "uniform"}}  # one channel, the plain ELBO
+        "mask_channel": False, "mask_pooling": {"enabled": False}, "histogram_view": {"enabled": False}, "reconstruction_weight": {"kind": "uniform"}}  # one channel, the plain ELBO
 
 SHAPE_CASES = [
     ({**TINY}, (3, 1, 16, 16, 16), 8),
@@ -146,3 +146,61 @@ def test_from_config_reads_every_key() -> None:
         decoded = model(torch.rand(2, 1, 16, 16, 16)).decoded
     assert decoded.min() >= 0 and decoded.max() <= 1
     assert "negative_slope=0.1" in repr(model.network)
+
+
+# Each optional part on and off: a tiny model (8³ input, two levels) builds and runs forward in both.
+ALL_ON = {"name": "conv_vae3d", "input_size": 8, "latent_size": 4, "channels": [4, 8], "strides": [2, 2],
+          "mask_channel": True, "mask_pooling": {"enabled": True, "levels": [0, 1], "edge": True, "histogram_bins": 4},
+          "histogram_view": {"enabled": True, "bins": 4, "weight": 10.0}, "bn_vae": {"enabled": True, "gamma": 0.5},
+          "reconstruction_weight": {"kind": "mask"}, "context": {"kind": "nodule"}}
+ALL_OFF = {"name": "conv_vae3d", "input_size": 8, "latent_size": 4, "channels": [4, 8], "strides": [2, 2],
+           "mask_channel": False, "mask_pooling": {"enabled": False}, "histogram_view": {"enabled": False},
+           "bn_vae": {"enabled": False}, "reconstruction_weight": {"kind": "uniform"}, "context": {"kind": "full"}}
+
+
+@pytest.mark.parametrize("config, channels, parts", [
+    (ALL_ON, 2, ("MaskPooledHead", "HistogramView", "FixedScaleBatchNorm")),
+    (ALL_OFF, 1, ("NoPooling", "NoHistogramView", "Identity")),
+])
+def test_every_optional_part_on_or_off_builds_and_runs_forward(config, channels, parts):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.from_mapping(config)).train()
+    assert tuple(type(getattr(model, name)).__name__ for name in ("mask_pooling", "histogram_view", "posterior_norm")) == parts
+    x = torch.rand(3, channels, 8, 8, 8)
+    x[:, 1:] = (x[:, 1:] > 0.7).float()  # a 0/1 mask channel when there is one
+    output = model(x)
+    assert output.decoded.shape == x.shape and output.z.shape == (3, 4)
+    auxiliary = model.auxiliary_log_likelihood(x, output.z)
+    assert torch.isfinite(model.log_likelihood(x, output.decoded)).all() and torch.isfinite(auxiliary).all()
+    assert bool(auxiliary.abs().sum()) == (config is ALL_ON)  # the decoded histogram only when it is on
+
+
+@pytest.mark.parametrize("part, other_keys", [
+    ("mask_pooling", {"enabled": True}),
+    ("histogram_view", {"enabled": True}),
+    ("reconstruction_weight", {"kind": "mask"}),
+])
+def test_an_option_that_reads_the_mask_without_the_mask_channel_names_both_keys(part, other_keys):
+    """Checked once, when the section is built, not when the model runs."""
+    config = {**ALL_OFF, part: other_keys}
+    key = "model.reconstruction_weight.kind 'mask'" if part == "reconstruction_weight" else f"model.{part}.enabled"
+    with pytest.raises(ConfigError, match=rf"^{key} needs model.mask_channel: true"):
+        ModelConfig.from_mapping(config)
+
+
+def test_a_part_switched_off_ignores_its_other_keys():
+    off = ModelConfig.from_mapping({**ALL_OFF, "bn_vae": {"enabled": False, "gamma": 3.0},
+                                    "mask_pooling": {"enabled": False, "levels": [], "histogram_bins": 0},
+                                    "histogram_view": {"enabled": False, "bins": 0}})
+    torch.manual_seed(0)
+    plain = build_model(ModelConfig.from_mapping(ALL_OFF)).state_dict()
+    torch.manual_seed(0)
+    assert all(torch.equal(a, b) for a, b in zip(build_model(off).state_dict().values(), plain.values()))
+
+
+@pytest.mark.parametrize("config", [{}, ALL_ON, ALL_OFF, {"name": "mlp_vae", "hidden_sizes": [8], "latent_size": 2}])
+def test_a_stored_model_section_reads_back_as_the_same_config(config):
+    from lidcvae.models.config import model_config_from_stored
+
+    typed = ModelConfig.from_mapping(config)
+    assert model_config_from_stored(typed.to_dict(), "a checkpoint") == typed

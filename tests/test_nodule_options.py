@@ -15,7 +15,7 @@ from lidcvae.models import build_model
 from lidcvae.models.weighting import ReconstructionWeight
 
 TINY = {"name": "conv_vae3d", "input_size": 16, "latent_size": 8, "channels": [4, 8], "strides": [2, 2],
-        "mask_channel": False, "mask_pooling": {"levels": [], "histogram_bins": 0}, "histogram_view": {"bins": 0}, "reconstruction_weight": {"kind": "uniform"}}  # one channel, the plain ELBO
+        "mask_channel": False, "mask_pooling": {"enabled": False}, "histogram_view": {"enabled": False}, "reconstruction_weight": {"kind": "uniform"}}  # one channel, the plain ELBO
 
 
 def _nodule_batch(size=16, radius=3):
@@ -98,7 +98,7 @@ def test_mask_channel_is_loaded_from_the_manifest_as_channel_one(tmp_path):
     with pytest.raises(ValueError, match="no mask_path column"):
         images_from_table(table[["image_path"]], source)
     # The coordinates route without sphere_mask leaves mask_path empty: named, not "No such file: 'None'".
-    with pytest.raises(ValueError, match=r"1 row\(s\) have no mask_path .*mask_channel: false"):
+    with pytest.raises(ValueError, match=r"1 of the cohort's nodule\(s\) have no mask_path .*mask_channel: false"):
         images_from_table(table.assign(mask_path=[None]), source)
 
 
