@@ -71,9 +71,9 @@ MASK10 = {"kind": "mask", "peak": 10.0, "dilate_voxels": 3}
 # before model.context and per-channel σ also see the whole patch with one σ²; those before
 # mask_pooling.histogram_bins pool the encoder levels without the image's soft histogram; and every row
 # before model.histogram_view decodes no density histogram from z.
-NO_VIEW = {"model.histogram_view.bins": 0}
+NO_VIEW = {"model.histogram_view.enabled": False}
 NO_HISTOGRAM = {"model.mask_pooling.histogram_bins": 0, **NO_VIEW}
-FLAT = {"model.mask_pooling.levels": [], **NO_HISTOGRAM}
+FLAT = {"model.mask_pooling.enabled": False, **NO_VIEW}
 WHOLE = {**FLAT, "model.context.kind": "full", "model.sigma.per_channel": False}
 DEFAULT = "mask pooling + histogram + histogram view ×1000 (default)"
 DEFAULT_SEED_1 = "mask pooling + histogram + histogram view ×1000, seed 1"

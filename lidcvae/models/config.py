@@ -134,11 +134,6 @@ class ModelConfig(Section):
             raise ConfigError(f"model.name: {values['name']!r} is built by {chosen.__name__}, not {cls.__name__}")
         return chosen
 
-    @classmethod
-    def from_checkpoint(cls, mapping: Mapping[str, Any] | None, source: str = "checkpoint") -> ModelConfig:
-        """``model_config_from_stored``: a checkpoint's stored model section."""
-        return model_config_from_stored(mapping, source)
-
 
 @dataclass(frozen=True)
 class ConvVAE3dConfig(ModelConfig):
