@@ -9,9 +9,11 @@ min_version("9.0")
 # settings would leak into every real-data run. pipelines/rules/common.smk loads configs/demo.yaml
 # only when no --configfile is given.
 include: "pipelines/rules/common.smk"
+# The cohort route (LIDC-IDRI XML readings, or a coordinates table) is chosen from the config in
+# routes.smk; extract.smk's rules serve every route.
+include: "pipelines/rules/routes.smk"
 include: "pipelines/rules/phantom.smk"
-# The extract route: a coordinates table (`candidates`) or LIDC-IDRI XML readings through pylidc.
-include: "pipelines/rules/extract_coordinates.smk" if config["candidates"] else "pipelines/rules/extract.smk"
+include: "pipelines/rules/extract.smk"
 include: "pipelines/rules/train.smk"
 include: "pipelines/rules/embed.smk"
 include: "pipelines/rules/evaluate.smk"

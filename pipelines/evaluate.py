@@ -58,6 +58,8 @@ def run_from_snakemake(smk) -> None:
     evaluate_run(smk.input.checkpoint, smk.input.embeddings, smk.params.history, smk.params.out_dir, run.evaluate,
                  manifest=smk.input.get("manifest"), mnist=run.mnist if run.dataset == "mnist" else None,
                  extra_html=list(smk.input.get("extra_html", [])), info=RunInfo.for_run(run))
+    if "projector" in smk.output.keys():  # declared, but not written when no embedding's image was found
+        Path(smk.output.projector).mkdir(parents=True, exist_ok=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Command line (the whole table in one process):
     python pipelines/extract_coordinates.py --candidates annotations.csv --images-root /data/LUNA16 --out DIR [--config FILE]
 From Snakemake (`candidates` set in the config), the same library runs as three rules: index, one job per
 series, gather (extract_coordinates_index.py, extract_coordinates_scan.py, extract_gather.py; see
-rules/extract_coordinates.smk).
+rules/extract.smk with the coordinates route of rules/routes.smk).
 """
 
 import argparse

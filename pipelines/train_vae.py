@@ -8,8 +8,8 @@ Several GPUs (or CPU processes with gloo), DistributedDataParallel:
     torchrun --nproc_per_node N pipelines/train_vae.py --config FILE --run-dir DIR
 From Snakemake (rules/train.smk) with train.gpus > 1, this script relaunches itself under torchrun.
 Under Snakemake the run continues from its own last.pt when that was made with the same settings and
-data, and the rule's output (train/model.pt, a hard link to best.pt) appears only when training ends:
-Snakemake deletes a failed job's outputs, and the checkpoints are not among them.
+data, and the rule's outputs (train/model.pt and train/history.csv, hard links to best.pt and metrics.csv)
+appear only when training ends: Snakemake deletes a failed job's outputs, and the checkpoints are not among them.
 """
 
 
@@ -69,6 +69,7 @@ def run_from_snakemake(smk) -> None:
     code = run_rule(lambda: _train_rule(smk))
     if code == 0:
         publish(Path(smk.params.run_dir) / "checkpoints" / "best.pt", smk.output.best)
+        publish(Path(smk.params.run_dir) / "metrics.csv", smk.output.history)
     sys.exit(code)
 
 

@@ -34,13 +34,6 @@ BENCHMARKS = RESULTS / "benchmarks"
 CONDA_ENV = "../envs/lidcvae.yaml"
 
 
-def dicom_root():
-    """The DICOM root the extraction reads: the configured download, or the phantom cohort."""
-    if config["dicom_root"]:
-        return config["dicom_root"]
-    return str(RESULTS / "phantom" / "dicom")
-
-
 def final_outputs(wildcards):
     """What `rule all` asks for, by dataset."""
     if config["dataset"] == "mnist":
@@ -51,37 +44,9 @@ def final_outputs(wildcards):
     ]
 
 
-def phantom_ready(wildcards):
-    """The phantom cohort's completion marker when the workflow builds it, else nothing."""
-    if config["dicom_root"]:
-        return []
-    return [str(RESULTS / "phantom" / "cohort.json")]
-
-
 def extract_series(wildcards):
-    """The series to extract, known once the index checkpoint ran: those the coordinates table names and
-    images_root holds, or (LIDC route) the CT series of the DICOM index restricted to `patients`."""
-    index = checkpoints.extract_index.get().output
-    if config["candidates"]:
-        return _candidate_series_in(index.index, index.candidates)
-    return _ct_series_in(index.index)
-
-
-@functools.cache
-def _candidate_series_in(index_path, candidates_path):
-    import pandas as pd
-
-    found = set(pd.read_parquet(index_path, columns=["series_instance_uid"])["series_instance_uid"])
-    named = set(pd.read_parquet(candidates_path, columns=["series_instance_uid"])["series_instance_uid"])
-    return sorted(found & named)
-
-
-@functools.cache
-def _ct_series_in(index_path):
-    import pandas as pd
-    from lidcvae.extract.cohort import ct_series
-
-    return ct_series(pd.read_parquet(index_path, columns=["series_instance_uid", "patient_id", "modality"]), config["patients"])
+    """The series to extract, known once the index checkpoint ran; the cohort route decides which (routes.smk)."""
+    return ROUTE.series(checkpoints.extract_index.get().output)
 
 
 def extract_scan_settings():
@@ -95,16 +60,19 @@ def extract_parts(wildcards, part):
     return [str(folder / f"{uid}.{part}.parquet") for uid in extract_series(wildcards)]
 
 
-def manifest_input(wildcards):
-    """The extraction manifest for CT, as the rules that read it declare it (MNIST digits have none)."""
+# The idx files the MNIST reader looks for in mnist.data_dir, gzip or plain (lidcvae/data/mnist.py).
+MNIST_FILES = [f"{prefix}-{kind}{suffix}" for prefix in ("train", "t10k")
+               for kind in ("images-idx3-ubyte", "labels-idx1-ubyte") for suffix in (".gz", "")]
+
+
+def dataset_input(wildcards):
+    """What a stage reads the patches or digits from: the extraction manifest for CT (it stands for the
+    patch files it lists, which extract_scan writes undeclared); for MNIST the idx files mnist.data_dir holds. Files a stage downloads there (mnist.download) are not declared by the
+    run that fetches them (which ones appear depends on what the folder held); the next run declares them."""
     if config["dataset"] == "lidc":
         return {"manifest": str(RESULTS / "extract" / "manifest.parquet")}
-    return {}
-
-
-def train_inputs(wildcards):
-    """The manifest whose patches train the model (nothing for MNIST)."""
-    return manifest_input(wildcards)
+    data_dir = Path(config["mnist"]["data_dir"])
+    return {"mnist": [str(data_dir / name) for name in MNIST_FILES if (data_dir / name).is_file()]}
 
 
 def model_checkpoint():
@@ -121,18 +89,32 @@ def training_run_dir(checkpoint):
 
 
 def embed_inputs(wildcards):
-    """The checkpoint, plus the manifest for CT (MNIST digits come from the dataset loader)."""
-    return {"checkpoint": model_checkpoint(), **manifest_input(wildcards)}
+    """The checkpoint, plus the manifest (CT) or the idx files (MNIST) of what is embedded."""
+    return {"checkpoint": model_checkpoint(), **dataset_input(wildcards)}
+
+
+def training_history():
+    """The per-epoch losses the report draws: this run's train/history.csv, or the metrics.csv beside an
+    `embed.checkpoint` trained elsewhere when it has one (none: the report draws no loss curves)."""
+    if not config["embed"]["checkpoint"]:
+        return {"history": rules.train.output.history}
+    history = Path(training_run_dir(config["embed"]["checkpoint"])) / "metrics.csv"
+    return {"history": str(history)} if history.is_file() else {}
 
 
 def evaluate_inputs(wildcards):
-    """Checkpoint, embeddings and the manifest whose patches are evaluated; for MNIST the model-size
-    table the report includes instead of a manifest."""
+    """Checkpoint, embeddings, training history and what the evaluated patches or digits are read from;
+    the benchmark table (evaluate.representation_table) when it exists (a missing one is a line in the
+    report); for MNIST the model-size table the report includes."""
     inputs = {
         "checkpoint": model_checkpoint(),
         "embeddings": rules.embed.output.embeddings,
-        **manifest_input(wildcards),
+        **training_history(),
+        **dataset_input(wildcards),
     }
+    table = config["evaluate"]["representation_table"]
+    if table and Path(table).is_file():
+        inputs["representation_table"] = table
     if config["dataset"] == "mnist" and config["mnist"]["table"]["enabled"]:
         inputs["extra_html"] = [str(RESULTS / "mnist_table" / "table.html")]
     return inputs

@@ -1,5 +1,8 @@
-# Stage 4, evaluate and show: metrics.json, figures and one self-contained report.html per run.
+# Stage 4, evaluate and show: metrics.json, figures, the TensorBoard projector and one self-contained
+# report.html per run.
 EVALUATE = RESULTS / "evaluate"
+# projector/ is written only when evaluate.projector is on, so it is an output only then.
+PROJECTOR = {"projector": directory(EVALUATE / "projector")} if config["evaluate"]["projector"] else {}
 
 
 rule evaluate:
@@ -9,10 +12,9 @@ rule evaluate:
         metrics=EVALUATE / "metrics.json",
         report=EVALUATE / "report.html",
         figures=directory(EVALUATE / "figures"),
+        **PROJECTOR,
     params:
-        # The training history, kept out of the train rule's outputs (train.smk); absent for a checkpoint
-        # trained elsewhere that has none beside it.
-        history=lambda wildcards, input: str(Path(training_run_dir(input.checkpoint)) / "metrics.csv"),
+        history=lambda wildcards, input: input.get("history"),  # None: no loss curves drawn
         settings=config["evaluate"],
         out_dir=lambda wildcards, output: str(Path(output.metrics).parent),
     log:

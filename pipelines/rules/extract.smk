@@ -1,7 +1,7 @@
-# Stage 1, extract: index the DICOM tree once (a checkpoint: the series it finds decide the jobs),
-# one job per CT series, then gather the manifest. Per-series jobs share the `extract` group so a
-# cluster profile can bundle many of them into one submission.
-EXTRACT = RESULTS / "extract"
+# Stage 1, extract, for every cohort route (routes.smk: the route's own step is its scripts, inputs and
+# params): index the data once (a checkpoint: what it finds decides the jobs), one job per series, then
+# gather the manifest. Per-series jobs share the `extract` group so a cluster profile can bundle many of
+# them into one submission.
 
 
 wildcard_constraints:
@@ -10,12 +10,12 @@ wildcard_constraints:
 
 checkpoint extract_index:
     input:
-        phantom_ready,
+        unpack(ROUTE.index_input),
     output:
-        index=EXTRACT / "dicom_index.parquet",
+        **ROUTE.index_outputs,
         unreadable=EXTRACT / "unreadable_files.parquet",
     params:
-        dicom_root=dicom_root(),
+        **ROUTE.index_params,
     log:
         LOGS / "extract_index.log",
     benchmark:
@@ -27,17 +27,21 @@ checkpoint extract_index:
     conda:
         CONDA_ENV
     script:
-        "../extract_index.py"
+        f"../{ROUTE.index_script}"
 
 
+# A job reads the image files its series' index rows list (the index stands for them) and, besides its two
+# part tables, writes its nodules' patches under extract/patches/<patient>/: not declared, as a patient's
+# folder is shared by their series; the nodules table lists every patch file.
 rule extract_scan:
     input:
-        index=EXTRACT / "dicom_index.parquet",
+        **ROUTE.reads(ROUTE.scan_reads),
     output:
         nodules=EXTRACT / "scans" / "{series}.nodules.parquet",
         failures=EXTRACT / "scans" / "{series}.failures.parquet",
     params:
-        settings=extract_scan_settings(),  # a changed patch geometry reruns every scan
+        **ROUTE.scan_params,
+        settings=extract_scan_settings(),  # a changed patch geometry reruns every series
         out_dir=lambda wildcards, output: str(Path(output.failures).parent.parent),  # patches/ go under it
     log:
         LOGS / "extract" / "{series}.log",
@@ -52,7 +56,7 @@ rule extract_scan:
     conda:
         CONDA_ENV
     script:
-        "../extract_scan.py"
+        f"../{ROUTE.scan_script}"
 
 
 rule extract_gather:
@@ -60,6 +64,7 @@ rule extract_gather:
         nodules=lambda wildcards: extract_parts(wildcards, "nodules"),
         failures=lambda wildcards: extract_parts(wildcards, "failures"),
         unreadable=EXTRACT / "unreadable_files.parquet",
+        **ROUTE.reads(ROUTE.gather_reads),
     output:
         manifest=EXTRACT / "manifest.parquet",
         failures=EXTRACT / "failures.parquet",

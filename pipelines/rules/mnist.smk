@@ -4,9 +4,12 @@ MNIST_TABLE = RESULTS / "mnist_table"
 
 
 rule mnist_table:
+    input:
+        unpack(dataset_input),
     output:
         csv=MNIST_TABLE / "table.csv",
         html=MNIST_TABLE / "table.html",
+        runs=directory(MNIST_TABLE / "runs"),  # each size's training run (trained afresh on every run)
     params:
         out_dir=lambda wildcards, output: str(Path(output.csv).parent),
         settings=run_settings(config) if config["dataset"] == "mnist" else None,

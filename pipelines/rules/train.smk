@@ -1,17 +1,19 @@
 # Stage 2, train: the VAE on the extracted manifest (LIDC / phantom), or on MNIST (no input file).
 # train.gpus > 1 runs torchrun with one DDP process per GPU; `resources: gpu` tells the scheduler.
-# The declared output is model.pt, a hard link to checkpoints/best.pt made when training ends: Snakemake
-# deletes a job's outputs before it reruns and after it fails, so the checkpoints, metrics.csv and
-# tensorboard/ are kept out of them, and a killed or failed run continues from its own last.pt when
-# that was made with the same settings (params, which also rerun the rule when they change) and data.
+# The declared outputs are model.pt and history.csv, hard links to checkpoints/best.pt and metrics.csv
+# made when training ends: Snakemake deletes a job's outputs before it reruns and after it fails, so the
+# checkpoints, metrics.csv and tensorboard/ (written as training goes) are kept out of them, and a killed
+# or failed run continues from its own last.pt when that was made with the same settings (params, which
+# also rerun the rule when they change) and data.
 TRAIN = RESULTS / "train"
 
 
 rule train:
     input:
-        unpack(train_inputs),
+        unpack(dataset_input),
     output:
         best=TRAIN / "model.pt",
+        history=TRAIN / "history.csv",  # the per-epoch loss terms evaluate draws
     params:
         run_dir=lambda wildcards, output: str(Path(output.best).parent),
         settings=run_settings(config),
