@@ -23,6 +23,7 @@ from lidcvae.evaluate.settings import EvaluateSettings
 from lidcvae.extract.settings import ExtractSettings
 from lidcvae.models.config import ModelConfig
 from lidcvae.phantom.settings import PhantomConfig
+from lidcvae.render.settings import RenderConfig
 from lidcvae.train.config import TrainConfig
 
 __all__ = ["RunConfig", "SECTION_TYPES", "load_config"]
@@ -31,6 +32,7 @@ __all__ = ["RunConfig", "SECTION_TYPES", "load_config"]
 SECTION_TYPES: dict[str, type[Section]] = {
     "phantom": PhantomConfig,
     "extract": ExtractSettings,
+    "render": RenderConfig,
     "model": ModelConfig,
     "train": TrainConfig,
     "embed": EmbedConfig,
@@ -52,6 +54,7 @@ class RunConfig:
     images_root: str | None
     phantom: PhantomConfig
     extract: ExtractSettings
+    render: RenderConfig
     model: ModelConfig
     train: TrainConfig
     embed: EmbedConfig
