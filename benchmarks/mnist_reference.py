@@ -126,7 +126,7 @@ def run_ours(config: RunConfig, test_images, run_dir: Path) -> dict:
 
     metrics = pd.read_csv(run_dir / "metrics.csv")
     model = load_model(run_dir / "checkpoints" / "last.pt").model
-    scores = score_model(model, test_images, importance_samples=1, seed=config.train.seed + 1)
+    scores = score_model(model, test_images, 1, config.evaluate.batch_size, config.train.seed + 1, ())
     return {"test_elbo": scores["elbo"], "seconds_per_epoch": wall / config.train.epochs,
             "train_loop_seconds_per_epoch": float(metrics["epoch_seconds"].median())}
 
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                "train_digits": len(train_images), "test_digits": len(test_images)}
     results["reference"] = run_reference(train_images, test_images, args.epochs, args.seed)
     results["ours"] = run_ours(config, test_images, args.out / "ours")
-    results["table"] = build_size_table(config, args.out / "table").to_dict(orient="records")
+    results["table"] = build_size_table(config, args.out / "table", config.mnist.table.sizes).to_dict(orient="records")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     print(markdown(results))

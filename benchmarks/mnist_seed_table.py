@@ -82,8 +82,8 @@ def run_recipe(config, threads: int) -> list[dict]:
         started = time.perf_counter()
         reference, stats = train_reference(train_images, test_images, config.train.epochs, seed, hidden, latent)
         trained = time.perf_counter()
-        scores = score_model(recipe_as_mlp_vae(reference), test_images, table_settings.importance_samples, seed=seed,
-                             nested_samples=table_settings.nested_samples)
+        scores = score_model(recipe_as_mlp_vae(reference), test_images, table_settings.importance_samples,
+                             config.evaluate.batch_size, seed, table_settings.nested_samples)
         rows.append({"hidden_size": hidden, "latent_size": latent, **scores, "own_test_elbo": stats["test_elbo"],
                      "importance_samples": table_settings.importance_samples, "train_seconds": trained - started,
                      "score_seconds": time.perf_counter() - trained})
@@ -96,13 +96,13 @@ def run_ours(config, out_dir: Path, threads: int, tighten_samples: int, tighten_
     from lidcvae.train.checkpoint import load_model
 
     torch.set_num_threads(threads)
-    table = build_size_table(config, out_dir).to_dict(orient="records")
+    table = build_size_table(config, out_dir, config.mnist.table.sizes).to_dict(orient="records")
     hidden, latent = config.mnist.table.sizes[0]
     model = load_model(out_dir / "runs" / f"h{hidden}_z{latent}" / "checkpoints" / "last.pt").model
     started = time.perf_counter()
     counts = [n for n in (1, 10, 100) if n < tighten_samples]
     test = load_split(config.mnist, "test").images[:tighten_digits]
-    scores = score_model(model, test, tighten_samples, seed=config.train.seed + 1, nested_samples=counts)
+    scores = score_model(model, test, tighten_samples, config.evaluate.batch_size, config.train.seed + 1, counts)
     tightening = {"hidden_size": hidden, "latent_size": latent, "importance_samples": tighten_samples, **scores,
                   "test_digits": len(test), "score_seconds": time.perf_counter() - started}
     return {"table": table, "tightening": tightening}

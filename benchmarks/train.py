@@ -63,7 +63,8 @@ def bare_step(config: RunConfig, device: torch.device):
             output = forward(x)
         log_likelihood = model.log_likelihood(x, output.decoded.float())
         total, _, _ = negative_elbo(log_likelihood, kl_standard_normal(output.posterior_mean.float(),
-                                                                        output.posterior_logvar.float()))
+                                                                        output.posterior_logvar.float()),
+                                    config.train.beta)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()

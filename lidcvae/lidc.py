@@ -303,7 +303,7 @@ def series_by_slice_count() -> list[tuple[str, str, int]]:
 
 
 def reader_annotations(
-    series_instance_uid: str, cluster_tolerance_mm: float | None = None
+    series_instance_uid: str, cluster_tolerance_mm: float | None
 ) -> list[list[ReaderAnnotation]]:
     """Every reader's outline of every nodule, grouped into nodules as ``scan.cluster_annotations``.
 

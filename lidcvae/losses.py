@@ -57,9 +57,10 @@ def free_bits_kl(mean: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> 
 
 
 def negative_elbo(
-    log_likelihood: torch.Tensor, kl: torch.Tensor, beta: float = 1.0
+    log_likelihood: torch.Tensor, kl: torch.Tensor, beta: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Batch means of (−log p(x|z) + β·KL, −log p(x|z), KL), each a scalar in nats per sample."""
+    """Batch means of (−log p(x|z) + β·KL, −log p(x|z), KL), each a scalar in nats per sample; β is
+    ``train.beta`` (1: the negative ELBO)."""
     reconstruction = -log_likelihood.mean()
     kl_mean = kl.mean()
     return reconstruction + beta * kl_mean, reconstruction, kl_mean

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     from lidcvae.experiments.mnist_table import build_size_table
 
     run = config_from_args(parser, args.config, args.set)
-    table = build_size_table(run, args.out)
+    table = build_size_table(run, args.out, run.mnist.table.sizes)
     print(table.to_string(index=False))
     return 0
 
@@ -40,7 +40,8 @@ def run_from_snakemake(smk) -> None:
     from lidcvae.run_config import RunConfig
 
     torch.set_num_threads(smk.threads)
-    build_size_table(RunConfig.from_mapping(smk.config, source="snakemake config"), smk.params.out_dir)
+    run = RunConfig.from_mapping(smk.config, source="snakemake config")
+    build_size_table(run, smk.params.out_dir, run.mnist.table.sizes)
 
 
 if __name__ == "__main__":

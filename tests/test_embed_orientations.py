@@ -52,7 +52,7 @@ def test_averaged_code_does_not_change_when_the_patch_is_flipped_or_turned():
 def test_averaged_code_is_the_mean_posterior_mean_and_the_log_mean_variance():
     model = TinyLinearVAE((1, 4, 4, 4), latent_size=5)
     images = torch.rand(4, 1, 4, 4, 4)
-    each = [embed.encode_batches(model, view, batch_size=8, device="cpu") for view in orientations(images)]
+    each = [embed.encode_batches(model, view, batch_size=8, device="cpu") for view in orientations(images, *BOTH)]
     means, logvars = embed.encode_batches(model, images, batch_size=3, device="cpu", average_over=BOTH)
     np.testing.assert_allclose(means, np.mean([m for m, _ in each], axis=0), atol=1e-6)
     np.testing.assert_allclose(logvars, np.log(np.mean([np.exp(v) for _, v in each], axis=0)), atol=1e-5)

@@ -76,7 +76,8 @@ def test_two_dimensional_images_without_hu_window_are_evaluated_too(tmp_path):
     table = synthetic_table(12, 12)
     splits = {"test": SplitData(torch.rand(12, 1, 6, 6), table)}
     settings = EvaluateSettings.from_mapping({"splits": ["test"], "iwae_samples": 4, "montage_samples": 2, "probe": {"enabled": False}})
-    metrics = evaluate_model(model, splits, embed_images(model, splits["test"].images, table, batch_size=8, device="cpu"), tmp_path, settings)
+    metrics = evaluate_model(model, splits, embed_images(model, splits["test"].images, table, batch_size=8, device="cpu"), tmp_path, settings,
+                             hu_window=None)  # digits, not CT
     assert "mse_hu2" not in metrics["splits"]["test"] and metrics["probe"] == {"results": {}}
     assert metrics["nodule_error"] == {} and metrics["training"] == {"health": []}
     page = (tmp_path / "report.html").read_text()

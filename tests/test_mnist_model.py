@@ -42,7 +42,7 @@ def _negative_elbo_at_posterior_mean(model: MLPVAE, x: torch.Tensor) -> float:
     output = model(x, sample=False)
     log_likelihood = model.log_likelihood(x, output.decoded)
     kl = kl_standard_normal(output.posterior_mean, output.posterior_logvar)
-    return float(negative_elbo(log_likelihood, kl)[0])
+    return float(negative_elbo(log_likelihood, kl, beta=1.0)[0])
 
 
 # x = (0.25, 1) → h = (0.25, 1) → μ = 1.25, σ² = 0.5 → z = μ → decoder output (1.25, 0).
@@ -120,7 +120,7 @@ def _test_loss(model: MLPVAE, images: torch.Tensor) -> float:
         torch.manual_seed(1)
         output = model(images)
         kl = kl_standard_normal(output.posterior_mean, output.posterior_logvar)
-        loss = float(negative_elbo(model.log_likelihood(images, output.decoded), kl)[0])
+        loss = float(negative_elbo(model.log_likelihood(images, output.decoded), kl, beta=1.0)[0])
     model.train()
     return loss
 
@@ -131,7 +131,7 @@ def _fit(model, optimizer, train: torch.Tensor, steps: int, batch_size: int) -> 
         batch = train[torch.randint(len(train), (batch_size,))]
         output = model(batch)
         kl = kl_standard_normal(output.posterior_mean, output.posterior_logvar)
-        loss = negative_elbo(model.log_likelihood(batch, output.decoded), kl)[0]
+        loss = negative_elbo(model.log_likelihood(batch, output.decoded), kl, beta=1.0)[0]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

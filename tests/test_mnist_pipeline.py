@@ -39,10 +39,10 @@ def test_common_trainer_lowers_test_loss_on_real_digits(mnist_dir, tmp_path):
     config = _mnist_config(mnist_dir, tmp_path, **{"train.epochs": 4})  # 4 × 62 = 248 steps
     test = load_split(config.mnist, "test").images
     torch.manual_seed(0)
-    start = score_model(build_model(config.model), test, importance_samples=1)["elbo"]
+    start = score_model(build_model(config.model), test, 1, config.evaluate.batch_size, config.train.seed, ())["elbo"]
     train(config, tmp_path / "run")
     trained = load_model(tmp_path / "run" / "checkpoints" / "last.pt").model
-    end = score_model(trained, test, importance_samples=1)["elbo"]
+    end = score_model(trained, test, 1, config.evaluate.batch_size, config.train.seed, ())["elbo"]
     assert start < -500, start  # untrained: ≈ −784·log 2 nats per digit
     assert end > -170, f"test ELBO {start:.1f} → {end:.1f} nats after 248 steps"
     history = pd.read_csv(tmp_path / "run" / "metrics.csv")
@@ -73,7 +73,7 @@ def test_common_trainer_lowers_test_loss_on_real_digits(mnist_dir, tmp_path):
 def test_size_variant_resizes_only_the_mlp():
     config = load_config(None, {"name": "mnist", "dataset": "mnist", "model.name": "mlp_vae", "model.hidden_sizes": [400],
                                 "model.latent_size": 20, "model.likelihood": "bernoulli"})
-    variant = size_variant_config(config, 200, 10)
+    variant = size_variant_config(config, 200, 10, config.mnist.table.hidden_layers)
     assert variant.model.to_dict() == {**config.model.to_dict(), "hidden_sizes": [200], "latent_size": 10}
     assert variant.name == "mnist_h200_z10" and config.model.hidden_sizes == (400,)
     assert variant.train == config.train and variant.mnist == config.mnist
@@ -129,5 +129,5 @@ def test_iwae_bound_tightens_with_more_samples(mnist_dir, tmp_path):
     train(config, tmp_path / "run")
     model = load_model(tmp_path / "run" / "checkpoints" / "last.pt").model
     test = load_split(config.mnist, "test").images[:200]
-    scores = score_model(model, test, importance_samples=100, nested_samples=[1, 10])
+    scores = score_model(model, test, 100, config.evaluate.batch_size, config.train.seed, [1, 10])
     assert scores["log_likelihood_k1"] < scores["log_likelihood_k10"] < scores["log_likelihood"]

@@ -63,7 +63,7 @@ def test_fixed_sigma_reconstruction_matches_hand_computation() -> None:
                              n_voxels * (0.09 / (2 * 0.04) + 0.5 * math.log(2 * math.pi * 0.04))])
     reconstruction = -model.log_likelihood(x, decoded)
     torch.testing.assert_close(reconstruction, expected, rtol=1e-5, atol=1e-3)
-    _, batch_reconstruction, _ = negative_elbo(-reconstruction, torch.zeros(2))
+    _, batch_reconstruction, _ = negative_elbo(-reconstruction, torch.zeros(2), beta=1.0)
     assert batch_reconstruction.item() == pytest.approx(expected.mean().item(), rel=1e-5)
 
 
@@ -129,7 +129,7 @@ def test_loss_decreases_on_a_fixed_batch_of_real_nodules(sample_manifest) -> Non
     for _ in range(40):
         output = model(x)
         total, _, _ = negative_elbo(model.log_likelihood(x, output.decoded),
-                                    kl_standard_normal(output.posterior_mean, output.posterior_logvar))
+                                    kl_standard_normal(output.posterior_mean, output.posterior_logvar), beta=1.0)
         optimizer.zero_grad()
         total.backward()
         optimizer.step()

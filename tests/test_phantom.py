@@ -49,7 +49,7 @@ def test_default_choice_is_fewest_slices_with_a_three_reader_nodule():
     counts = {uid: n for uid, _, n in lidc.series_by_slice_count()}
     assert counts[chosen[0]] <= counts[chosen[1]]
     for uid in chosen:
-        assert max(len(readers) for readers in lidc.reader_annotations(uid)) >= 3
+        assert max(len(readers) for readers in lidc.reader_annotations(uid, None)) >= 3
 
 
 def test_explicit_patients_take_every_scan_of_each():

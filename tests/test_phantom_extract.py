@@ -41,7 +41,7 @@ def _half_maximum_dice(image_hu: np.ndarray, consensus: np.ndarray) -> float:
 def test_extract_finds_every_nodule_the_database_holds(extracted):
     cohort, manifest, _ = extracted
     for uid in cohort["series_instance_uid"]:
-        expected = len(lidc.reader_annotations(uid))
+        expected = len(lidc.reader_annotations(uid, None))
         assert (manifest["series_instance_uid"] == uid).sum() == expected
     assert len(manifest) == 6
 

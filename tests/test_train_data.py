@@ -98,7 +98,7 @@ def test_fit_patch_resample_keeps_mean_intensity() -> None:
 def test_augment_batch_only_flips_and_rotates() -> None:
     patches = torch.arange(2 * 4**3, dtype=torch.float32).view(2, 1, 4, 4, 4)
     generator = torch.Generator().manual_seed(0)
-    augmented = augment_batch(patches, generator)
+    augmented = augment_batch(patches, generator, True, True)
     for original, moved in zip(patches, augmented):
         candidates = [original.flip(dims) if dims else original for dims in ((), (1,), (2,), (3,), (1, 2), (1, 3), (2, 3), (1, 2, 3))]
         assert any(torch.equal(moved, c.rot90(k, (2, 3))) for c in candidates for k in range(4))
@@ -107,15 +107,15 @@ def test_augment_batch_only_flips_and_rotates() -> None:
 
 def test_augment_batch_is_reproducible_from_the_generator_state() -> None:
     patches = torch.rand(8, 1, 6, 6, 6)
-    first = augment_batch(patches, torch.Generator().manual_seed(3))
-    again = augment_batch(patches, torch.Generator().manual_seed(3))
+    first = augment_batch(patches, torch.Generator().manual_seed(3), True, True)
+    again = augment_batch(patches, torch.Generator().manual_seed(3), True, True)
     assert torch.equal(first, again)
     assert not torch.equal(first, patches)
 
 
 def test_augment_batch_cpu_path_matches_torch_ops() -> None:
     patches = torch.rand(6, 1, 5, 5, 5)
-    augmented = augment_batch(patches, torch.Generator().manual_seed(7))
+    augmented = augment_batch(patches, torch.Generator().manual_seed(7), True, True)
     generator = torch.Generator().manual_seed(7)
     flips = torch.rand(6, 3, generator=generator) < 0.5
     turns = torch.randint(0, 4, (6,), generator=generator)

@@ -21,15 +21,15 @@ _AXIAL_DIMS = (3, 4)
 
 
 def augment_batch(
-    patches: torch.Tensor, generator: torch.Generator, flips: bool = True, rot90: bool = True
+    patches: torch.Tensor, generator: torch.Generator, flips: bool, rot90: bool
 ) -> torch.Tensor:
     """Flip each patch along each spatial axis with p=1/2 and rotate it by k·90°, k ~ U{0..3}, in (y, x).
 
     Args:
         patches: (B, C, S, S, S); the axial plane must be square for rotations.
         generator: CPU generator the random choices come from.
-        flips: enable the flips.
-        rot90: enable the axial rotations.
+        flips: enable the flips (``train.augment.flips``).
+        rot90: enable the axial rotations (``train.augment.rot90``).
 
     Returns:
         (B, C, S, S, S), a new tensor (the input is not modified).
@@ -57,7 +57,7 @@ def _augment_numpy(patches: torch.Tensor, flip_dims: list[list[int]], turns: lis
     return torch.from_numpy(augmented)
 
 
-def orientation_moves(flips: bool = True, rot90: bool = True) -> list[tuple[tuple[int, ...], int]]:
+def orientation_moves(flips: bool, rot90: bool) -> list[tuple[tuple[int, ...], int]]:
     """Each orientation ``augment_batch(…, flips, rot90)`` can draw, once, the identity first: (flipped
     batch dims, axial quarter turns). 16 with both (z flipped or not × the 8 symmetries of the square
     axial plane; a flip along x is a flip along y and a half turn), 8 with flips only, 4 with quarter
@@ -71,7 +71,7 @@ def orientation_moves(flips: bool = True, rot90: bool = True) -> list[tuple[tupl
     return [((), k) for k in turns]
 
 
-def orientations(patches: torch.Tensor, flips: bool = True, rot90: bool = True) -> Iterator[torch.Tensor]:
+def orientations(patches: torch.Tensor, flips: bool, rot90: bool) -> Iterator[torch.Tensor]:
     """The patches in each orientation of ``orientation_moves(flips, rot90)``, the identity first.
 
     Args:

@@ -173,7 +173,7 @@ class MnistSplit:
 
 
 def _assign_splits(
-    count: int, train_fraction: float, val_fraction: float, seed: int, train_limit: int | None = None
+    count: int, train_fraction: float, val_fraction: float, seed: int, train_limit: int | None
 ) -> np.ndarray:
     """Split name per row by a seeded permutation: ``train_fraction`` of the rows form the train part
     (its last ``val_fraction`` goes to val), the rest is test. With ``train_limit``, only the first
@@ -230,7 +230,7 @@ def _all_digits_of(data_dir: Path, file_state: tuple, subset: _Subset) -> tuple[
     else:
         train_images, train_labels = _read_pair(data_dir, "train", subset.train_limit)
         test_images, test_labels = _read_pair(data_dir, "t10k", subset.test_limit)
-        train_splits = _assign_splits(len(train_labels), 1.0, subset.val_fraction, subset.seed)
+        train_splits = _assign_splits(len(train_labels), 1.0, subset.val_fraction, subset.seed, None)  # capped when read
         images = np.concatenate([train_images, test_images])
         table = pd.concat(
             [

@@ -201,7 +201,7 @@ def _warn(messages: list[str]) -> list[str]:
 
 
 def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.DataFrame, out_dir: str | os.PathLike,
-                   settings: EvaluateSettings, hu_window: HUWindow | None = None, history: pd.DataFrame | None = None,
+                   settings: EvaluateSettings, hu_window: HUWindow | None, history: pd.DataFrame | None = None,
                    sections_html: Sequence[tuple[str, str]] = (), info: RunInfo | None = None) -> dict:
     """Compute every metric, draw every figure and write metrics.json, projector/ and report.html under ``out_dir``.
 

