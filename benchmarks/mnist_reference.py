@@ -126,7 +126,7 @@ def run_ours(config: RunConfig, test_images, run_dir: Path) -> dict:
 
     metrics = pd.read_csv(run_dir / "metrics.csv")
     model = load_model(run_dir / "checkpoints" / "last.pt").model
-    scores = score_model(model, test_images, 1, config.evaluate.batch_size, config.train.seed + 1, ())
+    scores = score_model(model, test_images, 1, config.mnist.table.batch_size, config.train.seed + 1, ())
     return {"test_elbo": scores["elbo"], "seconds_per_epoch": wall / config.train.epochs,
             "train_loop_seconds_per_epoch": float(metrics["epoch_seconds"].median())}
 

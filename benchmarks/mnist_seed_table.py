@@ -83,7 +83,7 @@ def run_recipe(config, threads: int) -> list[dict]:
         reference, stats = train_reference(train_images, test_images, config.train.epochs, seed, hidden, latent)
         trained = time.perf_counter()
         scores = score_model(recipe_as_mlp_vae(reference), test_images, table_settings.importance_samples,
-                             config.evaluate.batch_size, seed, table_settings.nested_samples)
+                             table_settings.batch_size, seed, table_settings.nested_samples)
         rows.append({"hidden_size": hidden, "latent_size": latent, **scores, "own_test_elbo": stats["test_elbo"],
                      "importance_samples": table_settings.importance_samples, "train_seconds": trained - started,
                      "score_seconds": time.perf_counter() - trained})
@@ -102,7 +102,7 @@ def run_ours(config, out_dir: Path, threads: int, tighten_samples: int, tighten_
     started = time.perf_counter()
     counts = [n for n in (1, 10, 100) if n < tighten_samples]
     test = load_split(config.mnist, "test").images[:tighten_digits]
-    scores = score_model(model, test, tighten_samples, config.evaluate.batch_size, config.train.seed + 1, counts)
+    scores = score_model(model, test, tighten_samples, config.mnist.table.batch_size, config.train.seed + 1, counts)
     tightening = {"hidden_size": hidden, "latent_size": latent, "importance_samples": tighten_samples, **scores,
                   "test_digits": len(test), "score_seconds": time.perf_counter() - started}
     return {"table": table, "tightening": tightening}

@@ -46,12 +46,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class MnistTableConfig(Section):
-    """``mnist.table``: the model-size table (sizes, importance samples k, test digits scored)."""
+    """``mnist.table``: the model-size table (sizes, importance samples k, digits scored together, test digits scored)."""
 
     SECTION: ClassVar[str] = "mnist.table"
     enabled: bool
     sizes: tuple[tuple[int, int], ...]
     hidden_layers: int
+    batch_size: int
     nested_samples: tuple[int, ...]
     importance_samples: int
     test_limit: int | None

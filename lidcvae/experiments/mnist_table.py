@@ -63,7 +63,7 @@ def score_model(
         model: a trained VAE (put in eval mode here).
         images: (N, *event_shape) test digits in [0, 1].
         importance_samples: k of the IWAE estimate (k = 1000 in the seeds' table).
-        batch_size: digits scored together (the table: ``evaluate.batch_size``); the noise is drawn per
+        batch_size: digits scored together (the table: ``mnist.table.batch_size``); the noise is drawn per
             batch, so the same seed gives the same numbers only at the same batch size.
         seed: seed of the sampling noise, so a rerun gives the same numbers (the table: ``train.seed``).
         nested_samples: smaller k also reported, as ``log_likelihood_k<k>``, from the first k of the
@@ -133,7 +133,7 @@ def build_size_table(
         started = time.perf_counter()
         model = train_size_variant(variant, out_dir / "runs" / f"h{hidden_size}_z{latent_size}")
         trained = time.perf_counter()
-        scores = score_model(model, test, table_settings.importance_samples, run.evaluate.batch_size, run.train.seed, nested)
+        scores = score_model(model, test, table_settings.importance_samples, table_settings.batch_size, run.train.seed, nested)
         logger.info("MNIST %d/%d: %s", hidden_size, latent_size, scores)
         rows.append({"hidden_size": hidden_size, "latent_size": latent_size, "hidden_layers": layers, **scores,
                      "importance_samples": table_settings.importance_samples, "test_digits": len(test),
