@@ -260,7 +260,7 @@ def latent_feature_sets(name: str, table: pd.DataFrame, out: Path, timings: dict
     run_dir = run_dir_of(out, name)
     best, manifest = run_dir / "checkpoints" / "best.pt", out / "extract" / "manifest.parquet"
     with _timed(timings, f"embed {name} (s)"):
-        means = _means(embed_manifest(best, manifest, run_dir / "embeddings.parquet"), table)
+        means = _means(embed_manifest(best, manifest, run_dir / "embeddings.parquet", EmbedConfig.from_mapping({})), table)
     diameter = table[["consensus_diameter_mm"]].to_numpy(float)
     sets = [FeatureSet(name, means), FeatureSet(f"{name} + diameter", np.hstack([means, diameter]), skip=("log_diameter",))]
     if name in ONE_ORIENTATION:

@@ -134,7 +134,7 @@ def test_aggregate_posterior_fit_recovers_the_codes_distribution_and_samples_mat
 def test_evaluate_samples_from_the_training_codes_unless_told_otherwise():
     import pandas as pd
 
-    from lidcvae.evaluate.run import sample_source
+    from lidcvae.evaluate.generative import sample_source
     from lidcvae.evaluate.settings import EvaluateSettings
 
     table = pd.DataFrame({"split": ["train", "train", "test"], "z000": [1.0, 2.0, 30.0], "logvar000": [0.0, 0.0, 0.0]})

@@ -14,7 +14,7 @@ import SimpleITK as sitk
 import torch
 import yaml
 
-from lidcvae.embed import embed_manifest
+from lidcvae.embed import EmbedConfig, embed_manifest
 from lidcvae.extract.coordinates import extract_coordinates_cohort
 from lidcvae.extract.settings import ExtractSettings
 from lidcvae.train.checkpoint import CheckpointMismatch
@@ -122,5 +122,6 @@ def test_coordinates_route_runs_every_stage_and_embeds_with_a_phantom_checkpoint
     # 4. A cohort cut at 48³ does not fit the 64³ model: refused, naming what differs.
     extract_coordinates_cohort(table, images_root, tmp_path / "cut48", ExtractSettings.from_mapping({"patch_size": 48}), progress=False)
     with pytest.raises(CheckpointMismatch, match=r"patch_size: checkpoint 64 voxels, cohort \[48\]"):
-        embed_manifest(best, tmp_path / "cut48" / "manifest.parquet", tmp_path / "cut48" / "embeddings.parquet")
+        embed_manifest(best, tmp_path / "cut48" / "manifest.parquet", tmp_path / "cut48" / "embeddings.parquet",
+                       EmbedConfig.from_mapping({}))
     assert not (tmp_path / "cut48" / "embeddings.parquet").exists()

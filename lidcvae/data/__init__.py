@@ -17,7 +17,6 @@ A split with no images gives an empty tensor (0, *event_shape) and an empty tabl
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path

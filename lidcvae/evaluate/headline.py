@@ -35,6 +35,7 @@ class RunInfo:
     model: Any = None
     train: Any = None
     embed: Any = None
+    context_voxels: int | None = None  # the checkpoint's input record: r of a nodule-only context, else None
 
     @classmethod
     def for_run(cls, run: Any) -> RunInfo:

@@ -19,23 +19,23 @@ from lidcvae.evaluate import figures, sections, visualise
 from lidcvae.evaluate.collapse import (
     active_units, active_units_by_kl, collapse_warnings, kl_per_dimension, pca_dimension_suggestion, posterior_mean_variance,
 )
+from lidcvae.evaluate.generative import generative_pictures, legible_zoom
 from lidcvae.evaluate.headline import RunInfo, headline_html, key_numbers
 from lidcvae.evaluate.probe_run import run_probe
 from lidcvae.evaluate.projector import write_projector
 from lidcvae.evaluate.report import write_report
-from lidcvae.evaluate.sampling import latent_samples
 from lidcvae.evaluate.settings import EvaluateSettings
 from lidcvae.evaluate.split_metrics import evaluate_split
 from lidcvae.evaluate.training_curves import plot_training_curves, training_health, training_seconds
 from lidcvae.intensity import HUWindow
 from lidcvae.io import atomic_path
 from lidcvae.models.base import VAE
-from lidcvae.train.checkpoint import TrainedModel, load_model
+from lidcvae.train.checkpoint import load_model
 
 if TYPE_CHECKING:
     from lidcvae.data.mnist import MnistConfig
 
-__all__ = ["SplitData", "evaluate_model", "evaluate_run", "sample_source"]
+__all__ = ["SplitData", "evaluate_model", "evaluate_run"]
 
 logger = logging.getLogger(__name__)
 LABEL_NAMES = {0: "benign (label 0)", 1: "malignant (label 1)"}
@@ -81,21 +81,6 @@ def _aligned_images(embeddings: pd.DataFrame, splits: Mapping[str, SplitData]) -
             if all(str(k) in where for k in embeddings[key]):
                 return np.stack([splits[where[str(k)][0]].images[where[str(k)][1]].numpy() for k in embeddings[key]])
     return None
-
-
-def _legible_zoom(zoom: int, edge: int, min_pixels: int = 96) -> int:
-    """The configured zoom, raised so that a view of ``edge`` voxels spans at least ``min_pixels`` pixels."""
-    return max(zoom, -(-min_pixels // max(edge, 1)))
-
-
-def _interpolation_pair(table: pd.DataFrame, label_column: str) -> tuple[int, int]:
-    """Two rows to interpolate between: the first of the lowest and of the highest label, else the first two."""
-    if label_column in table.columns:
-        labels = pd.to_numeric(table[label_column], errors="coerce").astype("float64").to_numpy()
-        known = labels[np.isfinite(labels)]
-        if len(np.unique(known)) >= 2:
-            return int(np.flatnonzero(labels == known.min())[0]), int(np.flatnonzero(labels == known.max())[0])
-    return 0, min(1, len(table) - 1)
 
 
 def _collapse_section(means: np.ndarray, logvars: np.ndarray, settings: EvaluateSettings, figure_dir: Path) -> tuple[dict, list]:
@@ -152,41 +137,6 @@ def _training(history: pd.DataFrame | None, figure_dir: Path) -> tuple[dict, lis
     return section, [(caption, figure_dir / "loss_curves.png")], text
 
 
-SAMPLE_CAPTIONS = {
-    "prior": "Samples from the prior z ~ N(0, I), decoder means: what the model generates from scratch. Where the "
-             "posterior means sit far from N(0, I) these look unlike any input.",
-    "aggregate_posterior": "Samples from a full-covariance Gaussian fitted to the training nodules' posteriors "
-                           "(the aggregate posterior; lidcvae.evaluate.sampling), decoder means: new codes where the "
-                           "decoder was trained, rather than from N(0, I), where no nodule was encoded.",
-}
-
-
-def sample_source(settings: EvaluateSettings, embeddings: pd.DataFrame | None) -> tuple[str, tuple]:
-    """``evaluate.sample_from`` and the train split's (posterior means, log-variances) to fit it to.
-
-    Falls back to ``prior`` when fewer than two training codes are embedded.
-    """
-    if settings.sample_from == "prior" or embeddings is None or embeddings.empty:
-        return "prior", (None, None)
-    rows = embeddings[embeddings["split"] == "train"] if "split" in embeddings.columns else embeddings
-    means, logvars = posterior_arrays(rows)
-    if len(means) < 2 or not means.shape[1]:
-        return "prior", (None, None)
-    return settings.sample_from, (means, logvars)
-
-
-def _generative(model: VAE, codes: np.ndarray, embeddings: pd.DataFrame, settings: EvaluateSettings,
-                hu_window: HUWindow | None, figure_dir: Path) -> tuple[dict, list, list, str]:
-    zoom, steps = _legible_zoom(settings.image_zoom, model.event_shape[-1]), settings.interpolation_steps
-    first, second = _interpolation_pair(embeddings, settings.probe.label_column)
-    made = visualise.slerp_figure(model, codes, embeddings, first, second, steps, zoom, hu_window, figure_dir)
-    attributes, more, notes = visualise.attribute_traversals(model, codes, embeddings, hu_window, steps, zoom, figure_dir)
-    source, fitted = sample_source(settings, embeddings)
-    samples = latent_samples(source, settings.prior_samples, model.latent_size, np.random.default_rng(settings.seed), *fitted)
-    figures.save_image(figures.image_rows([visualise.decode_display(model, samples, hu_window)]), figure_dir / "prior_samples.png", zoom)
-    return attributes, made + more + [(SAMPLE_CAPTIONS[source], figure_dir / "prior_samples.png")], notes, source
-
-
 def _with_masks(data: SplitData) -> SplitData:
     """``data`` with its consensus masks: as given, or channel 1 of a two-channel CT input (> 0.5)."""
     if data.masks is not None or data.images.ndim != 5 or data.images.shape[1] != 2:
@@ -228,7 +178,7 @@ def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.D
     notes += _scope_notes(hu_window)
     metrics["nodule_error"], recon_figures = visualise.nodule_reconstruction(
         model, {n: _with_masks(s) for n, s in splits.items() if len(s.images)}, settings.batch_size, settings.montage_samples,
-        _legible_zoom(settings.image_zoom, model.event_shape[-1]), hu_window, figure_dir)
+        legible_zoom(settings.image_zoom, model.event_shape[-1]), hu_window, figure_dir)
     codes, logvars = posterior_arrays(embeddings)
     metrics["collapse"], kl_figures = _collapse_section(codes, logvars, settings, figure_dir)
     metrics["training"], curve_figures, training_text = _training(history, figure_dir)
@@ -247,7 +197,8 @@ def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.D
         if settings.projector:
             write_projector(codes, embeddings, images, out_dir / "projector", hu_window)
             metrics["projector"] = "projector (tensorboard --logdir on this folder, PROJECTOR tab)"
-    metrics["attributes"], generated, generative_notes, source = _generative(model, codes, embeddings, settings, hu_window, figure_dir)
+    metrics["attributes"], generated, generative_notes, source = generative_pictures(model, codes, embeddings, settings,
+                                                                                      hu_window, figure_dir)
     metrics["samples"] = {"source": source, "function": "lidcvae.evaluate.sampling.latent_samples"}
     metrics["warnings"], metrics["notes"] = warnings, notes
     with atomic_path(out_dir / "metrics.json") as tmp:
@@ -257,7 +208,7 @@ def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.D
                              key_numbers(metrics, evaluated), metrics["training"]["health"])
     page = [
         sections.reconstruction_section(metrics["splits"], metrics["nodule_error"], recon_figures, hu_window is not None,
-                                        _kept_voxels(info, hu_window)),
+                                        info.context_voxels if hu_window is not None else None),
         sections.latent_section(metrics["collapse"], kl_figures),
         sections.probe_section(metrics["probe"], roc_figures, _representation_table(settings.representation_table)),
         sections.retrieval_section(metrics["retrieval"], gallery),
@@ -268,19 +219,6 @@ def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.D
     shown = {k: v for k, v in metrics.items() if k not in ("warnings", "notes")}
     write_report(out_dir / "report.html", f"lidcvae evaluation report: {info.name}", headline, page, shown, warnings, notes)
     return metrics
-
-
-def _kept_voxels(info: RunInfo, hu_window: Any) -> int | None:
-    """r of a CT model that saw only the consensus mask dilated by r voxels (``model.context: nodule``), else None."""
-    model = info.model
-    if hu_window is None or model is None or model.name != "conv_vae3d" or model.context.kind != "nodule":
-        return None
-    return int(model.context.dilate_voxels)
-
-
-def _trained_sections(info: RunInfo | None, trained: TrainedModel) -> RunInfo:
-    """``info`` with the model and train sections the checkpoint was trained with (what the headline describes)."""
-    return replace(info or RunInfo(), model=trained.model_config, train=trained.train_config)
 
 
 def _consensus_masks(table: pd.DataFrame, source: Any) -> torch.Tensor | None:
@@ -331,4 +269,5 @@ def evaluate_run(checkpoint: str | os.PathLike, embeddings_path: str | os.PathLi
     history = pd.read_csv(history_path) if history_path is not None and Path(history_path).is_file() else None
     extra = [(Path(p).stem, Path(p).read_text()) for p in extra_html if Path(p).is_file()]
     return evaluate_model(model, splits, read_embeddings(embeddings_path), out_dir, settings, hu_window, history, extra,
-                          _trained_sections(info, trained))
+                          replace(info or RunInfo(), model=trained.model_config, train=trained.train_config,
+                                  context_voxels=trained.input.context_voxels))

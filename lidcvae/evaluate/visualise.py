@@ -16,13 +16,13 @@ import torch
 
 from lidcvae.evaluate import figures
 from lidcvae.evaluate.latent_views import (
-    ATTRIBUTES, attribute_vector, nearest_neighbours, plot_retrieval_gallery, retrieval_caption, traversal_codes,
+    nearest_neighbours, plot_retrieval_gallery, retrieval_caption,
 )
 from lidcvae.evaluate.nodule_views import masked_squared_error, outlined_montage, save_rgb
 from lidcvae.intensity import HUWindow
 from lidcvae.models.base import VAE
 
-__all__ = ["reconstruct", "decode_display", "nodule_reconstruction", "retrieval", "attribute_traversals", "slerp_figure"]
+__all__ = ["reconstruct", "row_name", "nodule_reconstruction", "retrieval"]
 
 Figure = tuple[str, Path]
 
@@ -36,13 +36,6 @@ def reconstruct(model: VAE, images: torch.Tensor, batch_size: int) -> tuple[np.n
         codes.append(mean.numpy())
         decoded.append(model.mean_image(model.decode(mean)).numpy())
     return np.concatenate(codes), np.concatenate(decoded)
-
-
-@torch.no_grad()
-def decode_display(model: VAE, codes: np.ndarray, hu_window: HUWindow | None) -> np.ndarray:
-    """Codes (M, D) → decoder means in display grey levels (M, *event_shape)."""
-    decoded = model.mean_image(model.decode(torch.as_tensor(np.asarray(codes), dtype=torch.float32))).numpy()
-    return figures.to_display(decoded, hu_window)
 
 
 def _spread_by_size(masks: np.ndarray | None, count: int, wanted: int) -> np.ndarray:
@@ -80,7 +73,7 @@ def nodule_reconstruction(model: VAE, splits: Mapping, batch_size: int, montage_
             montage = figures.reconstruction_montage(figures.to_display(inputs[chosen], hu_window),
                                                      figures.to_display(decoded[chosen], hu_window), columns=8)
             figures.save_image(montage, figure_dir / f"reconstruction_{name}.png", zoom)
-        ids = ", ".join(_row_name(data.table, i) for i in chosen)
+        ids = ", ".join(row_name(data.table, i) for i in chosen)
         how = "evenly spaced from the smallest to the largest consensus mask" if masks is not None else "the first"
         outline = "; red: the consensus (50 %) mask outline" if masks is not None else ""
         made.append((f"{name} split: {len(chosen)} of {len(inputs)} ({how}); per nodule its axial, coronal and sagittal centre "
@@ -88,7 +81,8 @@ def nodule_reconstruction(model: VAE, splits: Mapping, batch_size: int, montage_
     return section, made
 
 
-def _row_name(table: pd.DataFrame, row: int) -> str:
+def row_name(table: pd.DataFrame, row: int) -> str:
+    """A table row's nodule (or digit) id, else ``row N``."""
     for column in ("nodule_id", "id"):
         if column in table.columns:
             return str(table[column].iloc[row])
@@ -115,7 +109,7 @@ def retrieval(codes: np.ndarray, table: pd.DataFrame, images: np.ndarray, hu_win
     captions = [[retrieval_caption(table.iloc[q])] + [retrieval_caption(table.iloc[n]) for n in row] for q, row in zip(query_rows, neighbours)]
     plot_retrieval_gallery(thumbs, captions, distances, figure_dir / "retrieval.png")
     section: dict[str, Any] = {"k": int(neighbours.shape[1]), "distance": "Euclidean between posterior means",
-                               "queries": [_row_name(table, q) for q in query_rows]}
+                               "queries": [row_name(table, q) for q in query_rows]}
     if label_column in table.columns:
         labels = table[label_column]
         labelled = np.flatnonzero(labels.notna().to_numpy())
@@ -132,41 +126,3 @@ def retrieval(codes: np.ndarray, table: pd.DataFrame, images: np.ndarray, hu_win
                       f"{neighbours.shape[1]} nearest other nodules by Euclidean distance d between posterior means, "
                       "axial centre slices with split, consensus diameter and the readers' median ratings "
                       "(mal = malignancy 1–5, spic = spiculation 1–5, tex = texture 1–5).", figure_dir / "retrieval.png")]
-
-
-def attribute_traversals(model: VAE, codes: np.ndarray, table: pd.DataFrame, hu_window: HUWindow | None,
-                         steps: int, zoom: int, figure_dir: Path) -> tuple[dict, list[Figure], list[str]]:
-    """White 2016 attribute vectors decoded as traversals, one row per attribute the table can define."""
-    scales = np.linspace(-0.5, 1.5, steps)
-    rows, section, notes, names = [], {}, [], []
-    for attribute in ATTRIBUTES:
-        if not attribute.applies(table):
-            continue
-        has, has_not = attribute.groups(table)
-        vector = attribute_vector(codes, has, has_not)
-        if vector is None:
-            notes.append(f"attribute vector '{attribute.name}' not drawn: {int(has.sum())} {attribute.high} and "
-                         f"{int(has_not.sum())} {attribute.low} nodules (needs both)")
-            continue
-        base = np.asarray(codes, np.float64)[has_not].mean(axis=0)
-        rows.append(decode_display(model, traversal_codes(base, vector, scales), hu_window))
-        names.append(f"{attribute.name} ({attribute.high} − {attribute.low})")
-        section[attribute.name] = {"has": int(has.sum()), "has_not": int(has_not.sum()), "vector_norm": float(np.linalg.norm(vector))}
-    if not rows:
-        return section, [], notes
-    figures.save_image(figures.image_rows(rows), figure_dir / "attribute_traversals.png", zoom)
-    scale_text = ", ".join(f"{t:.2g}" for t in scales)
-    return section, [(f"Attribute vectors (White 2016): per row, mean code of the second group + t × (mean of the first "
-                      f"− mean of the second), t = {scale_text} left to right (t = 0: the second group's mean, t = 1: the "
-                      f"first's); decoded, centre slices stacked axial/coronal/sagittal. Rows: {'; '.join(names)}.",
-                      figure_dir / "attribute_traversals.png")], notes
-
-
-def slerp_figure(model: VAE, codes: np.ndarray, table: pd.DataFrame, first: int, second: int, steps: int, zoom: int,
-                 hu_window: HUWindow | None, figure_dir: Path) -> list[Figure]:
-    """Linear (upper) and spherical (lower) interpolation between two nodules' codes (White 2016)."""
-    paths = figures.interpolation_codes(codes[first], codes[second], steps)
-    figures.save_image(figures.image_rows([decode_display(model, p, hu_window) for p in paths]), figure_dir / "interpolation.png", zoom)
-    name = lambda i: f"{_row_name(table, i)} ({retrieval_caption(table.iloc[i]).replace(chr(10), ', ')})"  # noqa: E731
-    return [(f"Interpolation from {name(first)} to {name(second)}: linear (upper block), spherical / slerp (lower block, "
-             "White 2016: keeps the code's norm where the prior's mass lies).", figure_dir / "interpolation.png")]

@@ -1,0 +1,147 @@
+"""The report's generative pictures: interpolation, attribute vectors (White 2016) and samples.
+
+Every code to draw is chosen first (two nodules' interpolation paths, one traversal per attribute the
+table defines, samples from the prior or the aggregate posterior); the model then decodes them all in
+one pass, and the grids are drawn last. A figure is a (caption, path) pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lidcvae.embed import posterior_arrays
+from lidcvae.evaluate import figures
+from lidcvae.evaluate.latent_views import ATTRIBUTES, attribute_vector, retrieval_caption, traversal_codes
+from lidcvae.evaluate.sampling import latent_samples
+from lidcvae.evaluate.settings import EvaluateSettings
+from lidcvae.evaluate.visualise import row_name
+from lidcvae.intensity import HUWindow
+from lidcvae.models.base import VAE
+
+__all__ = ["SAMPLE_CAPTIONS", "sample_source", "interpolation_pair", "legible_zoom", "generative_pictures"]
+
+Figure = tuple[str, Path]
+
+SAMPLE_CAPTIONS = {
+    "prior": "Samples from the prior z ~ N(0, I), decoder means: what the model generates from scratch. Where the "
+             "posterior means sit far from N(0, I) these look unlike any input.",
+    "aggregate_posterior": "Samples from a full-covariance Gaussian fitted to the training nodules' posteriors "
+                           "(the aggregate posterior; lidcvae.evaluate.sampling), decoder means: new codes where the "
+                           "decoder was trained, rather than from N(0, I), where no nodule was encoded.",
+}
+
+
+def legible_zoom(zoom: int, edge: int, min_pixels: int = 96) -> int:
+    """The configured zoom, raised so that a view of ``edge`` voxels spans at least ``min_pixels`` pixels."""
+    return max(zoom, -(-min_pixels // max(edge, 1)))
+
+
+def interpolation_pair(table: pd.DataFrame, label_column: str) -> tuple[int, int]:
+    """Two rows to interpolate between: the first of the lowest and of the highest label, else the first two."""
+    if label_column in table.columns:
+        labels = pd.to_numeric(table[label_column], errors="coerce").astype("float64").to_numpy()
+        known = labels[np.isfinite(labels)]
+        if len(np.unique(known)) >= 2:
+            return int(np.flatnonzero(labels == known.min())[0]), int(np.flatnonzero(labels == known.max())[0])
+    return 0, min(1, len(table) - 1)
+
+
+def sample_source(settings: EvaluateSettings, embeddings: pd.DataFrame | None) -> tuple[str, tuple]:
+    """``evaluate.sample_from`` and the train split's (posterior means, log-variances) to fit it to.
+
+    Falls back to ``prior`` when fewer than two training codes are embedded.
+    """
+    if settings.sample_from == "prior" or embeddings is None or embeddings.empty:
+        return "prior", (None, None)
+    rows = embeddings[embeddings["split"] == "train"] if "split" in embeddings.columns else embeddings
+    means, logvars = posterior_arrays(rows)
+    if len(means) < 2 or not means.shape[1]:
+        return "prior", (None, None)
+    return settings.sample_from, (means, logvars)
+
+
+@dataclass
+class _Traversals:
+    """Attribute-vector traversals: codes (one (steps, D) row per attribute), their names and numbers."""
+
+    rows: list[np.ndarray]
+    names: list[str]
+    section: dict
+    notes: list[str]
+
+
+def _attribute_traversals(codes: np.ndarray, table: pd.DataFrame, scales: np.ndarray) -> _Traversals:
+    """White 2016 attribute vectors as code traversals, one per attribute the table can define."""
+    found = _Traversals([], [], {}, [])
+    for attribute in ATTRIBUTES:
+        if not attribute.applies(table):
+            continue
+        has, has_not = attribute.groups(table)
+        vector = attribute_vector(codes, has, has_not)
+        if vector is None:
+            found.notes.append(f"attribute vector '{attribute.name}' not drawn: {int(has.sum())} {attribute.high} and "
+                               f"{int(has_not.sum())} {attribute.low} nodules (needs both)")
+            continue
+        base = np.asarray(codes, np.float64)[has_not].mean(axis=0)
+        found.rows.append(traversal_codes(base, vector, scales))
+        found.names.append(f"{attribute.name} ({attribute.high} − {attribute.low})")
+        found.section[attribute.name] = {"has": int(has.sum()), "has_not": int(has_not.sum()),
+                                         "vector_norm": float(np.linalg.norm(vector))}
+    return found
+
+
+@torch.no_grad()
+def _decode_rows(model: VAE, rows: list[np.ndarray], hu_window: HUWindow | None) -> list[np.ndarray]:
+    """Rows of codes (each (M, D)) → decoder means in display grey levels, one model pass for all."""
+    stacked = torch.as_tensor(np.concatenate([np.asarray(r, np.float32) for r in rows]), dtype=torch.float32)
+    decoded = figures.to_display(model.mean_image(model.decode(stacked)).numpy(), hu_window)
+    return np.split(decoded, np.cumsum([len(r) for r in rows])[:-1])
+
+
+def generative_pictures(model: VAE, codes: np.ndarray, table: pd.DataFrame, settings: EvaluateSettings,
+                        hu_window: HUWindow | None, figure_dir: Path) -> tuple[dict, list[Figure], list[str], str]:
+    """Interpolation, attribute traversals and samples, decoded and drawn under ``figure_dir``.
+
+    Args:
+        model: the trained VAE in eval mode.
+        codes: (N, D) posterior means of ``table``'s rows.
+        table: the embeddings table (labels and characteristics define the attributes).
+
+    Returns:
+        (attribute numbers, figures, notes, the samples' source: ``prior`` or ``aggregate_posterior``).
+    """
+    steps, zoom = settings.interpolation_steps, legible_zoom(settings.image_zoom, model.event_shape[-1])
+    scales = np.linspace(-0.5, 1.5, steps)
+    first, second = interpolation_pair(table, settings.probe.label_column)
+    paths = figures.interpolation_codes(codes[first], codes[second], steps)
+    traversals = _attribute_traversals(codes, table, scales)
+    source, fitted = sample_source(settings, table)
+    samples = latent_samples(source, settings.prior_samples, model.latent_size, np.random.default_rng(settings.seed), *fitted)
+    decoded = _decode_rows(model, [*paths, *traversals.rows, samples], hu_window)
+    made = _draw(decoded, len(paths), traversals, figure_dir, zoom)
+    name = lambda i: f"{row_name(table, i)} ({retrieval_caption(table.iloc[i]).replace(chr(10), ', ')})"  # noqa: E731
+    captions = [f"Interpolation from {name(first)} to {name(second)}: linear (upper block), spherical / slerp (lower "
+                "block, White 2016: keeps the code's norm where the prior's mass lies)."]
+    if traversals.rows:
+        scale_text = ", ".join(f"{t:.2g}" for t in scales)
+        captions.append(f"Attribute vectors (White 2016): per row, mean code of the second group + t × (mean of the first "
+                        f"− mean of the second), t = {scale_text} left to right (t = 0: the second group's mean, t = 1: "
+                        f"the first's); decoded, centre slices stacked axial/coronal/sagittal. Rows: {'; '.join(traversals.names)}.")
+    captions.append(SAMPLE_CAPTIONS[source])
+    return traversals.section, list(zip(captions, made)), traversals.notes, source
+
+
+def _draw(decoded: list[np.ndarray], n_paths: int, traversals: _Traversals, figure_dir: Path, zoom: int) -> list[Path]:
+    """Save the interpolation, traversal (when any) and sample grids; their paths in that order."""
+    grids = [(figures.image_rows(decoded[:n_paths]), figure_dir / "interpolation.png")]
+    if traversals.rows:
+        grids.append((figures.image_rows(decoded[n_paths:-1]), figure_dir / "attribute_traversals.png"))
+    grids.append((figures.image_rows(decoded[-1:]), figure_dir / "prior_samples.png"))
+    for image, path in grids:
+        figures.save_image(image, path, zoom)
+    return [path for _, path in grids]
