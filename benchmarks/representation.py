@@ -275,13 +275,15 @@ def untrained_feature_sets(config: RunConfig, table: pd.DataFrame, manifest: Pat
     much of a row comes from what the input shows (nodule context, mask channel) rather than from training."""
     from lidcvae.data import PatchSource
     from lidcvae.data.lidc import images_from_table
+    from lidcvae.data.model_input import ModelInput
     from lidcvae.models import build_model
 
     default = variant_config(config, {}, 1)
     torch.manual_seed(default.train.seed)
     model = build_model(default.model)
     with _timed(timings, "embed untrained (s)"):
-        images = images_from_table(table, PatchSource.for_checkpoint(manifest, default.to_dict()))
+        record = ModelInput.for_training(default.dataset, default.model, default.train.patch_fit, manifest)
+        images = images_from_table(table, PatchSource.for_input(manifest, record))
         augment = default.train.augment
         averaged = encode_batches(model, images, 16, device="cpu", average_over=(augment.flips, augment.rot90))[0]
         plain = encode_batches(model, images, 16, device="cpu")[0]

@@ -251,7 +251,7 @@ def evaluate_run(checkpoint: str | os.PathLike, embeddings_path: str | os.PathLi
         mnist: the typed ``mnist`` section instead, for digits.
         extra_html: HTML fragments to include in the report (e.g. the MNIST size table), if they exist.
         info: the run's name and cohort for the headline (``RunInfo.for_run``); the model and loss it
-            describes are the checkpoint's.
+            describes are the checkpoint's (``load_model``).
     """
     from lidcvae.data import PatchSource, load_split
 
