@@ -5,14 +5,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pandas as pd
 import pydicom
 import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 
 from lidcvae.config import ConfigError
 from lidcvae.extract import DicomRootError, extract_cohort
 from lidcvae.extract.cohort import scan_part_paths
 from lidcvae.extract.manifest import assign_splits
+from lidcvae.extract.settings import ExtractSettings
 from lidcvae.io import StorageError
 from lidcvae.run_config import load_config
 
@@ -204,3 +209,149 @@ def test_split_is_by_patient_deterministic_and_covers_all_splits():
     assert not split.equals(assign_splits(patients, 0.7, 0.15, "another salt"))
     small = assign_splits(pd.Series(["LIDC-IDRI-0001", "LIDC-IDRI-0002", "LIDC-IDRI-0003"]), 0.7, 0.15, "x")
     assert sorted(small) == ["test", "train", "val"]
+
+
+# --- slices that would give a wrong patch without a word (issue 30) ----------------------------------------------
+
+
+def _rewrite(path: Path, edit) -> None:
+    """Apply ``edit`` to the DICOM file at ``path`` (a link into the sample: replaced by a real file)."""
+    dataset = pydicom.dcmread(path)
+    edit(dataset)
+    path.unlink()
+    dataset.save_as(path)
+
+
+def _patch_hu(out: Path, manifest: pd.DataFrame, patient: str) -> np.ndarray:
+    return np.asarray(nib.load(out / manifest.set_index("patient_id").loc[patient, "image_path"]).dataobj)
+
+
+@pytest.fixture(scope="module")
+def clean_patch_0001(lidc_sample, tmp_path_factory) -> np.ndarray:
+    """LIDC-IDRI-0001's nodule patch from the undamaged sample."""
+    out = tmp_path_factory.mktemp("clean") / "out"
+    manifest, failures = extract_cohort(lidc_sample, out, patients=["LIDC-IDRI-0001"], progress=False)
+    assert failures.empty
+    return _patch_hu(out, manifest, "LIDC-IDRI-0001")
+
+
+def test_two_different_slices_at_one_position_fail_the_series_naming_both_files(lidc_sample, tmp_path):
+    root = _link_tree(lidc_sample, tmp_path / "dicom")
+    folder = _series_folder(root, "LIDC-IDRI-0001")
+    right = folder / "-110.000000.dcm"
+    # Another slice of the scan re-numbered into -110's place: InstanceNumber 1 wins pylidc's rule.
+    impostor = pydicom.dcmread(folder / "-120.000000.dcm")
+    impostor.ImagePositionPatient, impostor.InstanceNumber = pydicom.dcmread(right).ImagePositionPatient, 1
+    impostor.save_as(folder / "renumbered.dcm")
+
+    manifest, failures = extract_cohort(root, tmp_path / "out", progress=False)
+
+    assert list(manifest["patient_id"]) == ["LIDC-IDRI-0002"]
+    reason = failures.set_index("patient_id").loc["LIDC-IDRI-0001", "reason"]
+    assert f"two different slices at z=-110.000 mm, {folder / 'renumbered.dcm'} and {right}" in reason
+
+
+def test_a_copy_of_a_slice_with_the_same_hu_is_kept_once_silently(lidc_sample, tmp_path, clean_patch_0001):
+    root = _link_tree(lidc_sample, tmp_path / "dicom", patients=("LIDC-IDRI-0001",))
+    folder = _series_folder(root, "LIDC-IDRI-0001")
+    copy = pydicom.dcmread(folder / "-110.000000.dcm")
+    # The same HU stored another way: stored values 24 higher, intercept 24 lower.
+    copy.PixelData = (copy.pixel_array + 24).astype(copy.pixel_array.dtype).tobytes()
+    copy.RescaleIntercept, copy.InstanceNumber = float(copy.RescaleIntercept) - 24, 1
+    copy.save_as(folder / "copy.dcm")
+
+    manifest, failures = extract_cohort(root, tmp_path / "out", progress=False)
+
+    assert failures.empty
+    np.testing.assert_array_equal(_patch_hu(tmp_path / "out", manifest, "LIDC-IDRI-0001"), clean_patch_0001)
+
+
+@pytest.mark.parametrize("removed", [("RescaleSlope", "RescaleIntercept"), ("RescaleIntercept",)])
+def test_a_ct_slice_without_rescale_tags_is_a_failure_naming_the_file_and_the_tag(lidc_sample, tmp_path, removed):
+    root = _link_tree(lidc_sample, tmp_path / "dicom")
+    victim = _series_folder(root, "LIDC-IDRI-0001") / "-110.000000.dcm"
+    _rewrite(victim, lambda dataset: [delattr(dataset, tag) for tag in removed])
+
+    manifest, failures = extract_cohort(root, tmp_path / "out", progress=False)
+
+    assert list(manifest["patient_id"]) == ["LIDC-IDRI-0002"]
+    reason = failures.set_index("patient_id").loc["LIDC-IDRI-0001", "reason"]
+    assert f"{victim}: {' and '.join(removed)} missing" in reason and "extract.stored_values_are_hu: true" in reason
+
+
+def test_stored_values_are_hu_reads_slices_without_rescale_tags_as_they_are(lidc_sample, tmp_path, clean_patch_0001):
+    root = _link_tree(lidc_sample, tmp_path / "dicom", patients=("LIDC-IDRI-0001",))
+
+    def store_hu(dataset: pydicom.Dataset) -> None:
+        hu = dataset.pixel_array.astype(np.int32) * int(dataset.RescaleSlope) + int(dataset.RescaleIntercept)
+        dataset.PixelData, dataset.PixelRepresentation = hu.astype(np.int16).tobytes(), 1
+        del dataset.RescaleSlope, dataset.RescaleIntercept
+
+    for path in _series_folder(root, "LIDC-IDRI-0001").glob("*.dcm"):
+        _rewrite(path, store_hu)
+
+    refused = extract_cohort(root, tmp_path / "refused", progress=False)[1]
+    settings = ExtractSettings.from_mapping({"stored_values_are_hu": True})
+    manifest, failures = extract_cohort(root, tmp_path / "out", settings=settings, progress=False)
+
+    assert "RescaleSlope and RescaleIntercept missing" in refused["reason"].iloc[0]
+    assert failures.empty
+    np.testing.assert_array_equal(_patch_hu(tmp_path / "out", manifest, "LIDC-IDRI-0001"), clean_patch_0001)
+
+
+@pytest.mark.parametrize("items", [[], [{"LUTDescriptor": [4096, 0, 16]}]], ids=["empty", "without LUTData"])
+def test_a_modality_lut_that_cannot_be_applied_is_a_failure_naming_it(lidc_sample, tmp_path, items):
+    root = _link_tree(lidc_sample, tmp_path / "dicom")
+    victim = _series_folder(root, "LIDC-IDRI-0001") / "-110.000000.dcm"
+
+    def broken_lut(dataset: pydicom.Dataset) -> None:
+        del dataset.RescaleSlope, dataset.RescaleIntercept
+        dataset.ModalityLUTSequence = Sequence([Dataset() for _ in items])
+        for item, values in zip(dataset.ModalityLUTSequence, items):
+            for keyword, value in values.items():
+                setattr(item, keyword, value)
+
+    _rewrite(victim, broken_lut)
+
+    manifest, failures = extract_cohort(root, tmp_path / "out", progress=False)
+
+    assert list(manifest["patient_id"]) == ["LIDC-IDRI-0002"]
+    assert f"{victim}: its ModalityLUTSequence" in failures.set_index("patient_id").loc["LIDC-IDRI-0001", "reason"]
+
+
+@pytest.fixture(scope="module")
+def lidc_whole(shared_data, tmp_path_factory) -> dict:
+    """The whole LIDC-IDRI-0001 series (133 slices, -340 to -10 mm; its one nodule near z=-116 mm), extracted."""
+    root = shared_data / "lidc-whole"
+    if not root.is_dir():
+        pytest.skip(f"whole LIDC series not found at {root}")
+    out = tmp_path_factory.mktemp("whole") / "out"
+    manifest, failures = extract_cohort(root, out, progress=False)
+    assert len(manifest) == 1 and failures.empty
+    return {"root": root, "manifest": manifest, "patch_hu": _patch_hu(out, manifest, "LIDC-IDRI-0001")}
+
+
+def _slice_at(root: Path, z_mm: float) -> Path:
+    return next(p for p in root.rglob("*.dcm") if float(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient[2]) == z_mm)
+
+
+def test_a_missing_slice_far_from_the_nodule_leaves_its_patch_as_it_was(lidc_whole, tmp_path):
+    root = _link_tree(lidc_whole["root"], tmp_path / "dicom", patients=("LIDC-IDRI-0001",))
+    _slice_at(root, -300.0).unlink()  # 184 mm below the nodule
+
+    manifest, failures = extract_cohort(root, tmp_path / "out", progress=False)
+
+    assert failures.empty
+    columns = ["nodule_id", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "coverage", "edge", "mask_coverage"]
+    pd.testing.assert_frame_equal(manifest[columns], lidc_whole["manifest"][columns])
+    np.testing.assert_array_equal(_patch_hu(tmp_path / "out", manifest, "LIDC-IDRI-0001"), lidc_whole["patch_hu"])
+
+
+def test_a_missing_slice_inside_the_nodules_patch_fails_that_nodule_naming_the_gap(lidc_whole, tmp_path):
+    root = _link_tree(lidc_whole["root"], tmp_path / "dicom", patients=("LIDC-IDRI-0001",))
+    _slice_at(root, -140.0).unlink()  # 24 mm below the nodule: inside its 64 mm cube
+
+    manifest, failures = extract_cohort(root, tmp_path / "out", progress=False)
+
+    assert manifest.empty and list(failures["nodule_index"]) == [1]
+    assert failures["reason"].iloc[0].startswith("nodule 1: 1 slice(s) missing between z=-142.500 and z=-137.500 mm")

@@ -25,7 +25,7 @@ from lidcvae.extract.patches import PatchGrid, cut_hu_patch, write_nifti
 from lidcvae.extract.settings import ExtractSettings
 from lidcvae.extract.series import SeriesError
 from lidcvae.extract.volumes import VOLUME_SUFFIXES, CTVolume, index_images, open_volume
-from lidcvae.io import UnsafePathError, safe_name, write_parquet
+from lidcvae.io import UnsafePathError, raise_if_environment, safe_name, write_parquet
 
 __all__ = ["sphere_mask", "extract_candidates", "unknown_series_failures", "extract_coordinates_part",
            "extract_coordinates_cohort"]
@@ -115,8 +115,9 @@ def extract_candidates(files: pd.DataFrame, candidates: pd.DataFrame, out_dir: s
     """
     rows, failures = [], []
     try:
-        volume = open_volume(files)
+        volume = open_volume(files, settings.stored_values_are_hu)
     except Exception as error:  # noqa: BLE001 - SeriesError, or whatever else a damaged file throws
+        raise_if_environment(error)
         reason = str(error) if isinstance(error, SeriesError) else f"unexpected {type(error).__name__}: {error}"
         source = str(files["path"].iloc[0])
         failures = [_failure(row, None, source, reason, table_name) for _, row in candidates.iterrows()]
@@ -136,6 +137,8 @@ def extract_candidates(files: pd.DataFrame, candidates: pd.DataFrame, out_dir: s
             rows.append(_nodule_row(row, volume, settings, Path(out_dir)))
         except UnsafePathError as error:
             failures.append(_failure(row, None, volume.source, str(error), table_name))
+        except SeriesError as error:  # its patch reaches missing slices, or a slice it needs is unusable
+            failures.append(_failure(row, volume.patient_id, volume.source, str(error), table_name))
         except Exception as error:  # noqa: BLE001 - keep the series' other rows
             log.exception("row %d: unexpected error", row["nodule_index"])
             failures.append(_failure(row, volume.patient_id, volume.source, f"{type(error).__name__}: {error}", table_name))

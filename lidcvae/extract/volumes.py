@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from lidcvae.extract.dicom_index import INDEX_COLUMNS, DicomRootError, index_dicom_files
-from lidcvae.extract.series import HU_RANGE, SeriesError, SlabReader, SliceStack, series_geometry
+from lidcvae.extract.series import HU_RANGE, SeriesError, SlabReader, SliceGap, SliceStack, series_geometry
 from lidcvae.io import UnsafePathError, safe_name
 
 __all__ = [
@@ -130,33 +137,42 @@ class CTVolume:
         return ", ".join(f"{name} [{axis[0]:.1f}, {axis[-1]:.1f}]" for name, axis in axes) + " mm"
 
 
-def _dicom_volume(files: pd.DataFrame) -> CTVolume:
-    """A DICOM series from its index rows; the slices' own z positions are the grid (no database)."""
-    series_uid = str(files["series_instance_uid"].iloc[0])
-    geometry = series_geometry(files, np.unique(files["z_mm"].to_numpy(float)))
+def _dicom_volume(files: pd.DataFrame, stored_values_are_hu: bool) -> CTVolume:
+    """A DICOM series from its index rows; the slices' own z positions are the grid (no database).
+
+    With no database to say where slices belong, a step above ``_GAP_FACTOR`` times the median step
+    is a gap: rows whose patch reaches it fail naming it (``SlabReader.slab``), the others are cut.
+    """
+    geometry = series_geometry(files, np.unique(files["z_mm"].to_numpy(float)), stored_values_are_hu)
     steps = np.diff(geometry.slice_z_mm)
-    if steps.size and steps.max() > _GAP_FACTOR * np.median(steps):
-        gap = int(steps.argmax())
-        raise SeriesError(f"series {series_uid}: slice(s) missing between z={geometry.slice_z_mm[gap]:.3f} and "
-                          f"z={geometry.slice_z_mm[gap + 1]:.3f} mm (step {steps[gap]:.3f} mm, median {np.median(steps):.3f} mm)")
+    if steps.size:
+        median = float(np.median(steps))
+        gaps = tuple(SliceGap(geometry.slice_z_mm[g], geometry.slice_z_mm[g + 1], max(int(round(steps[g] / median)) - 1, 1))
+                     for g in np.flatnonzero(steps > _GAP_FACTOR * median))
+        geometry = replace(geometry, gaps=gaps)
+        for gap in gaps:
+            log.warning("series %s: %s (median step %.3f mm); rows whose patch reaches it fail",
+                        files["series_instance_uid"].iloc[0], gap, median)
     rows, cols = geometry.shape_yx
     # The same positions the LIDC route computes for its in-plane indices.
     y_mm = geometry.origin_xy_mm[1] + np.arange(rows) * geometry.spacing_yx_mm[0]
     x_mm = geometry.origin_xy_mm[0] + np.arange(cols) * geometry.spacing_yx_mm[1]
     patient_ids = files["patient_id"].dropna().unique()
     return CTVolume(geometry.files[0], str(patient_ids[0]) if len(patient_ids) else None, x_mm, y_mm,
-                    geometry.slice_z_mm, slabs=SlabReader(geometry))
+                    geometry.slice_z_mm, slabs=SlabReader(geometry, stored_values_are_hu))
 
 
 def _file_volume(path: str) -> CTVolume:
     """A volume file read whole by SimpleITK, reoriented so its array axes run along +x, +y, +z (LPS)."""
     import SimpleITK as sitk
 
+    printed: list[str] = []
     try:
-        image = sitk.ReadImage(str(path))
+        with _stderr_captured(printed):
+            image = sitk.ReadImage(str(path))
     except RuntimeError as error:
-        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        raise SeriesError(f"{path}: SimpleITK cannot read this volume ({first_line})") from error
+        reason = _read_failure(path, str(error), "".join(printed))
+        raise SeriesError(f"{path}: SimpleITK cannot read this volume: {reason}") from error
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise SeriesError(f"{path}: not a 3-D single-channel CT volume ({image.GetDimension()}-D, "
                           f"{image.GetNumberOfComponentsPerPixel()} component(s))")
@@ -173,12 +189,60 @@ def _file_volume(path: str) -> CTVolume:
     return CTVolume(str(path), None, x_mm, y_mm, z_mm, hu=hu)
 
 
-def open_volume(files: pd.DataFrame) -> CTVolume:
+#: The C library's stderr is one per process: one capture at a time.
+_STDERR_LOCK = threading.Lock()
+
+
+@contextmanager
+def _stderr_captured(printed: list[str]) -> Iterator[None]:
+    """Send what C++ code writes to file descriptor 2 during the block into ``printed`` (MetaIO prints its
+    reasons there, not in the exception, where they reach the console unattributed)."""
+    with _STDERR_LOCK, tempfile.TemporaryFile() as buffer:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(buffer.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            buffer.seek(0)
+            printed.append(buffer.read().decode(errors="replace"))
+
+
+def _read_failure(path: str, error: str, printed: str) -> str:
+    """SimpleITK's own reason for a failed read, from its exception and what MetaIO printed:
+    'missing .raw file X', 'short .raw file X: N of M bytes', 'bad header: ...', else its last line."""
+    short = re.search(r"ideal = (\d+) : actual = (\d+)", printed)
+    if short:
+        return f"short .raw file {_data_file(path)}: {short.group(2)} of {short.group(1)} bytes"
+    if "Cannot open data file" in printed:
+        return f"missing .raw file {_data_file(path)}"
+    if "Unable to determine ImageIO reader" in error:
+        return "bad header: no SimpleITK reader recognises it"
+    lines = [line.strip() for line in printed.splitlines() if line.strip()]
+    if lines and str(path).lower().endswith(".mhd"):
+        return "bad header: " + "; ".join(lines)
+    return "; ".join(lines or [error.strip().splitlines()[-1] if error.strip() else "no reason given"])
+
+
+def _data_file(mhd_path: str) -> str:
+    """The data file an .mhd header names (ElementDataFile, beside the header), for messages."""
+    try:
+        header = Path(mhd_path).read_text(errors="replace")
+    except OSError:
+        return "(unnamed)"
+    named = re.search(r"^\s*ElementDataFile\s*=\s*(.+?)\s*$", header, flags=re.MULTILINE)
+    return str(Path(mhd_path).parent / named.group(1)) if named else "(ElementDataFile not in the header)"
+
+
+def open_volume(files: pd.DataFrame, stored_values_are_hu: bool) -> CTVolume:
     """The CT volume of one series from its image index rows (``IMAGE_INDEX_COLUMNS``).
 
     Raises:
         SeriesError: the series is found twice (DICOM and a file, or two files), is not axial / axis
-            aligned, misses slices, or cannot be read; the message names the series or the file.
+            aligned, has two different slices at one position, or cannot be read (SimpleITK's own
+            reason: missing / short .raw, bad header); the message names the series or the file.
     """
     series_uid = str(files["series_instance_uid"].iloc[0])
     kinds = files["kind"].value_counts()
@@ -187,4 +251,4 @@ def open_volume(files: pd.DataFrame) -> CTVolume:
         raise SeriesError(f"series {series_uid} is found more than once under images_root ({', '.join(paths)}); keep one")
     if kinds.get("volume", 0):
         return _file_volume(files["path"].iloc[0])
-    return _dicom_volume(files)
+    return _dicom_volume(files, stored_values_are_hu)
