@@ -29,16 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log)
 
     from lidcvae.embed import embed_dataset, embed_manifest
-    from lidcvae.train.checkpoint import CheckpointMismatch
 
     overrides = {f"embed.{key}": value for key, value in (("batch_size", args.batch_size), ("device", args.device))
                  if value is not None}  # fmt: skip
     run = config_from_args(parser, args.config, [], overrides)
     if args.manifest:
-        try:
-            table = embed_manifest(args.checkpoint, args.manifest, args.out, run.embed)
-        except (CheckpointMismatch, FileNotFoundError) as error:
-            parser.exit(2, f"error: {error}\n")
+        table = embed_manifest(args.checkpoint, args.manifest, args.out, run.embed)
     else:
         table = embed_dataset(args.checkpoint, run.mnist, args.out, run.embed)
     print(f"{len(table)} rows → {args.out}")

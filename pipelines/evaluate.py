@@ -14,7 +14,8 @@ import argparse
 from pathlib import Path
 
 import _bootstrap  # noqa: F401  (this checkout's lidcvae first on sys.path)
-from lidcvae.workflow.cli import config_from_args, run_script, setup_logging
+from lidcvae.workflow.cli import config_from_args, fail, run_script, setup_logging
+from lidcvae.workflow.lock import folder_lock
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,11 +37,12 @@ def main(argv: list[str] | None = None) -> int:
 
     run = config_from_args(parser, args.config, args.set)
     if run.dataset == "lidc" and args.manifest is None:
-        parser.exit(2, "error: --manifest is required for dataset lidc\n")
-    metrics = evaluate_run(args.checkpoint, args.embeddings, args.history, args.out_dir, run.evaluate,
-                           manifest=args.manifest if run.dataset == "lidc" else None,
-                           mnist=run.mnist if run.dataset == "mnist" else None, extra_html=args.include_html,
-                           info=RunInfo.for_run(run))
+        fail("--manifest is required for dataset lidc")
+    with folder_lock(args.out_dir, "evaluation"):  # one writer of figures/ and report.html
+        metrics = evaluate_run(args.checkpoint, args.embeddings, args.history, args.out_dir, run.evaluate,
+                               manifest=args.manifest if run.dataset == "lidc" else None,
+                               mnist=run.mnist if run.dataset == "mnist" else None, extra_html=args.include_html,
+                               info=RunInfo.for_run(run))
     print(f"{len(metrics['warnings'])} warning(s); report: {args.out_dir / 'report.html'}")
     return 0
 
@@ -63,4 +65,4 @@ def run_from_snakemake(smk) -> None:
 
 
 if __name__ == "__main__":
-    run_script(main, run_from_snakemake, globals())
+    run_script(main, run_from_snakemake, globals(), lock=lambda smk: (smk.params.out_dir, "evaluation"))

@@ -26,15 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log)
 
-    from lidcvae.extract import DicomRootError
-    from lidcvae.extract.candidates import CandidatesError
     from lidcvae.extract.coordinates import extract_coordinates_cohort
 
     run = config_from_args(parser, args.config, [])
-    try:
-        manifest, failures = extract_coordinates_cohort(args.candidates, args.images_root, args.out, run.extract)
-    except (DicomRootError, CandidatesError) as error:
-        parser.exit(2, f"error: {error}\n")
+    manifest, failures = extract_coordinates_cohort(args.candidates, args.images_root, args.out, run.extract)
     print(f"{len(manifest)} nodule(s) → {args.out / 'manifest.parquet'}; {len(failures)} failure row(s) → {args.out / 'failures.parquet'}")
     return 0
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401  (this checkout's lidcvae first on sys.path)
 from lidcvae.run_config import load_config
-from lidcvae.workflow.cli import run_script, setup_logging, user_errors
+from lidcvae.workflow.cli import run_rule, run_script, setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,13 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log)
 
+    # main() stops with one line itself (not only through run_script): tests call it directly.
+    return run_rule(lambda: _extract(args))
+
+
+def _extract(args: argparse.Namespace) -> int:
     from lidcvae.extract import extract_cohort
 
-    try:
-        run = load_config(args.config, {"patients": args.patients} if args.patients else None)
-        manifest, failures = extract_cohort(args.dicom_root, args.out, run.extract, run.patients, args.workers)
-    except user_errors() as error:
-        parser.exit(2, f"error: {error}\n")
+    run = load_config(args.config, {"patients": args.patients} if args.patients else None)
+    manifest, failures = extract_cohort(args.dicom_root, args.out, run.extract, run.patients, args.workers)
     print(f"{len(manifest)} nodule(s) → {args.out / 'manifest.parquet'}; {len(failures)} failure row(s) → {args.out / 'failures.parquet'}")
     return 0
 

@@ -12,7 +12,6 @@ import argparse
 from pathlib import Path
 
 import _bootstrap  # noqa: F401  (this checkout's lidcvae first on sys.path)
-from lidcvae.config import ConfigError
 from lidcvae.run_config import load_config
 from lidcvae.workflow.cli import run_script, setup_logging
 
@@ -34,10 +33,7 @@ def main(argv: list[str] | None = None) -> int:
                  if value is not None}  # fmt: skip
     from lidcvae.phantom import write_phantom_cohort
 
-    try:
-        run = load_config(args.config, overrides)
-    except ConfigError as error:
-        parser.exit(2, f"error: {error}\n")
+    run = load_config(args.config, overrides)
     table = write_phantom_cohort(args.out, run.phantom, args.record)
     print(f"{len(table)} series, {int(table['slices'].sum())} slices, {table['bytes'].sum() / 1e6:.1f} MB → {args.out}")
     return 0

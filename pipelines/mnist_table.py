@@ -13,6 +13,7 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401  (this checkout's lidcvae first on sys.path)
 from lidcvae.workflow.cli import config_from_args, run_script, setup_logging
+from lidcvae.workflow.lock import folder_lock
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     from lidcvae.experiments.mnist_table import build_size_table
 
     run = config_from_args(parser, args.config, args.set)
-    table = build_size_table(run, args.out, run.mnist.table.sizes)
+    with folder_lock(args.out, "the MNIST size table"):  # it trains runs/h<H>_z<D>/ in place
+        table = build_size_table(run, args.out, run.mnist.table.sizes)
     print(table.to_string(index=False))
     return 0
 
@@ -45,4 +47,4 @@ def run_from_snakemake(smk) -> None:
 
 
 if __name__ == "__main__":
-    run_script(main, run_from_snakemake, globals())
+    run_script(main, run_from_snakemake, globals(), lock=lambda smk: (smk.params.out_dir, "the MNIST size table"))

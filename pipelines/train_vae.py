@@ -16,14 +16,15 @@ appear only when training ends: Snakemake deletes a failed job's outputs, and th
 import argparse
 import logging
 import os
-import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import _bootstrap  # noqa: F401  (this checkout's lidcvae first on sys.path)
 import yaml
 
 from lidcvae.io import atomic_path, publish
-from lidcvae.workflow.cli import config_from_args, run_rule, run_script, setup_logging, user_errors
+from lidcvae.workflow.cli import config_from_args, fail, run_script, setup_logging
+from lidcvae.workflow.lock import folder_lock
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,40 +38,37 @@ def main(argv: list[str] | None = None) -> int:
     resume.add_argument("--resume-if-same", action="store_true",
                         help="continue from last.pt only if it was made with the same settings and data, else start afresh")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override config keys, e.g. train.epochs=20 model.latent_size=128 (values parsed as YAML)")
+                        help='override config keys, merged into the file as Snakemake\'s --config does: train.epochs=20, '
+                             'model.latent_size=128 or "train={epochs: 20, lr: 1e-3}" (values parsed as YAML)')
     parser.add_argument("--log-file", "--log", dest="log", type=Path, help="also log to this file")
     args = parser.parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
     setup_logging(args.log if rank == 0 else None, logging.INFO if rank == 0 else logging.WARNING)
     run = config_from_args(parser, args.config, args.set)
     if run.dataset == "lidc" and args.manifest is None:
-        parser.exit(2, "error: --manifest is required for dataset lidc\n")
-    return _train(run, args.run_dir, "same" if args.resume_if_same else args.resume, args.manifest)
-
-
-def _train(run, run_dir: Path, resume: bool | str, manifest: Path | None) -> int:
-    from lidcvae.train import NonFiniteError, train
-
-    try:
-        best = train(run, run_dir, resume, manifest)
-    except NonFiniteError as error:
-        logging.getLogger("train_vae").error("%s", error)
-        return 3
-    except user_errors() as error:
-        logging.getLogger("train_vae").error("%s", error)
-        return 2
-    if int(os.environ.get("RANK", "0")) == 0:
+        fail("--manifest is required for dataset lidc")
+    # One training per run directory; torchrun's other ranks write nothing there (rank 0 holds it for them).
+    with folder_lock(args.run_dir, "training") if rank == 0 else nullcontext():
+        best = _train(run, args.run_dir, "same" if args.resume_if_same else args.resume, args.manifest)
+    if rank == 0:
         print(f"best checkpoint: {best}")
     return 0
 
 
+def _train(run, run_dir: Path, resume: bool | str, manifest: Path | None) -> Path:
+    from lidcvae.train import train
+
+    return train(run, run_dir, resume, manifest)
+
+
 def run_from_snakemake(smk) -> None:
-    """rules/train.smk: one process, or torchrun with ``train.gpus`` GPU (``train.cpu_processes`` CPU) processes."""
-    code = run_rule(lambda: _train_rule(smk))
-    if code == 0:
-        publish(Path(smk.params.run_dir) / "checkpoints" / "best.pt", smk.output.best)
-        publish(Path(smk.params.run_dir) / "metrics.csv", smk.output.history)
-    sys.exit(code)
+    """rules/train.smk: one process, or torchrun with ``train.gpus`` GPU (``train.cpu_processes`` CPU) processes.
+    Runs holding the run directory's lock (``run_script``'s ``lock``), which torchrun's processes inherit."""
+    code = _train_rule(smk)
+    if code != 0:
+        fail(f"training processes exited with status {code}; their log: {smk.log[0]}.rank0", code)
+    publish(Path(smk.params.run_dir) / "checkpoints" / "best.pt", smk.output.best)
+    publish(Path(smk.params.run_dir) / "metrics.csv", smk.output.history)
 
 
 def _train_rule(smk) -> int:
@@ -84,7 +82,8 @@ def _train_rule(smk) -> int:
     run_dir = Path(smk.params.run_dir)
     processes = process_count(run.train.gpus, run.train.cpu_processes)
     if processes == 1:
-        return _train(run, run_dir, resume="same", manifest=manifest)
+        _train(run, run_dir, resume="same", manifest=manifest)
+        return 0
     if run.train.gpus == 0:
         run = replace(run, train=replace(run.train, device="cpu"))
     requested = run_dir / "requested_config.yaml"
@@ -97,4 +96,4 @@ def _train_rule(smk) -> int:
 
 
 if __name__ == "__main__":
-    run_script(main, run_from_snakemake, globals())
+    run_script(main, run_from_snakemake, globals(), lock=lambda smk: (smk.params.run_dir, "training"))
