@@ -246,6 +246,9 @@ class Section:
 def set_dotted(config: dict[str, Any], dotted_key: str, value: Any) -> None:
     """Set ``config['a']['b'] = value`` for ``dotted_key='a.b'``, creating sections as needed.
 
+    A mapping merges into the section already there, key by key and at every depth, as Snakemake's
+    ``--config`` does: ``set_dotted(c, 'train', {'lr': 1e-3})`` changes ``train.lr`` and keeps the rest.
+
     Raises:
         ConfigError: a part of the key before the last names a value, not a section (``train.epochs.x``).
     """
@@ -256,4 +259,14 @@ def set_dotted(config: dict[str, Any], dotted_key: str, value: Any) -> None:
         if not isinstance(node, dict):
             section = ".".join(parents[:depth])
             raise ConfigError(f"key '{dotted_key}': '{section}' is a value ({node!r}), not a section with keys")
-    node[leaf] = value
+    node[leaf] = _merged(node.get(leaf), value)
+
+
+def _merged(current: Any, value: Any) -> Any:
+    """``value`` merged into ``current`` when both are mappings (a copy; Snakemake's update_config), else ``value``."""
+    if not (isinstance(current, dict) and isinstance(value, Mapping)):
+        return copy.deepcopy(value)
+    merged = dict(current)
+    for key, item in value.items():
+        merged[key] = _merged(current.get(key), item)
+    return merged

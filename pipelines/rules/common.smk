@@ -7,10 +7,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir)))  # the lidcvae package, also when not pip-installed
 
+import yaml
 from snakemake.utils import update_config
 
-from lidcvae.config import validate_config, yaml_load
+from lidcvae.config import ConfigError, validate_config, yaml_load
 from lidcvae.train.identity import run_settings
+from lidcvae.workflow.cli import one_line
 
 # The embedded demo's settings (13 phantom nodules) apply only when no --configfile is given: a config
 # file replaces them, so its unnamed keys take the schema defaults, never the demo's. --config
@@ -23,7 +25,24 @@ if not CONFIG_SOURCE:
     update_config(_demo, dict(config))
     config.clear()
     config.update(_demo)
-config.update(validate_config(config, source=CONFIG_SOURCE, parse_text=True))
+# A bad key is one line and exit 2, not a traceback. Snakemake's own --config takes no dotted key (it stops
+# at `--config train.epochs=3` before reading this file); a dotted key a config file or the API brings is shown
+# the form that works.
+_dotted = sorted(str(key) for key in config if "." in str(key))
+if _dotted:
+    _section, _, _rest = _dotted[0].partition(".")
+    _value = config[_dotted[0]]
+    for _part in reversed(_rest.split(".")):
+        _value = {_part: _value}
+    _form = f'"{_section}={yaml.safe_dump(_value, default_flow_style=True).strip()}"'
+    print(f"error: {CONFIG_SOURCE}: top-level key '{_dotted[0]}': config keys are not dotted; give the section, which "
+          f"is merged into the config key by key: --config {_form}", file=sys.stderr)
+    sys.exit(2)
+try:
+    config.update(validate_config(config, source=CONFIG_SOURCE, parse_text=True))
+except ConfigError as _error:
+    print(f"error: {one_line(_error)}", file=sys.stderr)
+    sys.exit(2)
 print(f"lidcvae: config from {CONFIG_SOURCE}, unnamed keys at the schema defaults (lidcvae/schemas/)", file=sys.stderr)
 print(f"lidcvae: effective model section: {json.dumps(config['model'], sort_keys=True)}", file=sys.stderr)
 
