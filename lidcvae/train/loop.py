@@ -138,8 +138,10 @@ class Trainer:
                 log.info("%s was made with other settings or data (%s): training from scratch", last, ", ".join(differences))
             else:
                 self._restore(checkpoint)
+        elif resume == "same":  # the Snakemake rule's every first training
+            log.info("starting a new run (no checkpoint at %s to continue)", last)
         elif resume:
-            log.warning("--resume: no checkpoint at %s, starting from scratch", last)
+            log.warning("--resume: no checkpoint at %s; starting a new run", last)
         if self.group.is_main:
             self._start_outputs(resumed=self.epoch > 0)
         while self.epoch < self.train_config.epochs:
@@ -201,7 +203,11 @@ class Trainer:
             x = augment_batch(x, self.augment_generator, augment.flips, augment.rot90)
         beta = self.train_config.kl_weight(self.step)
         terms = loss_terms(self.forward, self.model, x, beta, self.autocast_dtype, free_bits=self.train_config.free_bits)
-        values = backward_and_step(terms, self.forward, self.optimizer, self.train_config.grad_clip, self.step)
+        try:
+            values = backward_and_step(terms, self.forward, self.optimizer, self.train_config.grad_clip, self.step)
+        except NonFiniteError as error:
+            advice = "lower train.lr (or enable train.grad_clip, KL warm-up)"
+            raise NonFiniteError(f"{error} {self._what_is_kept(advice)}") from None
         self.scheduler.step()
         if self.group.is_main:
             self._log_step(values, beta)
@@ -232,9 +238,16 @@ class Trainer:
         for field, value in val_terms.items():
             name = TERM_LABELS[field]
             if not math.isfinite(value):
-                raise NonFiniteError(
-                    f"epoch {self.epoch}: validation {name} is {value}; stopping before this epoch is saved. The last "
-                    f"good checkpoint {self.checkpoint_dir / 'last.pt'} is kept; lower train.lr and continue with --resume.")
+                raise NonFiniteError(f"epoch {self.epoch}: validation {name} is {value}; stopping before this epoch is "
+                                     f"saved. {self._what_is_kept('lower train.lr')}")
+
+    def _what_is_kept(self, advice: str) -> str:
+        """The end of a NaN/Inf message: the checkpoint kept and how to go on, or that none was written yet."""
+        last = self.checkpoint_dir / "last.pt"
+        if last.is_file():
+            return (f"The last good checkpoint {last} is kept; {advice} and continue with --resume, which trains "
+                    "at the new settings.")
+        return f"No checkpoint was written yet (none before the first epoch ends); {advice} and start again."
 
     def _end_epoch(self, train_terms: TermMeans, val_terms: TermMeans, n_active: int,
                    samples_per_s: float, seconds: float) -> None:

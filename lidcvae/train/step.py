@@ -117,20 +117,28 @@ def backward_and_step(
 
 
 def check_finite(values: StepValues, step: int, model: nn.Module) -> None:
-    """Raise ``NonFiniteError`` naming the first bad value of a step (terms, then the gradient norm)."""
+    """Raise ``NonFiniteError`` naming the first bad value of a step (terms, then the gradient norm).
+
+    The message says what stopped; the trainer adds which checkpoint is kept (it knows whether one exists).
+    """
     for field, value in values._asdict().items():
         if not math.isfinite(value):
             name = TERM_LABELS[field]
-            where = f" (first in {_first_nonfinite_grad(model)})" if field == "grad_norm" else ""
-            raise NonFiniteError(
-                f"step {step}: {name} is {value}{where}; stopping without taking this step. "
-                "The last good checkpoint is kept; lower train.lr (or enable train.grad_clip, KL warm-up) and "
-                "continue with --resume, which trains at the new settings."
-            )
+            where = f" ({_nonfinite_gradient_source(model)})" if field == "grad_norm" else ""
+            raise NonFiniteError(f"step {step}: {name} is {value}{where}; stopping without taking this step.")
 
 
-def _first_nonfinite_grad(model: nn.Module) -> str:
+def _nonfinite_gradient_source(model: nn.Module) -> str:
+    """The first parameter whose gradient is NaN/Inf, or, when each is finite and only their norm overflowed,
+    the parameter with the largest gradient."""
+    largest, largest_name = -1.0, "no parameter"
     for name, parameter in model.named_parameters():
-        if parameter.grad is not None and not torch.isfinite(parameter.grad).all():
-            return f"grad of {name}"
-    return "an unknown parameter"
+        if parameter.grad is None:
+            continue
+        if not torch.isfinite(parameter.grad).all():
+            return f"first in the grad of {name}"
+        peak = parameter.grad.detach().abs().max().item()
+        if peak > largest:
+            largest, largest_name = peak, name
+    return (f"every gradient is finite, their norm overflowed: the largest is in the grad of {largest_name}, "
+            f"|g| up to {largest:.3g}")
