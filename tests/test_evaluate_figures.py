@@ -62,7 +62,7 @@ def test_interpolation_paths_start_and_end_at_the_two_codes_and_slerp_keeps_the_
 def test_plots_write_pngs(tmp_path):
     codes = np.random.default_rng(0).normal(size=(30, 4))
     figures.plot_latent_pca(codes, pd.Series(pd.array([0, 1, pd.NA] * 10, dtype="Int64")), tmp_path / "pca.png")
-    figures.plot_kl_per_dimension(np.array([0.0, 0.001, 2.0, 0.5]), 0.01, tmp_path / "kl.png")
+    figures.plot_kl_per_dimension(np.array([0.0, 0.001, 2.0, 0.5]), np.array([False, False, True, True]), tmp_path / "kl.png")
     figures.plot_roc_curves({"a": ([0, 0, 1], [0, 1, 1], 1.0)}, tmp_path / "roc.png")
     for name in ("pca.png", "kl.png", "roc.png"):
         assert imread(tmp_path / name).shape[0] > 100

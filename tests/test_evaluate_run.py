@@ -79,7 +79,7 @@ def test_two_dimensional_images_without_hu_window_are_evaluated_too(tmp_path):
     metrics = evaluate_model(model, splits, embed_images(model, splits["test"].images, table, batch_size=8, device="cpu"), tmp_path, settings,
                              hu_window=None)  # digits, not CT
     assert "mse_hu2" not in metrics["splits"]["test"] and metrics["probe"] == {"results": {}}
-    assert metrics["nodule_error"] == {} and metrics["training"] == {"health": []}
+    assert metrics["nodule_error"] == {} and metrics["training"] == {"health": [], "checks": [], "healthy": False}
     page = (tmp_path / "report.html").read_text()
     assert "No training history (metrics.csv) found" in page and "The probe is disabled" in page
     assert not any("HU²" in note for note in metrics["notes"])

@@ -8,7 +8,7 @@ import pytest
 
 from lidcvae.evaluate.latent_views import ATTRIBUTES, attribute_vector, nearest_neighbours, traversal_codes
 from lidcvae.evaluate.nodule_views import OUTLINE_RGB, masked_squared_error, outline, outlined_montage
-from lidcvae.evaluate.training_curves import reconstruction_log_likelihood, training_health
+from lidcvae.evaluate.training_curves import healthy, reconstruction_log_likelihood, training_checks, training_health
 
 
 def test_masked_error_separates_the_nodule_from_its_surroundings():
@@ -50,7 +50,7 @@ def test_attribute_vector_is_the_difference_of_group_means_and_traversal_reaches
     codes = np.array([[1.0, 0], [3, 0], [0, 2], [0, 4]])
     table = pd.DataFrame({"label": pd.array([1, 1, 0, 0], dtype="Int64"), "spiculation": [5, 3, 1, 2],
                           "consensus_diameter_mm": [20.0, 8, 4, 9]})
-    malignancy, spiculation, size = ATTRIBUTES
+    malignancy, spiculation, size = ATTRIBUTES[:3]
     has, has_not = malignancy.groups(table)
     vector = attribute_vector(codes, has, has_not)
     np.testing.assert_allclose(vector, [2.0, -3.0])
@@ -67,18 +67,19 @@ def test_attribute_vector_is_the_difference_of_group_means_and_traversal_reaches
     assert not malignancy.applies(digits) and not malignancy.groups(digits)[0].any()  # MNIST's label is no malignancy
 
 
-def _history(reconstruction_loss, kl, val_loss=None):
+def _history(reconstruction_loss, kl, val_loss=None, val_kl=None):
     epochs = len(reconstruction_loss)
     return pd.DataFrame({"epoch": np.arange(1, epochs + 1), "train_reconstruction": reconstruction_loss, "train_kl": kl,
-                         "val_reconstruction": reconstruction_loss if val_loss is None else val_loss})
+                         "val_reconstruction": reconstruction_loss if val_loss is None else val_loss,
+                         "val_kl": kl if val_kl is None else val_kl})
 
 
 def test_a_healthy_run_gets_no_sentence_and_each_departure_gets_one():
     fast_then_slow = 1000 * np.exp(-np.arange(12) / 2.0)
     rise_then_fall = np.r_[np.linspace(1, 10, 4), np.linspace(9, 6, 8)]
-    healthy = _history(fast_then_slow, rise_then_fall)
-    assert reconstruction_log_likelihood(healthy, "train")[0] == -1000  # loss column negated: log p(x|z)
-    assert training_health(healthy) == []
+    healthy_run = _history(fast_then_slow, rise_then_fall)
+    assert reconstruction_log_likelihood(healthy_run, "train")[0] == -1000  # loss column negated: log p(x|z)
+    assert training_health(healthy_run) == [] and healthy(training_checks(healthy_run))
     slow_then_fast = 1000 - np.arange(12) ** 2
     assert "has not levelled off" in " ".join(training_health(_history(slow_then_fast, rise_then_fall)))
     assert "not learning" in " ".join(training_health(_history(np.full(12, 5.0), rise_then_fall)))
@@ -87,6 +88,25 @@ def test_a_healthy_run_gets_no_sentence_and_each_departure_gets_one():
     worse_val = np.r_[fast_then_slow[:8], fast_then_slow[8] + np.arange(4) * 10.0]
     assert "overfitting" in " ".join(training_health(_history(fast_then_slow, rise_then_fall, worse_val)))
     assert "too few" in training_health(_history([3.0, 2], [1.0, 2]))[0]
+    assert not healthy(training_checks(_history([3.0, 2], [1.0, 2])))
+
+
+def test_validation_that_worsens_after_its_best_epoch_a_kl_spike_and_a_gap_are_each_named():
+    fast_then_slow = 1000 * np.exp(-np.arange(12) / 2.0)
+    rise_then_fall = np.r_[np.linspace(1, 10, 4), np.linspace(9, 6, 8)]
+    # validation loss lowest at epoch 5 (row 4), then back up by 200 nats: far over 5 % of |best|
+    worsened = np.r_[fast_then_slow[:5], fast_then_slow[4] + np.linspace(20, 200, 7)]
+    checks = {c.name: c for c in training_checks(_history(fast_then_slow, rise_then_fall, worsened))}
+    assert checks["validation after the best epoch"].passed is False
+    assert "worsened after epoch 5" in checks["validation after the best epoch"].detail
+    spiked = rise_then_fall.copy()
+    spiked[7] = 40.0  # 5× its neighbours' median
+    spike = {c.name: c for c in training_checks(_history(fast_then_slow, spiked))}["no KL spike"]
+    assert spike.passed is False and "epoch 8" in spike.detail
+    gap = {c.name: c for c in training_checks(_history(fast_then_slow, rise_then_fall, 3 * fast_then_slow + 50))}
+    assert gap["train/validation gap"].passed is False
+    no_validation = _history(fast_then_slow, rise_then_fall).drop(columns=["val_reconstruction", "val_kl"])
+    assert not healthy(training_checks(no_validation))  # not computable is not healthy
 
 
 @pytest.mark.parametrize("mode, expected", [({"mode": "learned"}, "σ calibrated"), ({"mode": "calibrated"}, "σ calibrated"),

@@ -1,9 +1,12 @@
 """Posterior-collapse checks and the PCA suggestion for dim(z).
 
-Active units: the report counts dimension d as active when its KL(q(z_d|x) ‖ N(0, 1)), averaged over
-samples, exceeds a stated threshold in nats: an unused dimension copies the prior for every input and
-costs ~0 nats. Burda et al. 2016's criterion (arXiv 1509.00519, §5.2), Cov_x(E_q[z_d|x]) > 0.01, is
-reported beside it. When every unit is inactive the decoder can only output one image, and the
+Active units, the one collapse measure of the report and metrics.json (``active_dimensions``): dimension d
+is active when its posterior mean varies more across the samples than the encoder's own variance says
+it is uncertain, Var_x(μ_d(x)) > mean_x σ²_d(x): then the code tells samples apart by more than its
+noise. This is Burda et al. 2016's criterion (arXiv 1509.00519, §5.2) with the threshold set by the
+encoder itself instead of a fixed 0.01, which counted a 64³ model's every unit as active while its
+means varied along one direction. It is counted only over at least ``MIN_SAMPLES_FOR_UNITS`` samples (a
+variance over two nodules says nothing). When every unit is inactive the decoder can only output one image, and the
 best single image is the dataset's mean patch: the failure the seeds show (every reconstruction
 regresses to the mean), so reconstructions no closer than the mean patch are flagged too.
 """
@@ -20,6 +23,8 @@ __all__ = [
     "posterior_mean_variance",
     "active_units",
     "active_units_by_kl",
+    "active_dimensions",
+    "ACTIVE_UNIT_RULE",
     "pca_dimension_suggestion",
     "collapse_warnings",
 ]
@@ -27,6 +32,17 @@ __all__ = [
 WARNING_PREFIX = "!!! POSTERIOR COLLAPSE WARNING:"
 # Fewest inputs of a split whose posterior-mean variance counts active units for the collapse warning.
 MIN_SAMPLES_FOR_UNITS = 10
+ACTIVE_UNIT_RULE = ("a latent dimension is active when its posterior mean varies more across the samples than the "
+                    "encoder's own variance for it: Var_x(μ_d(x)) > mean_x σ²_d(x)")
+
+
+def active_dimensions(posterior_mean: np.ndarray, posterior_logvar: np.ndarray) -> np.ndarray | None:
+    """Which dimensions are active by ``ACTIVE_UNIT_RULE``: (N, D) × 2 → (D,) bool; None under
+    ``MIN_SAMPLES_FOR_UNITS`` samples."""
+    mean, logvar = np.asarray(posterior_mean, np.float64), np.asarray(posterior_logvar, np.float64)
+    if len(mean) < MIN_SAMPLES_FOR_UNITS:
+        return None
+    return mean.var(axis=0) > np.exp(logvar).mean(axis=0)
 
 
 def kl_per_dimension(posterior_mean: np.ndarray, posterior_logvar: np.ndarray) -> np.ndarray:
@@ -54,16 +70,17 @@ def pca_dimension_suggestion(posterior_mean: np.ndarray, variance_fraction: floa
 
 
 def collapse_warnings(
-    active: int, latent_size: int, floor: int, reconstruction_mse: float, mean_patch_mse: float, split: str,
+    active: int | None, latent_size: int, floor: int, reconstruction_mse: float, mean_patch_mse: float, split: str,
     samples: int = MIN_SAMPLES_FOR_UNITS,
 ) -> list[str]:
     """The loud messages for a collapsed model; empty when everything looks alive.
 
-    ``active`` counts units over the split's ``samples`` inputs; below ``MIN_SAMPLES_FOR_UNITS`` a variance
-    over samples says too little (two similar nodules vary little in every unit), so no unit warning then.
+    ``active`` counts units over the split's ``samples`` inputs (None: not counted); below
+    ``MIN_SAMPLES_FOR_UNITS`` a variance over samples says too little (two similar nodules vary little in
+    every unit), so no unit warning then.
     """
     messages = []
-    if active < floor and samples >= MIN_SAMPLES_FOR_UNITS:
+    if active is not None and active < floor and samples >= MIN_SAMPLES_FOR_UNITS:
         messages.append(
             f"{WARNING_PREFIX} only {active} of {latent_size} latent units are active over the {samples} {split} "
             f"inputs (floor {floor}); the encoder output hardly depends on its input."

@@ -143,18 +143,18 @@ def plot_latent_pca(posterior_mean: np.ndarray, labels: pd.Series, path: str | o
     _save_figure(figure, path)
 
 
-def plot_kl_per_dimension(kl: np.ndarray, threshold_nats: float, path: str | os.PathLike) -> None:
-    """KL per latent dimension (D,) in nats, sorted descending on a log axis; the activity threshold drawn."""
+def plot_kl_per_dimension(kl: np.ndarray, active: np.ndarray | None, path: str | os.PathLike) -> None:
+    """KL per latent dimension (D,) in nats, sorted descending on a log axis; active dimensions (D,) bool
+    (``collapse.active_dimensions``; None: not counted) in blue."""
     order = np.argsort(kl)[::-1]
-    active = kl[order] > threshold_nats
+    coloured = np.zeros(len(kl), bool) if active is None else np.asarray(active, bool)[order]
     figure, axis = plt.subplots(figsize=(8, 3.5))
     floor = max(float(kl[kl > 0].min()) / 2, 1e-6) if (kl > 0).any() else 1e-6
-    axis.bar(np.arange(len(kl)), np.maximum(kl[order], floor), width=1.0, color=np.where(active, "tab:blue", "lightgrey"))
-    axis.axhline(threshold_nats, color="tab:red", linestyle="--", label=f"active threshold {threshold_nats:g} nats")
+    axis.bar(np.arange(len(kl)), np.maximum(kl[order], floor), width=1.0, color=np.where(coloured, "tab:blue", "lightgrey"))
+    counted = "active units not counted (too few samples)" if active is None else f"{int(coloured.sum())} of {len(kl)} active (blue)"
     axis.set_yscale("log")
-    axis.set(title=f"KL per latent dimension, sorted: {int(active.sum())} of {len(kl)} above the threshold (blue)",
+    axis.set(title=f"KL per latent dimension, sorted: {counted}",
              xlabel="latent dimension (rank by KL)", ylabel="mean KL per sample (nats, log axis)")
-    axis.legend(fontsize=8)
     _save_figure(figure, path)
 
 

@@ -16,6 +16,7 @@ import torch
 
 from lidcvae.embed import posterior_arrays
 from lidcvae.evaluate import figures
+from lidcvae.evaluate.claims import SIZE_COSINE_LIMIT, cosine
 from lidcvae.evaluate.latent_views import ATTRIBUTES, attribute_vector, retrieval_caption, traversal_codes
 from lidcvae.evaluate.sampling import latent_samples
 from lidcvae.evaluate.settings import EvaluateSettings
@@ -75,23 +76,46 @@ class _Traversals:
     notes: list[str]
 
 
-def _attribute_traversals(codes: np.ndarray, table: pd.DataFrame, scales: np.ndarray) -> _Traversals:
-    """White 2016 attribute vectors as code traversals, one per attribute the table can define."""
-    found = _Traversals([], [], {}, [])
+def _attribute_vectors(codes: np.ndarray, table: pd.DataFrame, found: _Traversals) -> list[tuple]:
+    """(attribute, has, has_not, vector) for each attribute the table defines with both groups (one ``size``)."""
+    vectors, named = [], set()
     for attribute in ATTRIBUTES:
-        if not attribute.applies(table):
+        if attribute.name in named or not attribute.applies(table):
             continue
         has, has_not = attribute.groups(table)
         vector = attribute_vector(codes, has, has_not)
         if vector is None:
-            found.notes.append(f"attribute vector '{attribute.name}' not drawn: {int(has.sum())} {attribute.high} and "
-                               f"{int(has_not.sum())} {attribute.low} nodules (needs both)")
+            if has.any() or has_not.any():
+                found.notes.append(f"attribute vector '{attribute.name}' not drawn: {int(has.sum())} {attribute.high} and "
+                                   f"{int(has_not.sum())} {attribute.low} nodules (needs both)")
             continue
+        named.add(attribute.name)
+        vectors.append((attribute, has, has_not, vector))
+    return vectors
+
+
+def _attribute_traversals(codes: np.ndarray, table: pd.DataFrame, scales: np.ndarray) -> _Traversals:
+    """White 2016 attribute vectors as code traversals, one per attribute the table can define; an attribute
+    whose vector's |cosine| with the size vector is ≥ ``SIZE_COSINE_LIMIT`` is mostly the diameter direction
+    and is not drawn (a note says so; its cosine is in the numbers)."""
+    found = _Traversals([], [], {}, [])
+    vectors = _attribute_vectors(codes, table, found)
+    size = next((v for a, _, _, v in vectors if a.name == "size"), None)
+    for attribute, has, has_not, vector in vectors:
+        with_size = None if size is None or attribute.name == "size" else cosine(vector, size)
+        found.section[attribute.name] = {"has": int(has.sum()), "has_not": int(has_not.sum()),
+                                         "vector_norm": float(np.linalg.norm(vector)), "cosine_with_size": with_size,
+                                         "column": attribute.column}
+        if with_size is not None and abs(with_size) >= SIZE_COSINE_LIMIT:
+            found.section[attribute.name]["drawn"] = False
+            found.notes.append(f"attribute vector '{attribute.name}' not drawn: its cosine with the size vector is "
+                               f"{with_size:.2f} (|cosine| ≥ {SIZE_COSINE_LIMIT:g}), so it is mostly the diameter direction")
+            continue
+        found.section[attribute.name]["drawn"] = True
         base = np.asarray(codes, np.float64)[has_not].mean(axis=0)
         found.rows.append(traversal_codes(base, vector, scales))
-        found.names.append(f"{attribute.name} ({attribute.high} − {attribute.low})")
-        found.section[attribute.name] = {"has": int(has.sum()), "has_not": int(has_not.sum()),
-                                         "vector_norm": float(np.linalg.norm(vector))}
+        found.names.append(f"{attribute.name} ({attribute.high} − {attribute.low})" + (
+            "; the size control" if attribute.name == "size" else "" if with_size is None else f"; cosine with size {with_size:.2f}"))
     return found
 
 
@@ -131,7 +155,8 @@ def generative_pictures(model: VAE, codes: np.ndarray, table: pd.DataFrame, sett
         scale_text = ", ".join(f"{t:.2g}" for t in scales)
         captions.append(f"Attribute vectors (White 2016): per row, mean code of the second group + t × (mean of the first "
                         f"− mean of the second), t = {scale_text} left to right (t = 0: the second group's mean, t = 1: "
-                        f"the first's); decoded, centre slices stacked axial/coronal/sagittal. Rows: {'; '.join(traversals.names)}.")
+                        f"the first's); decoded, centre slices stacked axial/coronal/sagittal. Rows: {'; '.join(traversals.names)}. "
+                        f"Only attributes whose vector's |cosine| with the size vector is below {SIZE_COSINE_LIMIT:g} are drawn.")
     captions.append(SAMPLE_CAPTIONS[source])
     return traversals.section, list(zip(captions, made)), traversals.notes, source
 

@@ -65,6 +65,7 @@ ATTRIBUTES = (
               binary=True),
     Attribute("spiculation", "spiculation", "spiculated (rating ≥ 3)", "smooth (rating 1)", threshold=2.5, low_threshold=1.5),
     Attribute("size", "consensus_diameter_mm", "large (> median diameter)", "small (< median diameter)"),
+    Attribute("size", "diameter_mm", "large (> median diameter)", "small (< median diameter)"),  # coordinates route
 )
 
 
@@ -109,14 +110,16 @@ def traversal_codes(base: np.ndarray, vector: np.ndarray, scales: np.ndarray) ->
 def retrieval_caption(row: pd.Series) -> str:
     """Short characteristics of one nodule for the gallery: split, diameter, malignancy, spiculation."""
     parts = [str(row.get("split", ""))]
-    if pd.notna(row.get("consensus_diameter_mm", np.nan)):
-        parts.append(f"⌀ {row['consensus_diameter_mm']:.1f} mm")
+    for column in ("consensus_diameter_mm", "diameter_mm"):
+        if pd.notna(row.get(column, np.nan)):
+            parts.append(f"⌀ {row[column]:.1f} mm")
+            break
     for column, short in (("malignancy", "mal"), ("spiculation", "spic"), ("texture", "tex")):
         if column in row.index and pd.notna(row[column]):
             parts.append(f"{short} {float(row[column]):g}")
     if "label" in row.index and pd.notna(row["label"]) and "malignancy" not in row.index:
         parts.append(f"label {row['label']}")
-    return "\n".join([" ".join(parts[:2]), " ".join(parts[2:])])
+    return "\n".join(line for line in (" ".join(parts[:2]), " ".join(parts[2:])) if line)  # no empty second line (MNIST)
 
 
 def plot_retrieval_gallery(thumbnails: list[list[np.ndarray]], captions: list[list[str]], distances: np.ndarray,

@@ -28,6 +28,9 @@ body { font-family: sans-serif; max-width: 1150px; margin: 1.5em auto; color: #2
 .warnings { border: 3px solid #c00; background: #fee; color: #900; padding: .5em 1em; font-weight: bold; }
 .notes { border: 1px solid #aaa; background: #f6f6f6; padding: .5em 1em; font-size: .92em; }
 .unhealthy { color: #a40; font-weight: bold; }
+.healthy { color: #262; }
+.demo { border: 2px solid #a80; background: #fff8e0; padding: .4em .8em; }
+table.greyed, table.greyed td, table.greyed th { color: #888; }
 .skipped { color: #a40; font-weight: bold; }
 section { border-top: 1px solid #bbb; margin-top: 1.5em; }
 table { border-collapse: collapse; margin: .5em 0; } td, th { border: 1px solid #ccc; padding: 2px 8px; text-align: left; }

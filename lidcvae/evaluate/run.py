@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
 import logging
+import re
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -16,17 +18,17 @@ import torch
 
 from lidcvae.embed import posterior_arrays, read_embeddings
 from lidcvae.evaluate import figures, sections, visualise
-from lidcvae.evaluate.collapse import (
-    active_units, active_units_by_kl, collapse_warnings, kl_per_dimension, pca_dimension_suggestion, posterior_mean_variance,
-)
+from lidcvae.evaluate.collapse import collapse_warnings
 from lidcvae.evaluate.generative import generative_pictures, legible_zoom
 from lidcvae.evaluate.headline import RunInfo, headline_html, key_numbers
-from lidcvae.evaluate.probe_run import run_probe
+from lidcvae.evaluate.parts import collapse_part, probe_part, representation_table, training_part
 from lidcvae.evaluate.projector import write_projector
+from lidcvae.evaluate.provenance import (
+    NOT_SPLIT, Vocabulary, checkpoint_origin, cohort_mask_kind, mask_name, out_of_distribution, size_column, vocabulary,
+)
 from lidcvae.evaluate.report import write_report
 from lidcvae.evaluate.settings import EvaluateSettings
 from lidcvae.evaluate.split_metrics import evaluate_split
-from lidcvae.evaluate.training_curves import plot_training_curves, training_health, training_seconds
 from lidcvae.intensity import HUWindow
 from lidcvae.io import atomic_path
 from lidcvae.models.base import VAE
@@ -52,12 +54,14 @@ class SplitData:
     masks: torch.Tensor | None = None
 
 
-def _scope_notes(hu_window: HUWindow | None) -> list[str]:
+def _scope_notes(hu_window: HUWindow | None, words: Vocabulary) -> list[str]:
     """What each number is computed on, for a reader who would otherwise have to read this module."""
-    notes = ["ELBO, IWAE, MSE / PSNR / SSIM are per evaluated split; the nodule-mask errors and montages cover every "
-             "split; KL per dimension, active units, the dim(z) suggestion, retrieval, attribute vectors, the projector and "
-             "the probe use every embedded sample, train included (the probe's folds keep each patient on one side; the "
-             "encoder never saw a label)."]
+    masks = "the mask errors and montages cover every split; " if words.has_patients else "the montages cover every split; "
+    folds = "each patient" if words.has_patients else "each group"
+    notes = [f"ELBO, IWAE, MSE / PSNR / SSIM are per evaluated split; {masks}KL per dimension, active units, PCA, "
+             "retrieval, attribute vectors, the projector and the probe use every embedded sample, train included (the "
+             f"probe's folds keep {folds} on one side; the encoder never saw a label). A number from fewer than 10 samples "
+             "or 5 patients is greyed and not a headline."]
     if hu_window is not None:
         window = f"[{hu_window.lower_hu:g}, {hu_window.upper_hu:g}] HU"
         notes.append(f"MSE in HU² and RMSE in HU are measured inside the model's window {window} (voxels outside it are "
@@ -83,60 +87,6 @@ def _aligned_images(embeddings: pd.DataFrame, splits: Mapping[str, SplitData]) -
     return None
 
 
-def _collapse_section(means: np.ndarray, logvars: np.ndarray, settings: EvaluateSettings, figure_dir: Path) -> tuple[dict, list]:
-    kl = kl_per_dimension(means, logvars)
-    variance = posterior_mean_variance(means)
-    figures.plot_kl_per_dimension(kl, settings.kl_active_threshold_nats, figure_dir / "kl_per_dimension.png")
-    section = {
-        "samples": len(means), "latent_size": means.shape[1],
-        "active_units": active_units_by_kl(kl, settings.kl_active_threshold_nats),
-        "kl_active_threshold_nats": settings.kl_active_threshold_nats,
-        "active_units_by_mean_variance": active_units(means, settings.active_unit_threshold),
-        "active_unit_threshold": settings.active_unit_threshold,
-        "kl_total_nats": float(kl.sum()),
-        "pca_dims_for_variance": pca_dimension_suggestion(means, settings.pca_variance_fraction),
-        "pca_variance_fraction": settings.pca_variance_fraction,
-        "kl_per_dimension_nats": kl.tolist(), "posterior_mean_variance": variance.tolist(),
-    }
-    caption = (f"KL per latent dimension in nats per sample, sorted, log axis; blue bars exceed the stated threshold of "
-               f"{settings.kl_active_threshold_nats:g} nats (red dashed line) and count as active.")
-    return section, [(caption, figure_dir / "kl_per_dimension.png")]
-
-
-def _probe(embeddings: pd.DataFrame, splits: Mapping, settings: EvaluateSettings, figure_dir: Path) -> tuple[dict, list, list]:
-    if not settings.probe.enabled:
-        return {"results": {}}, [], []
-    probe, notes = run_probe(embeddings, splits, settings.probe, settings.seed)
-    curves = {name: (r["roc_fpr"], r["roc_tpr"], r["auc_mean"]) for name, r in probe.get("results", {}).items() if r.get("roc_fpr")}
-    if not curves:
-        return probe, [], notes
-    figures.plot_roc_curves(curves, figure_dir / "roc.png")
-    return probe, [("ROC curves of the probe and its baselines from the pooled out-of-fold predictions (the table's AUC is "
-                    "the mean over folds).", figure_dir / "roc.png")], notes
-
-
-def _representation_table(path: str | None) -> tuple[str, pd.DataFrame] | str:
-    if not path:
-        return ("No representation benchmark table given (evaluate.representation_table: a CSV such as the one "
-                "benchmarks/representation.py writes).")
-    if not Path(path).is_file():
-        return f"evaluate.representation_table: {path} not found; the benchmark table is not shown."
-    return str(path), pd.read_csv(path)
-
-
-def _training(history: pd.DataFrame | None, figure_dir: Path) -> tuple[dict, list, str]:
-    if history is None:
-        return {"health": []}, [], "no training history (metrics.csv) found"
-    plot_training_curves(history, figure_dir / "loss_curves.png")
-    seconds = training_seconds(history)
-    section = {"epochs": len(history), "training_seconds": seconds, "health": training_health(history)}
-    duration = "" if seconds is None else (f" in {seconds:.0f} s" if seconds < 120 else f" in {seconds / 60:.1f} min")
-    text = f"{len(history)} epochs{duration} of epoch wall time"
-    caption = ("Training curves per epoch on linear axes: reconstruction log-likelihood log p(x|z) (top, nats per sample, "
-               "higher is better) and KL (bottom, nats per sample), training batches (left) and validation (right).")
-    return section, [(caption, figure_dir / "loss_curves.png")], text
-
-
 def _with_masks(data: SplitData) -> SplitData:
     """``data`` with its consensus masks: as given, or channel 1 of a two-channel CT input (> 0.5)."""
     if data.masks is not None or data.images.ndim != 5 or data.images.shape[1] != 2:
@@ -150,6 +100,31 @@ def _warn(messages: list[str]) -> list[str]:
     return messages
 
 
+def _score_splits(model: VAE, splits: Mapping[str, SplitData], settings: EvaluateSettings, hu_window: HUWindow | None,
+                  info: RunInfo) -> tuple[dict, list[str], list[str]]:
+    """ELBO, IWAE and errors of ``settings.splits`` (every split when none of them is present: a checkpoint
+    run's one cohort), the collapse and out-of-distribution warnings, the notes of unscored splits."""
+    names = [s for s in settings.splits if s in splits and len(splits[s].images)]
+    if not any(s in splits for s in settings.splits):
+        names = [s for s in splits if len(splits[s].images)]
+    scored, warnings = {}, []
+    for name in names:
+        result = evaluate_split(model, splits[name].images, _mean_patch(splits, name), settings, hu_window)
+        scored[name] = result.metrics
+        warnings += _warn(collapse_warnings(result.metrics["active_units"], model.latent_size, settings.min_active_units,
+                                            result.metrics["mse_normalised"], result.metrics["mean_patch_mse_normalised"], name,
+                                            len(splits[name].images)))
+        if info.origin is not None and not info.origin.trained_here:  # a cohort the checkpoint never saw
+            warnings += _warn(out_of_distribution(name, result.metrics, info.origin.validation))
+    unscored = [f"split '{s}' has no samples; not scored" for s in settings.splits if s in splits and s not in scored]
+    return scored, warnings, unscored
+
+
+def _patients(splits: Mapping[str, SplitData], words: Vocabulary) -> dict[str, int | None]:
+    return {n: int(s.table["patient_id"].nunique()) if words.has_patients and "patient_id" in s.table.columns else None
+            for n, s in splits.items()}
+
+
 def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.DataFrame, out_dir: str | os.PathLike,
                    settings: EvaluateSettings, hu_window: HUWindow | None, history: pd.DataFrame | None = None,
                    sections_html: Sequence[tuple[str, str]] = (), info: RunInfo | None = None) -> dict:
@@ -157,43 +132,47 @@ def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.D
 
     Args:
         model: the trained VAE (put in eval mode here).
-        splits: data by split name; ``settings.splits`` are scored, every split gets montages and mask errors.
+        splits: data by split name; ``settings.splits`` are scored (all of them when none of those names is
+            present: a checkpoint run's single ``cohort``), every split gets montages and mask errors.
         embeddings: the embed stage's table (posterior means/log-variances and labels, every split).
         hu_window: the model's HU window for CT (HU metrics, lung-window figures); None for other images.
-        history: the trainer's metrics.csv for the loss curves.
+        history: the trainer's metrics.csv for the loss curves and checks (a checkpoint run's is only the
+            out-of-distribution reference: it shows no training section of its own).
         sections_html: extra (heading, trusted HTML fragment) pairs for the report.
-        info: cohort and config for the headline.
+        info: cohort, config and checkpoint origin for the headline.
     """
     out_dir, model, info = Path(out_dir), model.eval(), info or RunInfo()
-    figure_dir = out_dir / "figures"
-    metrics: dict[str, Any] = {"splits": {}}
-    warnings, notes = [], []
-    for name in [s for s in settings.splits if s in splits and len(splits[s].images)]:
-        result = evaluate_split(model, splits[name].images, _mean_patch(splits, name), settings, hu_window)
-        metrics["splits"][name] = result.metrics
-        warnings += _warn(collapse_warnings(result.metrics["active_units"], model.latent_size, settings.min_active_units,
-                                            result.metrics["mse_normalised"], result.metrics["mean_patch_mse_normalised"], name,
-                                            len(splits[name].images)))
-    notes += [f"split '{s}' has no samples; not scored" for s in settings.splits if s not in metrics["splits"]]
-    notes += _scope_notes(hu_window)
+    figure_dir, words = out_dir / "figures", vocabulary(info.dataset)
+    tables = {n: s.table for n, s in splits.items() if len(s.table)}
+    mask = mask_name(info.mask_kind or "consensus")
+    size = size_column(embeddings)
+    metrics: dict[str, Any] = {}
+    metrics["splits"], warnings, notes = _score_splits(model, splits, settings, hu_window, info)
+    notes += _scope_notes(hu_window, words)
     metrics["nodule_error"], recon_figures = visualise.nodule_reconstruction(
         model, {n: _with_masks(s) for n, s in splits.items() if len(s.images)}, settings.batch_size, settings.montage_samples,
-        legible_zoom(settings.image_zoom, model.event_shape[-1]), hu_window, figure_dir)
+        legible_zoom(settings.image_zoom, model.event_shape[-1]), hu_window, figure_dir, mask, words.many)
+    for error in metrics["nodule_error"].values():
+        error["mask"] = mask
     codes, logvars = posterior_arrays(embeddings)
-    metrics["collapse"], kl_figures = _collapse_section(codes, logvars, settings, figure_dir)
-    metrics["training"], curve_figures, training_text = _training(history, figure_dir)
-    metrics["probe"], roc_figures, probe_notes = _probe(embeddings, splits, settings, figure_dir)
+    metrics["collapse"], kl_figures = collapse_part(codes, logvars, embeddings, size, settings, figure_dir)
+    metrics["training"], curve_figures, training_text = training_part(history if info.trained_here else None, figure_dir,
+                                                                      info.origin.epoch if info.origin else None)
+    if info.origin is not None:
+        metrics["checkpoint"] = info.origin.to_dict()
+    metrics["probe"], roc_figures, probe_notes = probe_part(embeddings, splits, settings, size, figure_dir)
     notes += probe_notes
     labels = embeddings[settings.probe.label_column] if settings.probe.label_column in embeddings.columns else pd.Series([pd.NA] * len(embeddings))
     names = LABEL_NAMES if set(labels.dropna().unique()) <= {0, 1} else {}  # LIDC's malignancy; MNIST digits by value
     figures.plot_latent_pca(codes, labels, figure_dir / "latent_pca.png", names)
-    kl_figures.append(("Posterior means, first two principal components, coloured by label.", figure_dir / "latent_pca.png"))
+    kl_figures.append((f"Posterior means of every embedded {words.one}, first two principal components, coloured by label.",
+                       figure_dir / "latent_pca.png"))
     images = _aligned_images(embeddings, splits)
     if images is None:
         metrics["retrieval"], gallery = {"skipped": "the embeddings' inputs were not found among the loaded splits"}, []
     else:
         metrics["retrieval"], gallery = visualise.retrieval(codes, embeddings, images, hu_window, figure_dir, settings.retrieval_queries,
-                                                            settings.retrieval_neighbours, settings.probe.label_column)
+                                                            settings.retrieval_neighbours, settings.probe.label_column, size, words.many)
         if settings.projector:
             write_projector(codes, embeddings, images, out_dir / "projector", hu_window)
             metrics["projector"] = "projector (tensorboard --logdir on this folder, PROJECTOR tab)"
@@ -204,16 +183,18 @@ def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.D
     with atomic_path(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2))
     evaluated = next(iter(metrics["splits"]), None)
-    headline = headline_html(info, {n: s.table for n, s in splits.items() if len(s.table)}, training_text,
-                             key_numbers(metrics, evaluated), metrics["training"]["health"])
+    verdict = metrics["training"] if curve_figures else None
+    headline = headline_html(info, {NOT_SPLIT if n == "cohort" else n: t for n, t in tables.items()}, training_text,
+                             key_numbers(metrics, evaluated, tables, info), verdict)
     page = [
         sections.reconstruction_section(metrics["splits"], metrics["nodule_error"], recon_figures, hu_window is not None,
-                                        info.context_voxels if hu_window is not None else None),
-        sections.latent_section(metrics["collapse"], kl_figures),
-        sections.probe_section(metrics["probe"], roc_figures, _representation_table(settings.representation_table)),
-        sections.retrieval_section(metrics["retrieval"], gallery),
-        sections.generative_section(generated, generative_notes),
-        sections.training_section(metrics["training"], curve_figures),
+                                        info.context_voxels if hu_window is not None else None, words,
+                                        _patients(splits, words), mask),
+        sections.latent_section(metrics["collapse"], kl_figures, words),
+        sections.probe_section(metrics["probe"], roc_figures, representation_table(settings.representation_table), words),
+        sections.retrieval_section(metrics["retrieval"], gallery, words),
+        sections.generative_section(generated, generative_notes, hu_window is not None),
+        *([sections.training_section(metrics["training"], curve_figures)] if info.trained_here else []),
         *(sections.extra_section(heading, fragment) for heading, fragment in sections_html),
     ]
     shown = {k: v for k, v in metrics.items() if k not in ("warnings", "notes")}
@@ -267,7 +248,28 @@ def evaluate_run(checkpoint: str | os.PathLike, embeddings_path: str | os.PathLi
         table = loaded.table.reset_index(drop=True)
         splits[split] = SplitData(loaded.images, table, _consensus_masks(table, source))
     history = pd.read_csv(history_path) if history_path is not None and Path(history_path).is_file() else None
-    extra = [(Path(p).stem, Path(p).read_text()) for p in extra_html if Path(p).is_file()]
-    return evaluate_model(model, splits, read_embeddings(embeddings_path), out_dir, settings, hu_window, history, extra,
-                          replace(info or RunInfo(), model=trained.model_config, train=trained.train_config,
-                                  context_voxels=trained.input.context_voxels))
+    extra = [_fragment(Path(p)) for p in extra_html if Path(p).is_file()]
+    info = info or RunInfo()
+    embeddings = read_embeddings(embeddings_path)
+    if not info.trained_here:  # the extraction's splits mean nothing to a model trained elsewhere
+        splits, embeddings = {"cohort": _one_cohort(splits)}, embeddings.assign(split="not split")
+    origin = checkpoint_origin(trained, info.trained_here, history, splits["train"].table if "train" in splits else None)
+    return evaluate_model(model, splits, embeddings, out_dir, settings, hu_window, history, extra,
+                          replace(info, model=trained.model_config, train=trained.train_config, origin=origin,
+                                  context_voxels=trained.input.context_voxels, dataset=trained.input.dataset,
+                                  mask_kind=cohort_mask_kind({n: s.table for n, s in splits.items()})))
+
+
+def _one_cohort(splits: Mapping[str, SplitData]) -> SplitData:
+    """Every split's samples as one, their ``split`` column ``NOT_SPLIT``: a checkpoint run did not make them."""
+    parts = [s for s in splits.values() if len(s.images)]
+    table = pd.concat([s.table for s in parts], ignore_index=True).assign(split=NOT_SPLIT)
+    masks = None if any(s.masks is None for s in parts) else torch.cat([s.masks for s in parts])
+    return SplitData(torch.cat([s.images for s in parts]), table, masks)
+
+
+def _fragment(path: Path) -> tuple[str, str]:
+    """(heading, HTML) of another stage's fragment: its own first <h2> becomes the section heading."""
+    text = path.read_text()
+    found = re.match(r"\s*<h2>(.*?)</h2>", text, re.S)
+    return (html.unescape(found.group(1)), text[found.end():]) if found else (path.stem, text)

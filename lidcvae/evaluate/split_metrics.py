@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lidcvae.evaluate.collapse import active_units
+from lidcvae.evaluate.collapse import active_dimensions
 from lidcvae.evaluate.likelihood import elbo_terms, iwae_log_likelihood
 from lidcvae.evaluate.reconstruction import per_sample_mse, psnr_db, structural_similarity_per_sample
 from lidcvae.evaluate.settings import EvaluateSettings
@@ -38,6 +38,7 @@ class _Accumulator:
     baseline_mse: list
     ssim: list
     means: list
+    logvars: list
     inputs: list
     reconstructions: list
 
@@ -45,7 +46,7 @@ class _Accumulator:
 @torch.no_grad()
 def _evaluate_batch(model: VAE, x: torch.Tensor, mean_patch: np.ndarray, settings: EvaluateSettings,
                     generator: torch.Generator, totals: _Accumulator, seconds: dict) -> None:
-    mean, _ = model.encode(x)
+    mean, logvar = model.encode(x)
     noise = torch.randn(mean.shape, generator=generator)
     terms = elbo_terms(model, x, noise)
     start = time.perf_counter()
@@ -60,6 +61,7 @@ def _evaluate_batch(model: VAE, x: torch.Tensor, mean_patch: np.ndarray, setting
     totals.baseline_mse.append(per_sample_mse(inputs, np.broadcast_to(mean_patch, inputs.shape)))
     totals.ssim.append(structural_similarity_per_sample(inputs, reconstructions))
     totals.means.append(mean.numpy())
+    totals.logvars.append(logvar.numpy())
     kept = sum(len(a) for a in totals.inputs)
     keep = max(settings.montage_samples - kept, 0)
     totals.inputs.append(inputs[:keep])
@@ -70,6 +72,7 @@ def _summary(totals: _Accumulator, hu_window: HUWindow | None, settings: Evaluat
              seconds: dict) -> dict:
     joined = {name: np.concatenate(getattr(totals, name)) for name in ("elbo", "log_likelihood", "kl", "iwae", "mse", "baseline_mse", "ssim")}
     count = len(joined["elbo"])
+    active = active_dimensions(np.concatenate(totals.means), np.concatenate(totals.logvars))
     metrics = {
         "samples": count,
         "elbo_nats": float(joined["elbo"].mean()),
@@ -82,7 +85,7 @@ def _summary(totals: _Accumulator, hu_window: HUWindow | None, settings: Evaluat
         "psnr_db": float(psnr_db(joined["mse"]).mean()),
         "ssim": float(joined["ssim"].mean()),
         "mean_patch_mse_normalised": float(joined["baseline_mse"].mean()),
-        "active_units": active_units(np.concatenate(totals.means), settings.active_unit_threshold),
+        "active_units": None if active is None else int(active.sum()),  # collapse.ACTIVE_UNIT_RULE; None under 10 samples
         "iwae_samples_per_second": count / max(seconds["iwae"], 1e-9),
     }
     if hu_window is not None:
@@ -99,7 +102,7 @@ def evaluate_split(model: VAE, images: torch.Tensor, mean_patch: np.ndarray, set
     """
     model.eval()
     generator = torch.Generator().manual_seed(settings.seed)
-    totals = _Accumulator(*([] for _ in range(10)))
+    totals = _Accumulator(*([] for _ in range(11)))
     seconds = {"iwae": 0.0}
     for batch in images.split(settings.batch_size):
         _evaluate_batch(model, batch.float(), mean_patch, settings, generator, totals, seconds)

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from lidcvae.evaluate import figures
+from lidcvae.evaluate.claims import label_agreement
 from lidcvae.evaluate.latent_views import (
     nearest_neighbours, plot_retrieval_gallery, retrieval_caption,
 )
@@ -47,8 +48,10 @@ def _spread_by_size(masks: np.ndarray | None, count: int, wanted: int) -> np.nda
 
 
 def nodule_reconstruction(model: VAE, splits: Mapping, batch_size: int, montage_samples: int, zoom: int,
-                          hu_window: HUWindow | None, figure_dir: Path) -> tuple[dict, list[Figure]]:
-    """Per split: error inside vs outside the consensus mask, and an outlined 3-plane montage."""
+                          hu_window: HUWindow | None, figure_dir: Path, mask: str = "consensus (50 %) mask",
+                          words: str = "nodules") -> tuple[dict, list[Figure]]:
+    """Per split: error inside vs outside the mask (``mask`` names what it is, e.g. ``provenance.mask_name``),
+    and an outlined 3-plane montage (volumes) or an input-above-reconstruction grid (images)."""
     section, made = {}, []
     for name, data in splits.items():
         if len(data.images) == 0:
@@ -74,10 +77,11 @@ def nodule_reconstruction(model: VAE, splits: Mapping, batch_size: int, montage_
                                                      figures.to_display(decoded[chosen], hu_window), columns=8)
             figures.save_image(montage, figure_dir / f"reconstruction_{name}.png", zoom)
         ids = ", ".join(row_name(data.table, i) for i in chosen)
-        how = "evenly spaced from the smallest to the largest consensus mask" if masks is not None else "the first"
-        outline = "; red: the consensus (50 %) mask outline" if masks is not None else ""
-        made.append((f"{name} split: {len(chosen)} of {len(inputs)} ({how}); per nodule its axial, coronal and sagittal centre "
-                     f"slices, input (top) above reconstruction (bottom){outline}. Nodules: {ids}", figure_dir / f"reconstruction_{name}.png"))
+        how = f"evenly spaced from the smallest to the largest {mask}" if masks is not None else "the first"
+        outline = f"; red: the {mask}'s outline" if masks is not None else ""
+        views = "its axial, coronal and sagittal centre slices" if inputs.ndim == 5 else "the image"
+        made.append((f"{name}: {len(chosen)} of {len(inputs)} {words} ({how}); per {words.rstrip('s')} {views}, input (top) above "
+                     f"reconstruction (bottom){outline}. {words.capitalize()}: {ids}", figure_dir / f"reconstruction_{name}.png"))
     return section, made
 
 
@@ -93,13 +97,24 @@ def _thumbnail(image: np.ndarray, hu_window: HUWindow | None) -> np.ndarray:
     return figures.to_display(figures.centre_views(image)[0], hu_window)
 
 
+def _gallery_caption(k: int, volumes: bool, size: str | None, words: str) -> str:
+    what = "axial centre slices" if volumes else "the images"
+    facts = ["split"] + ([f"diameter ({size})"] if size else []) + (
+        ["the readers' median ratings (mal = malignancy 1–5, spic = spiculation 1–5, tex = texture 1–5)"] if volumes else ["label"])
+    return (f"Nearest neighbours in latent space: each row a query (red frame) and its {k} nearest other {words} by "
+            f"Euclidean distance d between posterior means; {what} with {', '.join(facts)}.")
+
+
 def retrieval(codes: np.ndarray, table: pd.DataFrame, images: np.ndarray, hu_window: HUWindow | None,
-              figure_dir: Path, retrieval_queries: int, retrieval_neighbours: int, label_column: str) -> tuple[dict, list[Figure]]:
-    """Gallery of ``retrieval_queries`` nodules (spread over the table) with their ``retrieval_neighbours``
+              figure_dir: Path, retrieval_queries: int, retrieval_neighbours: int, label_column: str,
+              size: str | None = None, words: str = "nodules") -> tuple[dict, list[Figure]]:
+    """Gallery of ``retrieval_queries`` samples (spread over the table) with their ``retrieval_neighbours``
     nearest neighbours in latent space (the ``evaluate`` keys of those names).
 
-    Also measures how often a neighbour shares its query's label, over every labelled nodule, against
-    the rate expected from the label frequencies alone.
+    Also measures how often a neighbour shares its query's label, over the labelled samples (those with a
+    diameter too when ``size`` names its column), against the rate expected from the label frequencies
+    alone and, as the size-only control, against the same queries' neighbours by diameter alone
+    (``lidcvae.evaluate.claims``).
     """
     if len(codes) < 2:
         return {"skipped": "fewer than 2 embedded samples"}, []
@@ -111,18 +126,27 @@ def retrieval(codes: np.ndarray, table: pd.DataFrame, images: np.ndarray, hu_win
     section: dict[str, Any] = {"k": int(neighbours.shape[1]), "distance": "Euclidean between posterior means",
                                "queries": [row_name(table, q) for q in query_rows]}
     if label_column in table.columns:
-        labels = table[label_column]
-        labelled = np.flatnonzero(labels.notna().to_numpy())
-        if len(labelled) > retrieval_neighbours:
-            values = labels.iloc[labelled].astype("int64").to_numpy()
-            # at most 2,000 queries (seeded): the agreement rate is a mean, and N² distances grow fast (MNIST: 10,000)
-            asked = np.sort(np.random.default_rng(0).permutation(len(labelled))[:2000])
-            near, _ = nearest_neighbours(codes[labelled], asked, retrieval_neighbours)
-            frequencies = np.bincount(values) / len(values)
-            section["label_agreement"] = float((values[near] == values[asked][:, None]).mean())
-            section["label_agreement_queries"] = int(len(asked))
-            section["label_agreement_by_chance"] = float((frequencies**2).sum())
-    return section, [("Nearest neighbours in latent space: each row a query nodule (red frame) and its "
-                      f"{neighbours.shape[1]} nearest other nodules by Euclidean distance d between posterior means, "
-                      "axial centre slices with split, consensus diameter and the readers' median ratings "
-                      "(mal = malignancy 1–5, spic = spiculation 1–5, tex = texture 1–5).", figure_dir / "retrieval.png")]
+        section.update(_agreement(codes, table, label_column, size, retrieval_neighbours))
+    return section, [(_gallery_caption(neighbours.shape[1], images.ndim == 5, size, words), figure_dir / "retrieval.png")]
+
+
+def _agreement(codes: np.ndarray, table: pd.DataFrame, label_column: str, size: str | None, k: int) -> dict:
+    """Neighbour label agreement in latent space, by chance and by diameter alone, over the same queries."""
+    usable = table[label_column].notna().to_numpy()
+    diameters = pd.to_numeric(table[size], errors="coerce").to_numpy(np.float64) if size else None
+    if diameters is not None:
+        usable = usable & np.isfinite(diameters)
+    labelled = np.flatnonzero(usable)
+    if len(labelled) <= k:
+        return {}
+    values = table[label_column].iloc[labelled].astype("int64").to_numpy()
+    # at most 2,000 queries (seeded): the agreement rate is a mean, and N² distances grow fast (MNIST: 10,000)
+    asked = np.sort(np.random.default_rng(0).permutation(len(labelled))[:2000])
+    frequencies = np.bincount(values) / len(values)
+    found = {"label_agreement": label_agreement(codes[labelled], values, asked, k), "label_agreement_queries": int(len(asked)),
+             "label_agreement_patients": int(table["patient_id"].iloc[labelled].nunique()) if "patient_id" in table.columns else None,
+             "label_agreement_by_chance": float((frequencies**2).sum())}
+    if diameters is not None:
+        found["label_agreement_by_diameter"] = label_agreement(diameters[labelled], values, asked, k)
+        found["size_column"] = size
+    return found
