@@ -4,10 +4,13 @@ naming the file."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
+import pydicom
 import pytest
 import SimpleITK as sitk
 
@@ -154,3 +157,80 @@ def test_script_exits_2_naming_an_unusable_table(tmp_path):
     assert result.returncode == 2
     assert "annotations.csv: missing column(s) coordZ" in result.stderr
     assert not (tmp_path / "out").exists()  # stopped before writing anything
+
+
+# --- the reader's own reason, and a gap that only fails the rows it touches (issue 30) -------------------------
+
+
+def _damage_raw(mhd: Path) -> Path:
+    raw = mhd.with_suffix(".raw")
+    raw.write_bytes(raw.read_bytes()[:100_000])
+    return raw
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda mhd: mhd.with_suffix(".raw").unlink() or mhd.with_suffix(".raw"), "missing .raw file {raw}"),
+    (_damage_raw, "short .raw file {raw}: 100000 of 800000 bytes"),  # 100 × 100 × 40 int16
+    (lambda mhd: mhd.write_text(mhd.read_text().replace("ElementType = MET_SHORT\n", "")), "bad header: ElementType required"),
+    (lambda mhd: mhd.write_bytes(bytes(range(256)) * 4), "bad header: no SimpleITK reader recognises it"),
+], ids=["missing raw", "short raw", "header without ElementType", "garbage header"])
+def test_a_damaged_mhd_failure_gives_the_readers_own_reason(tmp_path, capfd, damage, words):
+    mhd = tmp_path / "images" / "1.2.3.1.mhd"
+    _write_volume(mhd)
+    raw = damage(mhd)
+    table = tmp_path / "annotations.csv"
+    table.write_text("seriesuid,coordX,coordY,coordZ\n1.2.3.1,2.0,-1.0,0.0\n")
+
+    manifest, failures = extract_coordinates_cohort(table, tmp_path / "images", tmp_path / "out", progress=False)
+
+    assert manifest.empty
+    reason = failures["reason"].iloc[0]
+    assert f"{mhd}: SimpleITK cannot read this volume: {words.format(raw=raw)}" in reason, reason
+    assert "No such file or directory" not in reason
+    assert "MetaImage" not in capfd.readouterr().err  # MetaIO's lines are in the row, not loose on the console
+
+
+@pytest.fixture(scope="module")
+def whole_series(tmp_path_factory) -> dict:
+    """The whole real LIDC-IDRI-0001 series with LUNA16's row for its nodule (z -115.9 mm), extracted."""
+    data = Path(os.environ.get("LIDCVAE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    root = data / "lidc-whole"
+    if not root.is_dir():
+        pytest.skip(f"whole LIDC series not found at {root}")
+    out = tmp_path_factory.mktemp("whole") / "out"
+    manifest, failures = extract_coordinates_cohort(root / "luna16_annotations.csv", root, out, progress=False)
+    assert len(manifest) == 1 and failures.empty
+    return {"root": root, "manifest": manifest, "patch_hu": np.asarray(nib.load(out / manifest["image_path"].iloc[0]).dataobj)}
+
+
+def _tree_without_slice_at(root: Path, target: Path, z_mm: float) -> Path:
+    """Links to every slice under ``root`` but the one at ``z_mm``."""
+    for path in root.rglob("*.dcm"):
+        if float(pydicom.dcmread(path, stop_before_pixels=True).ImagePositionPatient[2]) != z_mm:
+            (target / path.relative_to(root)).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(path, target / path.relative_to(root))
+    return target
+
+
+def test_a_missing_slice_far_from_the_point_leaves_its_patch_as_it_was(whole_series, tmp_path):
+    images = _tree_without_slice_at(whole_series["root"], tmp_path / "images", -300.0)  # 184 mm below the point
+
+    manifest, failures = extract_coordinates_cohort(whole_series["root"] / "luna16_annotations.csv", images, tmp_path / "out",
+                                                    progress=False)
+
+    assert failures.empty
+    columns = ["nodule_id", "centroid_k", "coverage", "edge"]
+    pd.testing.assert_frame_equal(manifest[columns], whole_series["manifest"][columns])
+    np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / "out" / manifest["image_path"].iloc[0]).dataobj),
+                                  whole_series["patch_hu"])
+
+
+def test_a_missing_slice_inside_the_points_patch_fails_that_row_naming_the_gap(whole_series, tmp_path):
+    images = _tree_without_slice_at(whole_series["root"], tmp_path / "images", -140.0)  # inside its 64 mm cube
+
+    manifest, failures = extract_coordinates_cohort(whole_series["root"] / "luna16_annotations.csv", images, tmp_path / "out",
+                                                    progress=False)
+
+    assert manifest.empty
+    assert failures["reason"].iloc[0].startswith(
+        "luna16_annotations.csv row 1: 1 slice(s) missing between z=-142.500 and z=-137.500 mm")

@@ -71,8 +71,9 @@ def _nodule_row(row: pd.Series, volume: CTVolume, settings: ExtractSettings, out
         except BaseException:
             (out_dir / image_path).unlink(missing_ok=True)  # an image without its mask is no patch
             raise
-    k_row_col = [float(np.interp(centre[a], axis_mm, np.arange(axis_mm.size))) for a, axis_mm in
-                 ((2, volume.z_mm), (1, volume.y_mm), (0, volume.x_mm))]
+    k_row_col = [float(np.interp(centre[a], axis_mm, index)) for a, axis_mm, index in
+                 ((2, volume.z_mm, volume.slice_k), (1, volume.y_mm, np.arange(volume.y_mm.size)),
+                  (0, volume.x_mm, np.arange(volume.x_mm.size)))]
     table_columns = {c: row[c] for c in row.index if c not in ("patient_id",)}
     return {
         **table_columns,

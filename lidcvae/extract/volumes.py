@@ -108,12 +108,14 @@ class CTVolume:
         source: the file (or first slice) the volume was read from, for messages.
         patient_id: DICOM PatientID, or None for a volume file.
         x_mm, y_mm, z_mm: (X,), (Y,), (Z,) increasing voxel-centre positions along each patient axis.
+        slice_k: (Z,) index of each slice in the series, counting the slices missing from a gap.
     """
 
     def __init__(self, source: str, patient_id: str | None, x_mm: np.ndarray, y_mm: np.ndarray, z_mm: np.ndarray,
-                 slabs: SlabReader | None = None, hu: np.ndarray | None = None) -> None:
+                 slabs: SlabReader | None = None, hu: np.ndarray | None = None, slice_k: np.ndarray | None = None) -> None:
         self.source, self.patient_id = source, patient_id
         self.x_mm, self.y_mm, self.z_mm = x_mm, y_mm, z_mm
+        self.slice_k = np.arange(z_mm.size, dtype=float) if slice_k is None else slice_k
         self._slabs, self._hu = slabs, hu
 
     def slab(self, z_min_mm: float, z_max_mm: float) -> SliceStack:
@@ -145,11 +147,14 @@ def _dicom_volume(files: pd.DataFrame, stored_values_are_hu: bool) -> CTVolume:
     """
     geometry = series_geometry(files, np.unique(files["z_mm"].to_numpy(float)), stored_values_are_hu)
     steps = np.diff(geometry.slice_z_mm)
+    slice_k = np.arange(geometry.slice_z_mm.size, dtype=float)
     if steps.size:
         median = float(np.median(steps))
         gaps = tuple(SliceGap(geometry.slice_z_mm[g], geometry.slice_z_mm[g + 1], max(int(round(steps[g] / median)) - 1, 1))
                      for g in np.flatnonzero(steps > _GAP_FACTOR * median))
         geometry = replace(geometry, gaps=gaps)
+        for gap in gaps:  # the slices above a gap sit that many places further up the series
+            slice_k[geometry.slice_z_mm > gap.z_before_mm] += gap.missing
         for gap in gaps:
             log.warning("series %s: %s (median step %.3f mm); rows whose patch reaches it fail",
                         files["series_instance_uid"].iloc[0], gap, median)
@@ -159,7 +164,7 @@ def _dicom_volume(files: pd.DataFrame, stored_values_are_hu: bool) -> CTVolume:
     x_mm = geometry.origin_xy_mm[0] + np.arange(cols) * geometry.spacing_yx_mm[1]
     patient_ids = files["patient_id"].dropna().unique()
     return CTVolume(geometry.files[0], str(patient_ids[0]) if len(patient_ids) else None, x_mm, y_mm,
-                    geometry.slice_z_mm, slabs=SlabReader(geometry, stored_values_are_hu))
+                    geometry.slice_z_mm, slabs=SlabReader(geometry, stored_values_are_hu), slice_k=slice_k)
 
 
 def _file_volume(path: str) -> CTVolume:
