@@ -161,8 +161,9 @@ def extract_scan(files: pd.DataFrame, out_dir: str | Path, settings: ExtractSett
     Slices missing inside the series fail only the nodules whose patch (plus one slice of margin)
     reaches the gap, each with a row naming it; the other nodules are extracted as from the whole
     series (a choice: one lost slice 200 mm away says nothing about a nodule's patch). Two different
-    slices at one position, or a slice with no way to HU, fail the whole series (or the nodules whose
-    slab holds that slice), naming the file(s) and the tag.
+    slices at one position fail the whole series, naming both files; a slice with no way to HU (no
+    rescale tags, unless ``settings.stored_values_are_hu``; an unusable ModalityLUTSequence) fails
+    the nodules whose patch needs it, naming the file and the tag.
 
     A problem of the machine (disk full, permission denied, I/O error) is raised as ``StorageError``
     instead: recorded as a failure it would mark the series done and lose its nodules for good.

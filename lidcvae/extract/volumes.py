@@ -155,7 +155,6 @@ def _dicom_volume(files: pd.DataFrame, stored_values_are_hu: bool) -> CTVolume:
         geometry = replace(geometry, gaps=gaps)
         for gap in gaps:  # the slices above a gap sit that many places further up the series
             slice_k[geometry.slice_z_mm > gap.z_before_mm] += gap.missing
-        for gap in gaps:
             log.warning("series %s: %s (median step %.3f mm); rows whose patch reaches it fail",
                         files["series_instance_uid"].iloc[0], gap, median)
     rows, cols = geometry.shape_yx
