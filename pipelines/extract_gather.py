@@ -17,10 +17,11 @@ from lidcvae.workflow.cli import config_from_args, run_script, setup_logging
 
 
 def gather(nodule_parts, failure_parts, unreadable_path, manifest_path, failures_path, settings,
-           row_failures_path=None) -> int:
+           row_failures_path=None, split_rule=None) -> int:
     """Concatenate the parts and assign splits (``settings``: the typed ``extract`` section); returns nodules.
 
-    ``row_failures_path``: failure rows found before any series was read (a coordinates table's), or None.
+    ``row_failures_path``: failure rows found before any series was read (a coordinates table's, the render
+    route's missing patients), or None. ``split_rule``: the render route's split, else ``extract.split``'s.
     """
     import pandas as pd
 
@@ -30,7 +31,8 @@ def gather(nodule_parts, failure_parts, unreadable_path, manifest_path, failures
         raise ValueError(f"{len(nodule_parts)} nodule part tables but {len(failure_parts)} failure part tables")
     parts = list(zip(map(Path, nodule_parts), map(Path, failure_parts)))
     row_failures = pd.read_parquet(row_failures_path) if row_failures_path else None
-    manifest, _ = gather_manifest(parts, manifest_path, failures_path, settings, pd.read_parquet(unreadable_path), row_failures)
+    manifest, _ = gather_manifest(parts, manifest_path, failures_path, settings, pd.read_parquet(unreadable_path), row_failures,
+                                  split_rule)
     return len(manifest)
 
 
@@ -57,8 +59,14 @@ def run_from_snakemake(smk) -> None:
     from lidcvae.extract import ExtractSettings
 
     settings = ExtractSettings.from_mapping(smk.config["extract"], source="snakemake config")
+    split_rule = None
+    if smk.params.route == "render":
+        from lidcvae.render.cohort import render_split
+        from lidcvae.render.settings import RenderConfig
+
+        split_rule = render_split(RenderConfig.from_mapping(smk.params.render, source="snakemake config"))
     gather(smk.input.nodules, smk.input.failures, smk.input.unreadable, smk.output.manifest, smk.output.failures, settings,
-           smk.input.get("row_failures"))
+           smk.input.get("row_failures"), split_rule)
 
 
 if __name__ == "__main__":

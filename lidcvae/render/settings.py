@@ -39,6 +39,7 @@ class RenderConfig(Section):
     min_readers: int
     patients: tuple[str, ...] | None
     workers: int
+    scans_per_part: int
     density_hu: tuple[float, float]
     texture_sd_hu: tuple[float, float]
     texture_correlation_mm: tuple[float, float]

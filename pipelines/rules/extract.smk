@@ -70,6 +70,8 @@ rule extract_gather:
         failures=EXTRACT / "failures.parquet",
     params:
         split=config["extract"]["split"],
+        route=route_name(),  # the render route splits patients by render.seed, stratified by malignancy
+        render=config["render"] if route_name() == "render" else None,
     log:
         LOGS / "extract_gather.log",
     benchmark:

