@@ -31,7 +31,7 @@ __all__ = [
     "to_plain", "validate_config", "set_dotted", "yaml_load",
 ]
 
-SECTIONS = ("phantom", "extract", "render", "model", "train", "embed", "evaluate", "mnist", "cluster")
+SECTIONS = ("phantom", "extract", "render", "model", "train", "embed", "evaluate", "benchmark", "mnist", "cluster")
 
 # Keys that left a section, and where they live now: an old config naming one is told where to look.
 MOVED_KEYS: dict[str, str] = {

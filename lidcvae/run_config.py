@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from lidcvae.config import ConfigError, Section, build_section, set_dotted, to_plain, validate_config, yaml_load
+from lidcvae.benchmark.settings import BenchmarkConfig
 from lidcvae.data.mnist import MnistConfig
 from lidcvae.embed.config import EmbedConfig
 from lidcvae.evaluate.settings import EvaluateSettings
@@ -37,6 +38,7 @@ SECTION_TYPES: dict[str, type[Section]] = {
     "train": TrainConfig,
     "embed": EmbedConfig,
     "evaluate": EvaluateSettings,
+    "benchmark": BenchmarkConfig,
     "mnist": MnistConfig,
 }
 
@@ -59,6 +61,7 @@ class RunConfig:
     train: TrainConfig
     embed: EmbedConfig
     evaluate: EvaluateSettings
+    benchmark: BenchmarkConfig
     mnist: MnistConfig
     cluster: dict[str, Any]
 
