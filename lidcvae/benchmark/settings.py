@@ -12,7 +12,7 @@ __all__ = ["BenchmarkConfig", "ContrastiveConfig", "RawPcaConfig"]
 
 @dataclass(frozen=True)
 class ContrastiveConfig(Section):
-    """``benchmark.contrastive``: the same-backbone SimCLR encoder (epochs, batch, lr, τ, projection size)."""
+    """``benchmark.contrastive``: the same-backbone SimCLR encoder (epochs, batch, lr, τ, projection size, jitter)."""
 
     SECTION: ClassVar[str] = "benchmark.contrastive"
     enabled: bool
@@ -21,6 +21,7 @@ class ContrastiveConfig(Section):
     lr: float
     temperature: float
     projection_size: int
+    intensity_jitter: float
 
 
 @dataclass(frozen=True)
