@@ -200,7 +200,7 @@ def _patients(table: pd.DataFrame | None, words: Vocabulary) -> int | None:
 
 def _support(where: str, samples: int, patients: int | None, words: Vocabulary) -> tuple[str, str | None]:
     """('<where>: N nodules, P patients', why it is too thin or None)."""
-    text = f"{where}: {samples} {words.many}" + ("" if patients is None else f", {patients} patient{'s' * (patients != 1)}")
+    text = f"{where}: {samples} {words.one if samples == 1 else words.many}" + ("" if patients is None else f", {patients} patient{'s' * (patients != 1)}")
     return text, sample_support(samples, patients)
 
 
@@ -249,7 +249,7 @@ def _probe_number(metrics: Mapping[str, Any], words: Vocabulary) -> list[KeyNumb
     probe = metrics.get("probe", {})
     results, label = probe.get("results", {}), probe.get("label_column", "label")
     if probe.get("skipped"):
-        return [KeyNumber(f"probe ROC AUC from the latents ({label})", "not run", "–", "", "labelled samples", probe["skipped"])]
+        return [KeyNumber(f"probe ROC AUC from the latents ({label})", "not run", "–", "", f"labelled {words.many}", probe["skipped"])]
     latent = results.get("latent_means", {})
     if latent.get("auc_mean") is None:
         return []

@@ -109,7 +109,7 @@ class CheckpointOrigin:
 
     def sentence(self, words: Vocabulary) -> str:
         """One line for the headline."""
-        count = (f"{self.training_samples} training {words.many}" if self.training_samples is not None
+        count = (f"{self.training_samples} training {words.one if self.training_samples == 1 else words.many}" if self.training_samples is not None
                  else f"training {words.one} count not recorded in the checkpoint")
         masks = f", {mask_name(self.mask_kind)}s" if self.mask_kind else ""
         who = "trained by this run" if self.trained_here else "trained elsewhere (embed.checkpoint); this run trained nothing"

@@ -105,7 +105,7 @@ def latent_section(collapse: Mapping[str, Any], made: Sequence[Figure], words: V
                  f"r = {pc1['pc1_diameter_r']:.2f} with diameter ({pc1['pc1_diameter_samples']} nodules)"
                  + (": the main direction of the latent space is largely the nodule's size.</p>" if strong else ".</p>"))
     elif words.has_patients:
-        body += _skipped("No diameter column: PC1 not compared with size.")
+        body += _skipped("PC1 not compared with size: no diameter column, or fewer than 3 nodules with one.")
     return Section("latent-space", "Did the latent space collapse?", body + _figures(made))
 
 
