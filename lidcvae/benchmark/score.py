@@ -1,0 +1,193 @@
+"""Score every row of the benchmark once on the test patients, with patient-bootstrap intervals and paired rows.
+
+For each row (a ``FeatureRow``, see ``lidcvae.benchmark.rows``) and each target
+(``lidcvae.benchmark.targets``) not in the row's ``skip``:
+
+- selection score: a probe (``lidcvae.benchmark.probes``) chosen and fitted on **train** only, scored on
+  **val**, the split every choice (variant, epochs, probe) may be made on;
+- test score: a probe chosen and fitted on **train + val**, scored once on **test**: AUC (binary) or R²
+  (ordinal), with a patient-bootstrap 95 % interval (``lidcvae.benchmark.bootstrap``);
+- paired differences: the row's test score minus the control row's (the untrained copy) and minus
+  consensus diameter alone's, on the test nodules both rows have, the interval from the same resamples.
+
+A nodule enters a row's fit and score only where it has the target and finite features for that row.
+``score_benchmark`` returns the long table ``table.csv`` holds; ``lidcvae.benchmark.table`` formats it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from lidcvae.benchmark.bootstrap import patient_resamples, percentile_interval, score_metric
+from lidcvae.benchmark.rows import DIAMETER_ROW, FeatureRow, consensus_diameter_row, read_feature_set
+from lidcvae.benchmark.probes import fit_probe, probe_predict
+from lidcvae.benchmark.settings import BenchmarkConfig
+from lidcvae.benchmark.table import format_markdown
+from lidcvae.benchmark.targets import benchmark_targets, target_values
+from lidcvae.evaluate.representation import Target
+from lidcvae.io import atomic_path, read_parquet
+
+__all__ = ["TABLE_COLUMNS", "score_benchmark", "score_files"]
+
+log = logging.getLogger(__name__)
+
+TABLE_COLUMNS = [
+    "row", "title", "kind", "target", "target_title", "metric", "status", "n_test_nodules", "n_test_patients",
+    "test", "ci_low", "ci_high", "val", "n_val_nodules", "diff_vs_control", "diff_vs_control_ci_low",
+    "diff_vs_control_ci_high", "diff_vs_diameter", "diff_vs_diameter_ci_low", "diff_vs_diameter_ci_high",
+]
+
+
+@dataclass
+class _Cohort:
+    """The manifest's splits as boolean masks, and each test nodule's patient as an index into the resamples."""
+
+    manifest: pd.DataFrame
+    splits: dict[str, np.ndarray]
+    patients: np.ndarray  # (N,) patient IDs
+    test_patient: np.ndarray  # (N,) index into the sorted test patients, −1 off the test split
+    resamples: np.ndarray  # (B, P) patient counts
+
+
+def _cohort(manifest: pd.DataFrame, settings: BenchmarkConfig) -> _Cohort:
+    missing = [c for c in ("nodule_id", "patient_id", "split") if c not in manifest.columns]
+    if missing:
+        raise ValueError(f"the manifest has no column {', '.join(missing)}")
+    manifest = manifest.reset_index(drop=True).assign(nodule_id=lambda m: m["nodule_id"].astype(str))
+    split = manifest["split"].astype(str).to_numpy()
+    splits = {name: split == name for name in ("train", "val", "test")}
+    empty = [name for name, mask in splits.items() if not mask.any()]
+    if empty:
+        raise ValueError(f"the manifest's {' and '.join(empty)} split(s) hold no nodule: the benchmark needs train, val and test")
+    patients = manifest["patient_id"].astype(str).to_numpy()
+    test_patients, index = np.unique(patients[splits["test"]], return_inverse=True)
+    test_patient = np.full(len(manifest), -1)
+    test_patient[splits["test"]] = index
+    resamples = patient_resamples(len(test_patients), settings.bootstrap_samples, settings.seed)
+    return _Cohort(manifest, splits, patients, test_patient, resamples)
+
+
+def _aligned(row: FeatureRow, manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(N, F) features in manifest order and (N,) whether the nodule has them all finite."""
+    features = row.features.reindex(manifest["nodule_id"]).to_numpy(np.float64)
+    return features, np.isfinite(features).all(axis=1)
+
+
+def _predictions(row: FeatureRow, target: Target, cohort: _Cohort, settings: BenchmarkConfig) -> dict:
+    """Val predictions of the train-only probe and test predictions of the train + val probe (NaN = not scored)."""
+    features, has_features = _aligned(row, cohort.manifest)
+    values = target_values(cohort.manifest, target)
+    usable = has_features & np.isfinite(values)
+    result = {"values": values, "val": np.full(len(values), np.nan), "test": np.full(len(values), np.nan)}
+    for fit_on, score_on in ((("train",), "val"), (("train", "val"), "test")):
+        fit_rows = usable & np.logical_or.reduce([cohort.splits[s] for s in fit_on])
+        fitted = fit_probe(features[fit_rows], values[fit_rows], cohort.patients[fit_rows], target.kind,
+                           settings.inner_folds, settings.seed)
+        score_rows = usable & cohort.splits[score_on]
+        if fitted is not None and score_rows.any():
+            result[score_on][score_rows] = probe_predict(fitted[0], target.kind, features[score_rows])
+    return result
+
+
+def _test_scores(kind: str, values: np.ndarray, predicted: np.ndarray, mask: np.ndarray,
+                 cohort: _Cohort) -> tuple[float, np.ndarray]:
+    """The point score on the masked test nodules and its (B,) resampled scores."""
+    truth, guess, patient = values[mask], predicted[mask], cohort.test_patient[mask]
+    point = float(score_metric(kind, truth, guess, np.ones((1, len(truth))))[0]) if mask.any() else float("nan")
+    return point, score_metric(kind, truth, guess, cohort.resamples[:, patient]) if mask.any() else np.array([])
+
+
+def _paired(kind: str, row: dict, reference: dict | None, cohort: _Cohort) -> tuple[float, float, float]:
+    """Row minus reference on the test nodules both scored: (difference, 95 % low, high); NaN if either is missing."""
+    if reference is None:
+        return float("nan"), float("nan"), float("nan")
+    both = np.isfinite(row["test"]) & np.isfinite(reference["test"])
+    if not both.any():
+        return float("nan"), float("nan"), float("nan")
+    row_point, row_boot = _test_scores(kind, row["values"], row["test"], both, cohort)
+    ref_point, ref_boot = _test_scores(kind, reference["values"], reference["test"], both, cohort)
+    return (row_point - ref_point, *percentile_interval(row_boot - ref_boot))
+
+
+def _record(row: FeatureRow, target: Target, status: str) -> dict:
+    record = dict.fromkeys(TABLE_COLUMNS, float("nan"))
+    record.update(row=row.name, title=row.title, kind=row.kind, target=target.column, target_title=target.title,
+                  metric=target.metric, status=status, n_test_nodules=0, n_test_patients=0, n_val_nodules=0)
+    return record
+
+
+def _scored(row: FeatureRow, target: Target, predicted: dict, references: dict, cohort: _Cohort) -> dict:
+    tested = np.isfinite(predicted["test"])
+    valued = np.isfinite(predicted["val"])
+    record = _record(row, target, "scored" if tested.any() else "unscorable")
+    record.update(n_test_nodules=int(tested.sum()), n_test_patients=len(np.unique(cohort.patients[tested])),
+                  n_val_nodules=int(valued.sum()))
+    point, resampled = _test_scores(target.kind, predicted["values"], predicted["test"], tested, cohort)
+    record.update(test=point, **dict(zip(("ci_low", "ci_high"), percentile_interval(resampled))))
+    if valued.any():
+        val_truth, val_guess = predicted["values"][valued], predicted["val"][valued]
+        record["val"] = float(score_metric(target.kind, val_truth, val_guess, np.ones((1, len(val_truth))))[0])
+    for name, reference in references.items():
+        difference = _paired(target.kind, predicted, reference, cohort)
+        record.update(zip((f"diff_vs_{name}", f"diff_vs_{name}_ci_low", f"diff_vs_{name}_ci_high"), difference))
+    return record
+
+
+def score_benchmark(manifest: pd.DataFrame, rows: Sequence[FeatureRow], control: str,
+                    settings: BenchmarkConfig) -> pd.DataFrame:
+    """The long score table: one record per (row, target), columns ``TABLE_COLUMNS``, rows in the given order.
+
+    Args:
+        manifest: the cohort manifest (nodule_id, patient_id, split ∈ train/val/test, the targets' columns).
+        rows: the rows to score. Consensus diameter alone (``DIAMETER_ROW``) is added from the manifest
+            when no row of that name is given: every row is paired against it.
+        control: the name of the control row (the untrained copy) every row is paired against.
+        settings: ``bootstrap_samples``, ``inner_folds``, ``seed``, ``density_targets``.
+
+    Raises:
+        ValueError: no row named ``control``, repeated row names, a split with no nodule, a missing column.
+    """
+    names = [row.name for row in rows]
+    if len(set(names)) != len(names):
+        raise ValueError(f"repeated row name(s): {sorted({n for n in names if names.count(n) > 1})}")
+    if control not in names:
+        raise ValueError(f"the control row {control!r} is not among the rows ({', '.join(names) or 'none'})")
+    cohort = _cohort(manifest, settings)
+    rows = list(rows) if DIAMETER_ROW in names else [*rows, consensus_diameter_row(cohort.manifest)]
+    records = []
+    with threadpool_limits(1):  # BLAS threads only slow these small fits down
+        for target in benchmark_targets(cohort.manifest, settings.density_targets):
+            log.info("scoring %s on %d rows", target.title, len(rows))
+            predictions = {row.name: _predictions(row, target, cohort, settings)
+                           for row in rows if target.column not in row.skip}
+            references = {"control": predictions.get(control), "diameter": predictions.get(DIAMETER_ROW)}
+            for row in rows:
+                records.append(_scored(row, target, predictions[row.name], references, cohort)
+                               if row.name in predictions else _record(row, target, "skipped"))
+    return pd.DataFrame.from_records(records, columns=TABLE_COLUMNS)
+
+
+def score_files(manifest_path: str | os.PathLike, feature_paths: Sequence[str | os.PathLike], control: str,
+                settings: BenchmarkConfig, table_md: str | os.PathLike, table_csv: str | os.PathLike) -> pd.DataFrame:
+    """Read the manifest and every row's feature file, score them, write ``table_csv`` and ``table_md``.
+
+    Returns the long table written to ``table_csv``.
+    """
+    manifest = read_parquet(manifest_path)
+    rows = [read_feature_set(path) for path in feature_paths]
+    table = score_benchmark(manifest, rows, control, settings)
+    titles = dict(zip(table["row"], table["title"]))
+    markdown = format_markdown(table, titles[control], titles[DIAMETER_ROW], settings.bootstrap_samples)
+    for path, write in ((table_csv, lambda tmp: table.to_csv(tmp, index=False)),
+                        (table_md, lambda tmp: Path(tmp).write_text(markdown))):
+        with atomic_path(path) as tmp:
+            write(tmp)
+    return table

@@ -1,0 +1,91 @@
+"""The benchmark's long score table (``score_benchmark``) as markdown: test scores, paired differences, val scores.
+
+Cells: ``0.83 [0.77, 0.89]`` (score and patient-bootstrap 95 % interval); ``—`` where the row skips the
+target (its features contain it); ``n/a`` where it could not be scored (one class, no nodule). Minus is
+written "−" and a value that rounds to zero is ``0.00``, never ``−0.00``. A row scored on fewer test
+nodules than the target has (missing features) says so in its cell.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+__all__ = ["format_number", "format_markdown"]
+
+DIRECTION = "AUC: 0.5 chance, higher better; R²: 1 perfect, 0 = mean, higher better."
+SKIPPED, UNSCORED = "—", "n/a"
+
+
+def format_number(value: float, signed: bool = False) -> str:
+    """Two decimals with a true minus sign; ``signed`` adds "+" to positives; zero is always ``0.00``."""
+    if value is None or not math.isfinite(value):
+        return UNSCORED
+    rounded = round(float(value), 2) + 0.0  # + 0.0 turns −0.0 into 0.0
+    text = f"{abs(rounded):.2f}"
+    if rounded < 0:
+        return "−" + text
+    return ("+" + text) if signed and rounded > 0 else text
+
+
+def _cell(record: pd.Series, point: str, low: str, high: str, signed: bool, target_n: int) -> str:
+    if record["status"] == "skipped":
+        return SKIPPED
+    if not math.isfinite(record[point]):
+        return UNSCORED
+    cell = format_number(record[point], signed)
+    if math.isfinite(record[low]):
+        cell += f" [{format_number(record[low], signed)}, {format_number(record[high], signed)}]"
+    return cell + (f" (n = {int(record['n_test_nodules'])})" if record["n_test_nodules"] < target_n else "")
+
+
+def _targets(table: pd.DataFrame) -> pd.DataFrame:
+    """One line per target in table order: its title, metric and the test split's n (nodules, patients)."""
+    grouped = table.groupby("target", sort=False)
+    return pd.DataFrame({"title": grouped["target_title"].first(), "metric": grouped["metric"].first(),
+                         "n": grouped["n_test_nodules"].max(), "patients": grouped["n_test_patients"].max(),
+                         "n_val": grouped["n_val_nodules"].max()})
+
+
+def _grid(table: pd.DataFrame, targets: pd.DataFrame, cell) -> list[str]:
+    header = ["row", *(f"{t.title} ({t.metric})" for t in targets.itertuples())]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, records in table.groupby("row", sort=False):
+        by_target = records.set_index("target")
+        cells = [str(records["title"].iloc[0])]
+        cells += [cell(by_target.loc[target], int(t.n)) for target, t in targets.iterrows()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _n_line(targets: pd.DataFrame) -> str:
+    counts = "; ".join(f"{t.title} {int(t.n)} nodules / {int(t.patients)} patients" for t in targets.itertuples())
+    return f"Test split, n per target: {counts}."
+
+
+def format_markdown(table: pd.DataFrame, control_title: str, diameter_title: str, bootstrap_samples: int) -> str:
+    """Markdown: the test-score table, the paired differences (vs control, vs diameter) and the val scores.
+
+    Args:
+        table: ``score_benchmark``'s long table. control_title, diameter_title: the reference rows' titles.
+        bootstrap_samples: the number of patient resamples behind each interval (for the header).
+    """
+    targets = _targets(table)
+    intervals = f"Intervals: patient-bootstrap 95 % ({bootstrap_samples} resamples of the test patients)."
+    test = _grid(table, targets, lambda r, n: _cell(r, "test", "ci_low", "ci_high", False, n))
+    parts = ["## Test split: each row scored once (probe fitted on train + val)", "", _n_line(targets),
+             f"{DIRECTION} {intervals}", "", *test, ""]
+    parts += ["## Paired differences on the test split", "", _n_line(targets),
+              f"Row's score minus the reference's on the same test nodules and resamples; positive = the row "
+              f"scores higher. {intervals}", ""]
+    for column, title in (("diff_vs_control", control_title), ("diff_vs_diameter", diameter_title)):
+        parts += [f"### Row − {title}", ""]
+        parts += _grid(table, targets, lambda r, n, c=column: _cell(r, c, f"{c}_ci_low", f"{c}_ci_high", True, n))
+        parts.append("")
+    val_counts = "; ".join(f"{t.title} {int(t.n_val)} nodules" for t in targets.itertuples())
+    parts += ["## Selection split (val): probe fitted on train only", "",
+              "These are the numbers choices may be made on (variant, epochs, probe); the test numbers above "
+              f"are looked at once, after every choice. Val split, n per target: {val_counts}. {DIRECTION}", ""]
+    parts += _grid(table, targets, lambda r, n: SKIPPED if r["status"] == "skipped" else format_number(r["val"]))
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,205 @@
+"""The benchmark's scoring on synthetic cohorts: exact metrics, no test leakage, patient-bootstrap intervals,
+paired differences, skipped targets, the markdown's n header, and the feature-file round trip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import r2_score, roc_auc_score
+
+from lidcvae.benchmark.bootstrap import patient_resamples, weighted_auc, weighted_r2
+from lidcvae.benchmark.rows import FeatureRow, annotation_feature_sets, read_feature_set, write_feature_set
+from lidcvae.benchmark.score import score_benchmark, score_files
+from lidcvae.benchmark.settings import BenchmarkConfig
+from lidcvae.benchmark.table import format_markdown, format_number
+
+SETTINGS = BenchmarkConfig.from_mapping({"bootstrap_samples": 200, "inner_folds": 3, "seed": 0})
+RATINGS = ("subtlety", "internalStructure", "calcification", "sphericity", "margin", "lobulation", "spiculation",
+           "texture", "malignancy")
+
+
+def synthetic_manifest(n_patients: int, seed: int = 0, nodules_per_patient: int = 2) -> pd.DataFrame:
+    """Patients split 60/20/20 in order; malignancy grows with diameter; ratings random 1–5."""
+    rng = np.random.default_rng(seed)
+    patient = np.repeat(np.arange(n_patients), nodules_per_patient)
+    n = len(patient)
+    split = np.where(patient < 0.6 * n_patients, "train", np.where(patient < 0.8 * n_patients, "val", "test"))
+    diameter = rng.uniform(4, 30, n)
+    malignancy = np.clip(np.round(1 + 4 * (diameter - 4) / 26 + rng.normal(0, 0.8, n)), 1, 5)
+    table = pd.DataFrame({
+        "nodule_id": [f"P{p:04d}_n{i}" for i, p in enumerate(patient)], "patient_id": [f"P{p:04d}" for p in patient],
+        "split": split, "consensus_diameter_mm": diameter, "annotation_diameter_mm": diameter * rng.uniform(0.9, 1.1, n),
+        **{r: rng.integers(1, 6, n).astype(float) for r in RATINGS}})
+    table["malignancy"] = malignancy
+    table["label"] = pd.array([1 if m > 3 else 0 if m < 3 else pd.NA for m in malignancy], dtype="Int64")
+    return table
+
+
+def row(name: str, manifest: pd.DataFrame, columns: dict[str, np.ndarray], skip=(), kind="model") -> FeatureRow:
+    features = pd.DataFrame(columns, index=manifest["nodule_id"].astype(str)).astype(float)
+    features.index.name = "nodule_id"
+    return FeatureRow(name, name.replace("_", " "), kind, tuple(skip), features)
+
+
+def noise_row(name: str, manifest: pd.DataFrame, seed: int) -> FeatureRow:
+    rng = np.random.default_rng(seed)
+    return row(name, manifest, {f"z{i}": rng.normal(size=len(manifest)) for i in range(3)}, kind="control")
+
+
+def cell(table: pd.DataFrame, row_name: str, target: str) -> pd.Series:
+    return table[(table["row"] == row_name) & (table["target"] == target)].iloc[0]
+
+
+# -- exact metrics --------------------------------------------------------------------------------------
+
+AUC_CASES = [  # (truth, score, AUC): 3 of 4 pairs ordered; a tie counts one half
+    ([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], 0.75),
+    ([0, 1, 0, 1], [0.2, 0.2, 0.5, 0.9], 0.625),
+    ([1, 1, 0, 0], [0.1, 0.2, 0.3, 0.4], 0.0),
+]
+
+
+@pytest.mark.parametrize("truth, score, expected", AUC_CASES)
+def test_auc_is_exact_and_a_weight_counts_as_a_copy(truth, score, expected):
+    truth, score = np.array(truth), np.array(score)
+    assert weighted_auc(truth, score, np.ones((1, 4)))[0] == pytest.approx(expected, abs=1e-12)
+    weights = np.array([[2, 0, 1, 3]])
+    copies = np.repeat(np.arange(4), weights[0])
+    assert weighted_auc(truth, score, weights)[0] == pytest.approx(roc_auc_score(truth[copies], score[copies]))
+
+
+def test_r2_is_exact_and_a_weight_counts_as_a_copy():
+    truth, predicted = np.array([1.0, 2.0, 3.0, 5.0]), np.array([1.5, 2.0, 2.5, 5.0])
+    # Σ(y − ŷ)² = 0.5, Σ(y − ȳ)² = 8.75 (ȳ = 2.75)
+    assert weighted_r2(truth, predicted, np.ones((1, 4)))[0] == pytest.approx(1 - 0.5 / 8.75, abs=1e-12)
+    weights = np.array([[1, 3, 0, 2]])
+    copies = np.repeat(np.arange(4), weights[0])
+    assert weighted_r2(truth, predicted, weights)[0] == pytest.approx(r2_score(truth[copies], predicted[copies]))
+
+
+def test_resampled_auc_is_nan_without_both_classes():
+    assert np.isnan(weighted_auc(np.array([0, 1]), np.array([0.3, 0.6]), np.array([[2, 0]]))[0])
+
+
+# -- fitting never sees the test patients -------------------------------------------------------------------
+
+def test_a_feature_that_encodes_the_target_off_test_only_scores_chance_on_test():
+    manifest = synthetic_manifest(200)
+    label = manifest["label"].to_numpy(float, na_value=np.nan)
+    leaky = np.where(manifest["split"] == "test", np.random.default_rng(1).normal(size=len(manifest)), label)
+    leaky = np.nan_to_num(leaky, nan=0.5)
+    rows = [row("leaky", manifest, {"a": leaky}), noise_row("untrained", manifest, 2)]
+    table = score_benchmark(manifest, rows, "untrained", SETTINGS)
+    scored = cell(table, "leaky", "label")
+    assert scored["val"] == pytest.approx(1.0)  # the train-only probe reads val perfectly
+    assert scored["ci_low"] < 0.5 < scored["ci_high"]
+    assert abs(scored["test"] - 0.5) < 0.15
+
+
+def test_a_feature_equal_to_the_target_scores_perfectly():
+    manifest = synthetic_manifest(60)
+    rows = [row("exact", manifest, {"s": manifest["sphericity"].to_numpy()}), noise_row("untrained", manifest, 0)]
+    table = score_benchmark(manifest, rows, "untrained", SETTINGS)
+    assert cell(table, "exact", "sphericity")["test"] > 0.999
+    assert cell(table, "consensus_diameter", "label")["test"] > 0.8  # malignancy was made to grow with size
+
+
+# -- bootstrap and paired differences ------------------------------------------------------------------------
+
+def test_the_interval_holds_the_estimate_and_narrows_with_more_patients():
+    widths = []
+    for n_patients in (60, 480):
+        manifest = synthetic_manifest(n_patients)
+        table = score_benchmark(manifest, [noise_row("untrained", manifest, 0)], "untrained", SETTINGS)
+        for target in ("label", "log_diameter", "sphericity"):
+            scored = cell(table, "untrained" if target != "label" else "consensus_diameter", target)
+            assert scored["ci_low"] <= scored["test"] <= scored["ci_high"]
+        scored = cell(table, "untrained", "label")  # near chance, where a width goes as 1/√patients
+        widths.append(scored["ci_high"] - scored["ci_low"])
+    assert widths[1] < 0.6 * widths[0]
+
+
+def test_resamples_draw_patients_and_are_seeded():
+    counts = patient_resamples(30, 50, seed=4)
+    assert counts.shape == (50, 30) and (counts.sum(axis=1) == 30).all()
+    assert np.array_equal(counts, patient_resamples(30, 50, seed=4))
+
+
+def test_a_row_paired_with_itself_differs_by_exactly_zero():
+    manifest = synthetic_manifest(80)
+    table = score_benchmark(manifest, [noise_row("untrained", manifest, 0)], "untrained", SETTINGS)
+    for target in ("label", "sphericity", "log_diameter"):
+        scored = cell(table, "untrained", target)
+        assert (scored["diff_vs_control"], scored["diff_vs_control_ci_low"], scored["diff_vs_control_ci_high"]) == (0, 0, 0)
+    diameter = cell(table, "consensus_diameter", "label")
+    assert (diameter["diff_vs_diameter"], diameter["diff_vs_diameter_ci_low"], diameter["diff_vs_diameter_ci_high"]) == (0, 0, 0)
+
+
+# -- the table -------------------------------------------------------------------------------------------------
+
+def test_a_skipped_target_shows_as_a_dash_and_the_header_gives_n():
+    manifest = synthetic_manifest(60)
+    rows = [row("shape", manifest, {"s": manifest["sphericity"].to_numpy()}, skip=("sphericity",)),
+            noise_row("untrained", manifest, 0)]
+    table = score_benchmark(manifest, rows, "untrained", SETTINGS)
+    assert cell(table, "shape", "sphericity")["status"] == "skipped"
+    markdown = format_markdown(table, "untrained", "consensus diameter alone", SETTINGS.bootstrap_samples)
+    shape_line = next(line for line in markdown.splitlines() if line.startswith("| shape |"))
+    headers = next(line for line in markdown.splitlines() if line.startswith("| row |")).split(" | ")
+    assert shape_line.split(" | ")[headers.index("Sphericity (R²)")] == "—"
+    test = manifest[manifest["split"] == "test"]
+    labelled = test[test["label"].notna()]
+    assert (f"Malignancy (median rule) {len(labelled)} nodules / {labelled['patient_id'].nunique()} patients"
+            in markdown)
+    assert f"Sphericity {len(test)} nodules / {test['patient_id'].nunique()} patients" in markdown
+    assert "patient-bootstrap 95 %" in markdown and "AUC: 0.5 chance" in markdown and "−0.00" not in markdown
+
+
+@pytest.mark.parametrize("value, signed, text", [(-0.004, True, "0.00"), (-0.004, False, "0.00"), (-0.126, True, "−0.13"),
+                                                 (0.126, True, "+0.13"), (0.5, False, "0.50"), (float("nan"), False, "n/a")])
+def test_numbers_use_a_true_minus_and_never_negative_zero(value, signed, text):
+    assert format_number(value, signed) == text
+
+
+# -- files -------------------------------------------------------------------------------------------------------
+
+def test_a_feature_set_round_trips_through_its_files(tmp_path):
+    table = pd.DataFrame({"nodule_id": ["a", "b"], "z0": [0.5, 1.5], "n": pd.array([1, pd.NA], dtype="Int64")})
+    path = write_feature_set(tmp_path / "latents.parquet", table, "trained default", ["margin"], "model")
+    assert json.loads((tmp_path / "latents.json").read_text()) == {"title": "trained default", "kind": "model",
+                                                                   "skip": ["margin"]}
+    read = read_feature_set(path)
+    assert (read.name, read.title, read.kind, read.skip) == ("latents", "trained default", "model", ("margin",))
+    assert read.features.loc["a", "z0"] == 0.5 and np.isnan(read.features.loc["b", "n"])
+
+
+@pytest.mark.parametrize("table, kind, message", [
+    (pd.DataFrame({"z0": [1.0]}), "model", "no nodule_id"),
+    (pd.DataFrame({"nodule_id": ["a", "a"], "z0": [1.0, 2.0]}), "model", "more than once"),
+    (pd.DataFrame({"nodule_id": ["a"], "z0": ["x"]}), "model", "non-numeric"),
+    (pd.DataFrame({"nodule_id": ["a"], "z0": [1.0]}), "latent", "not one of"),
+])
+def test_a_bad_feature_set_is_refused_naming_why(tmp_path, table, kind, message):
+    with pytest.raises(ValueError, match=message):
+        write_feature_set(tmp_path / "row.parquet", table, "row", [], kind)
+
+
+def test_the_files_give_both_tables_with_the_annotation_rows(tmp_path):
+    manifest = synthetic_manifest(60)
+    manifest_path = tmp_path / "manifest.parquet"
+    manifest.to_parquet(manifest_path)
+    paths = [write_feature_set(tmp_path / f"{name}.parquet", spec["table"], spec["title"], spec["skip"], spec["kind"])
+             for name, spec in annotation_feature_sets(manifest).items()]
+    control = noise_row("untrained", manifest, 0)
+    paths.append(write_feature_set(tmp_path / "untrained.parquet", control.features.reset_index(), "untrained copy",
+                                   [], "control"))
+    table = score_files(manifest_path, paths, "untrained", SETTINGS, tmp_path / "table.md", tmp_path / "table.csv")
+    assert set(table["row"]) == {"consensus_diameter", "readers_diameter", "readers_diameter_shape",
+                                 "readers_diameter_density", "untrained"}
+    assert cell(table, "readers_diameter_shape", "margin")["status"] == "skipped"
+    assert cell(table, "readers_diameter", "margin")["status"] == "scored"
+    assert pd.read_csv(tmp_path / "table.csv").shape == table.shape
+    assert "### Row − untrained copy" in (tmp_path / "table.md").read_text()
