@@ -17,11 +17,14 @@ from pathlib import Path
 import _bootstrap  # noqa: F401  (this checkout's lidcvae first on sys.path)
 from lidcvae.workflow.cli import config_from_args, run_script, setup_logging
 
+TITLE = "contrastive (SimCLR, same backbone)"
+
 
 def contrastive_row(variant_path, manifest, settings, checkpoint, features) -> int:
-    """Train (``settings``: the typed ``benchmark.contrastive``), embed every nodule, write the features; rows."""
+    """Train (``settings``: the typed ``benchmark.contrastive``), embed every nodule, write the row's features
+    (``<row>.parquet`` and its ``.json`` sidecar, ``lidcvae.benchmark.rows``); returns the rows written."""
     from lidcvae.benchmark.contrastive import embed_contrastive, train_contrastive
-    from lidcvae.io import write_parquet
+    from lidcvae.benchmark.rows import write_feature_set
     from lidcvae.run_config import load_config
 
     variant = load_config(variant_path)
@@ -29,7 +32,7 @@ def contrastive_row(variant_path, manifest, settings, checkpoint, features) -> i
     train_contrastive(variant, settings, manifest, checkpoint)
     table = embed_contrastive(checkpoint, manifest, variant.embed.batch_size, variant.embed.device)
     Path(features).parent.mkdir(parents=True, exist_ok=True)
-    write_parquet(table, features)
+    write_feature_set(features, table, TITLE, skip=(), kind="model")
     return len(table)
 
 
@@ -40,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="workflow config; its benchmark.contrastive section is used")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     parser.add_argument("--checkpoint", required=True, type=Path, help="output: the encoder's checkpoint")
-    parser.add_argument("--features", required=True, type=Path, help="output Parquet: nodule_id + simclr000 …")
+    parser.add_argument("--features", required=True, type=Path, help="output <row>.parquet: nodule_id + simclr000 … (and <row>.json)")
     parser.add_argument("--log", type=Path, help="also log to this file")
     args = parser.parse_args(argv)
     setup_logging(args.log)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -166,3 +167,5 @@ def test_the_stage_script_writes_the_checkpoint_and_features(sample_manifest, tm
     features = pd.read_parquet(out / "features.parquet")
     assert len(features) == len(pd.read_parquet(sample_manifest)) and "simclr007" in features.columns
     assert read_checkpoint(out / "contrastive.pt")["contrastive"]["batch_size"] == 4
+    sidecar = json.loads((out / "features.json").read_text())
+    assert sidecar == {"title": "contrastive (SimCLR, same backbone)", "kind": "model", "skip": []}
