@@ -3,7 +3,12 @@ paired differences, skipped targets, the markdown's n header, and the feature-fi
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -16,6 +21,7 @@ from lidcvae.benchmark.score import score_benchmark, score_files
 from lidcvae.benchmark.settings import BenchmarkConfig
 from lidcvae.benchmark.table import format_markdown, format_number
 
+SCRIPT = Path(__file__).resolve().parents[1] / "pipelines" / "benchmark_score.py"
 SETTINGS = BenchmarkConfig.from_mapping({"bootstrap_samples": 200, "inner_folds": 3, "seed": 0})
 RATINGS = ("subtlety", "internalStructure", "calcification", "sphericity", "margin", "lobulation", "spiculation",
            "texture", "malignancy")
@@ -203,3 +209,40 @@ def test_the_files_give_both_tables_with_the_annotation_rows(tmp_path):
     assert cell(table, "readers_diameter", "margin")["status"] == "scored"
     assert pd.read_csv(tmp_path / "table.csv").shape == table.shape
     assert "### Row − untrained copy" in (tmp_path / "table.md").read_text()
+
+
+# -- the stage script ------------------------------------------------------------------------------------------
+
+def _files(tmp_path, n_patients=40):
+    manifest = synthetic_manifest(n_patients)
+    manifest.to_parquet(tmp_path / "manifest.parquet")
+    control = noise_row("untrained", manifest, 0)
+    path = write_feature_set(tmp_path / "untrained.parquet", control.features.reset_index(), "untrained copy", [],
+                             "control")
+    return tmp_path / "manifest.parquet", path
+
+
+def test_the_script_writes_both_tables_from_the_command_line(tmp_path):
+    manifest, features = _files(tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--manifest", str(manifest), "--features", str(features), "--control", "untrained",
+         "--table-md", str(tmp_path / "t.md"), "--table-csv", str(tmp_path / "t.csv"),
+         "--set", "benchmark.bootstrap_samples=20"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert set(pd.read_csv(tmp_path / "t.csv")["row"]) == {"untrained", "consensus_diameter"}
+    assert "(20 resamples of the test patients)" in (tmp_path / "t.md").read_text()
+
+
+def test_the_script_under_a_rule_says_a_missing_control_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # as Snakemake and python pipelines/x.py do
+    manifest, features = _files(tmp_path)
+    spec = importlib.util.spec_from_file_location("benchmark_score", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    smk = SimpleNamespace(input=SimpleNamespace(manifest=manifest, features=[features]),
+                          params=SimpleNamespace(control="trained"), config={"benchmark": {"bootstrap_samples": 20}},
+                          output=SimpleNamespace(table_md=tmp_path / "t.md", table_csv=tmp_path / "t.csv"))
+    with pytest.raises(SystemExit) as stopped:
+        script.run_from_snakemake(smk)
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: the control row 'trained' is not among the rows (untrained)"

@@ -21,7 +21,9 @@ def patient_resamples(n_patients: int, n_resamples: int, seed: int) -> np.ndarra
     """(B, P) integer counts: how often each of the P test patients is drawn in each of the B resamples."""
     rng = np.random.default_rng([seed, 27])
     draws = rng.integers(0, n_patients, size=(n_resamples, n_patients))
-    return np.stack([np.bincount(row, minlength=n_patients) for row in draws]) if n_resamples else np.zeros((0, n_patients), int)
+    counts = np.zeros((n_resamples, n_patients), np.int64)
+    np.add.at(counts, (np.arange(n_resamples)[:, None], draws), 1)
+    return counts
 
 
 def weighted_auc(truth: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -28,14 +28,18 @@ import pandas as pd
 from lidcvae.io import atomic_path, write_parquet
 
 __all__ = [
-    "KINDS", "DIAMETER_ROW", "FeatureRow", "write_feature_set", "read_feature_set", "annotation_feature_sets",
-    "consensus_diameter_row",
+    "BenchmarkInputError", "KINDS", "DIAMETER_ROW", "FeatureRow", "write_feature_set", "read_feature_set",
+    "annotation_feature_sets", "consensus_diameter_row",
 ]
 
 KINDS = ("model", "control", "baseline", "annotation")
 DIAMETER_ROW = "consensus_diameter"  # the size-only reference every row is paired against
 SHAPE_RATINGS = ("sphericity", "lobulation", "spiculation", "margin")
 DENSITY_RATINGS = ("texture", "calcification", "subtlety", "internalStructure")
+
+
+class BenchmarkInputError(ValueError):
+    """A feature file, its sidecar, the manifest or the rows given cannot be scored; the message names which."""
 
 
 @dataclass(frozen=True)
@@ -61,13 +65,13 @@ def write_feature_set(path: str | Path, table: pd.DataFrame, title: str, skip: I
         title: display name in the table. skip: target columns not to score. kind: one of ``KINDS``.
 
     Raises:
-        ValueError: no ``nodule_id`` or no feature column, a repeated nodule, a non-numeric column, an unknown kind.
+        BenchmarkInputError: no ``nodule_id`` or no feature column, a repeated nodule, a non-numeric column, an unknown kind.
     """
     path = Path(path)
     if path.suffix != ".parquet":
-        raise ValueError(f"feature file {path} must end in .parquet")
+        raise BenchmarkInputError(f"feature file {path} must end in .parquet")
     if kind not in KINDS:
-        raise ValueError(f"feature set {path.stem}: kind {kind!r} is not one of {', '.join(KINDS)}")
+        raise BenchmarkInputError(f"feature set {path.stem}: kind {kind!r} is not one of {', '.join(KINDS)}")
     _check_table(table, path.stem)
     write_parquet(table.reset_index(drop=True), path)
     with atomic_path(_sidecar(path)) as tmp:
@@ -77,16 +81,16 @@ def write_feature_set(path: str | Path, table: pd.DataFrame, title: str, skip: I
 
 def _check_table(table: pd.DataFrame, name: str) -> None:
     if "nodule_id" not in table.columns:
-        raise ValueError(f"feature set {name} has no nodule_id column")
+        raise BenchmarkInputError(f"feature set {name} has no nodule_id column")
     features = [c for c in table.columns if c != "nodule_id"]
     if not features:
-        raise ValueError(f"feature set {name} has no feature column besides nodule_id")
+        raise BenchmarkInputError(f"feature set {name} has no feature column besides nodule_id")
     not_numeric = [str(c) for c in features if not pd.api.types.is_numeric_dtype(table[c])]
     if not_numeric:
-        raise ValueError(f"feature set {name}: non-numeric feature column(s) {', '.join(not_numeric)}")
+        raise BenchmarkInputError(f"feature set {name}: non-numeric feature column(s) {', '.join(not_numeric)}")
     repeated = table["nodule_id"][table["nodule_id"].duplicated()]
     if len(repeated):
-        raise ValueError(f"feature set {name}: nodule {repeated.iloc[0]} appears more than once")
+        raise BenchmarkInputError(f"feature set {name}: nodule {repeated.iloc[0]} appears more than once")
 
 
 def read_feature_set(path: str | Path) -> FeatureRow:
@@ -101,7 +105,7 @@ def read_feature_set(path: str | Path) -> FeatureRow:
     table = pd.read_parquet(path)
     _check_table(table, path.stem)
     if meta.get("kind") not in KINDS:
-        raise ValueError(f"{sidecar}: kind {meta.get('kind')!r} is not one of {', '.join(KINDS)}")
+        raise BenchmarkInputError(f"{sidecar}: kind {meta.get('kind')!r} is not one of {', '.join(KINDS)}")
     features = table.assign(nodule_id=table["nodule_id"].astype(str)).set_index("nodule_id")
     features = features.apply(pd.to_numeric).astype(np.float64)  # nullable ints/floats: NA → NaN
     return FeatureRow(path.stem, str(meta.get("title", path.stem)), meta["kind"], tuple(meta.get("skip", ())), features)

@@ -27,7 +27,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from lidcvae.benchmark.bootstrap import patient_resamples, percentile_interval, score_metric
-from lidcvae.benchmark.rows import DIAMETER_ROW, FeatureRow, consensus_diameter_row, read_feature_set
+from lidcvae.benchmark.rows import (DIAMETER_ROW, BenchmarkInputError, FeatureRow, consensus_diameter_row,
+                                   read_feature_set)
 from lidcvae.benchmark.probes import fit_probe, probe_predict
 from lidcvae.benchmark.settings import BenchmarkConfig
 from lidcvae.benchmark.table import format_markdown
@@ -60,13 +61,14 @@ class _Cohort:
 def _cohort(manifest: pd.DataFrame, settings: BenchmarkConfig) -> _Cohort:
     missing = [c for c in ("nodule_id", "patient_id", "split") if c not in manifest.columns]
     if missing:
-        raise ValueError(f"the manifest has no column {', '.join(missing)}")
+        raise BenchmarkInputError(f"the manifest has no column {', '.join(missing)}")
     manifest = manifest.reset_index(drop=True).assign(nodule_id=lambda m: m["nodule_id"].astype(str))
     split = manifest["split"].astype(str).to_numpy()
     splits = {name: split == name for name in ("train", "val", "test")}
     empty = [name for name, mask in splits.items() if not mask.any()]
     if empty:
-        raise ValueError(f"the manifest's {' and '.join(empty)} split(s) hold no nodule: the benchmark needs train, val and test")
+        raise BenchmarkInputError(f"the manifest's {' and '.join(empty)} split(s) hold no nodule: "
+                                  "the benchmark needs train, val and test")
     patients = manifest["patient_id"].astype(str).to_numpy()
     test_patients, index = np.unique(patients[splits["test"]], return_inverse=True)
     test_patient = np.full(len(manifest), -1)
@@ -153,13 +155,13 @@ def score_benchmark(manifest: pd.DataFrame, rows: Sequence[FeatureRow], control:
         settings: ``bootstrap_samples``, ``inner_folds``, ``seed``, ``density_targets``.
 
     Raises:
-        ValueError: no row named ``control``, repeated row names, a split with no nodule, a missing column.
+        BenchmarkInputError: no row named ``control``, repeated row names, a split with no nodule, a missing column.
     """
     names = [row.name for row in rows]
     if len(set(names)) != len(names):
-        raise ValueError(f"repeated row name(s): {sorted({n for n in names if names.count(n) > 1})}")
+        raise BenchmarkInputError(f"repeated row name(s): {sorted({n for n in names if names.count(n) > 1})}")
     if control not in names:
-        raise ValueError(f"the control row {control!r} is not among the rows ({', '.join(names) or 'none'})")
+        raise BenchmarkInputError(f"the control row {control!r} is not among the rows ({', '.join(names) or 'none'})")
     cohort = _cohort(manifest, settings)
     rows = list(rows) if DIAMETER_ROW in names else [*rows, consensus_diameter_row(cohort.manifest)]
     records = []

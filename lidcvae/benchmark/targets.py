@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lidcvae.benchmark.rows import BenchmarkInputError
 from lidcvae.evaluate.representation import Target
 
 __all__ = ["SHAPE_TARGETS", "DENSITY_TARGETS", "benchmark_targets", "target_values"]
@@ -46,14 +47,14 @@ def benchmark_targets(manifest: pd.DataFrame, density_targets: bool) -> list[Tar
     """The targets this manifest can be scored on (``luna16_label`` only where the column exists).
 
     Raises:
-        ValueError: a required column (``label``, a shape rating, ``consensus_diameter_mm``, a density
+        BenchmarkInputError: a required column (``label``, a shape rating, ``consensus_diameter_mm``, a density
             rating when ``density_targets``) is missing, naming it.
     """
     targets = [t for t in MALIGNANCY_TARGETS if t.column != "luna16_label" or "luna16_label" in manifest.columns]
     targets += list(SHAPE_TARGETS) + (list(DENSITY_TARGETS) if density_targets else [])
     missing = [_source(t) for t in targets if _source(t) not in manifest.columns]
     if missing:
-        raise ValueError(f"the manifest has no column {', '.join(missing)} (needed by the benchmark's targets)")
+        raise BenchmarkInputError(f"the manifest has no column {', '.join(missing)} (needed by the benchmark's targets)")
     return targets
 
 
