@@ -121,6 +121,11 @@ def test_the_checkpoint_round_trips_and_embeds_one_row_per_manifest_row(trained,
     assert stored["epoch"] == best["epoch"] and stored["history"] == history[: best["epoch"]]
     assert stored["contrastive"]["temperature"] == 0.5 and stored["input"]["input_size"] == 16
     assert stored["config"]["model"]["mask_channel"] == MODELS[name]["mask_channel"]
+    torch.manual_seed(3)  # the variant's train.seed: the weights training started from
+    initial = ContrastiveEncoder.from_config(_variant(MODELS[name]).model, 4).state_dict()
+    unchanged = {key for key, value in initial.items() if value.is_floating_point() and torch.equal(value, stored["model"][key])}
+    assert {key for key in unchanged if "running" not in key} == {key for key in initial if "logvar" in key} | {
+        "backbone.sigma.log_sigma2"}  # no gradient reaches the log-variance heads; the decoder σ is never calibrated
     features = embed_contrastive(checkpoint, sample_manifest, batch_size=4, device="cpu")
     manifest = pd.read_parquet(sample_manifest)
     assert list(features["nodule_id"]) == list(manifest["nodule_id"])

@@ -39,8 +39,8 @@ from lidcvae.train.config import Augment
 if TYPE_CHECKING:  # annotations only: run_config sits above the stage packages
     from lidcvae.run_config import RunConfig
 
-__all__ = ["FEATURE_PREFIX", "ContrastiveEncoder", "nt_xent_loss", "jitter_intensity", "two_views", "train_contrastive",
-           "load_contrastive", "embed_contrastive"]
+__all__ = ["FEATURE_PREFIX", "ContrastiveEncoder", "nt_xent_loss", "jitter_intensity", "two_views", "contrastive_input",
+           "train_contrastive", "load_contrastive", "embed_contrastive", "contrastive_speed"]
 
 FEATURE_PREFIX = "simclr"
 log = logging.getLogger("lidcvae.benchmark.contrastive")
