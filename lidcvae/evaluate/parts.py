@@ -88,7 +88,7 @@ def training_part(history: pd.DataFrame | None, figure_dir: Path, checkpoint_epo
         return {"health": [], "checks": [], "healthy": False}, [], "no training history (metrics.csv) found"
     best = best_epoch_row(history, checkpoint_epoch)
     plot_training_curves(history, figure_dir / "loss_curves.png", best)
-    checks = training_checks(history, checkpoint_epoch)
+    checks = training_checks(history)
     seconds = training_seconds(history)
     epochs = history["epoch"].to_numpy() if "epoch" in history.columns else np.arange(1, len(history) + 1)
     section = {"epochs": len(history), "training_seconds": seconds, "healthy": healthy(checks),

@@ -186,12 +186,13 @@ def _overfitting_check(history: pd.DataFrame) -> list[TrainingCheck]:
                           "epochs" + (" while training rose: overfitting." if falling else ""))]
 
 
-def training_checks(history: pd.DataFrame, checkpoint_epoch: int | None = None) -> list[TrainingCheck]:
-    """Every check of the module docstring on ``history`` (metrics.csv); ``checkpoint_epoch``: best.pt's epoch."""
+def training_checks(history: pd.DataFrame) -> list[TrainingCheck]:
+    """Every check of the module docstring on ``history`` (metrics.csv); the best epoch is the one of lowest
+    validation total loss (the one the trainer keeps as best.pt)."""
     if len(history) < MIN_EPOCHS_TO_JUDGE:
         return [TrainingCheck("enough epochs", f"at least {MIN_EPOCHS_TO_JUDGE} epochs recorded", False,
                               f"Only {len(history)} epoch(s) recorded: too few to judge whether training converged.")]
-    best = best_epoch_row(history, checkpoint_epoch)
+    best = best_epoch_row(history)
     train = reconstruction_log_likelihood(history, "train")
     checks = _learning_checks(train) if train is not None else []
     checks += [_validation_check(history, best), _spike_check(history), _gap_check(history, best)]
@@ -203,10 +204,10 @@ def healthy(checks: list[TrainingCheck]) -> bool:
     return bool(checks) and all(c.passed is True for c in checks)
 
 
-def training_health(history: pd.DataFrame, checkpoint_epoch: int | None = None) -> list[str]:
+def training_health(history: pd.DataFrame) -> list[str]:
     """Sentences naming what in the curves departs from a healthy run (failed or not-computable checks); empty
     only when ``healthy``."""
-    return [c.detail if c.passed is False else f"{c.name}: {c.detail}" for c in training_checks(history, checkpoint_epoch)
+    return [c.detail if c.passed is False else f"{c.name}: {c.detail}" for c in training_checks(history)
             if c.passed is not True]
 
 
