@@ -55,6 +55,10 @@ def noise_row(name: str, manifest: pd.DataFrame, seed: int) -> FeatureRow:
     return row(name, manifest, {f"z{i}": rng.normal(size=len(manifest)) for i in range(3)}, kind="control")
 
 
+def markdown_cells(line: str) -> list[str]:
+    return [text.strip() for text in line.strip().strip("|").split("|")]
+
+
 def cell(table: pd.DataFrame, row_name: str, target: str) -> pd.Series:
     return table[(table["row"] == row_name) & (table["target"] == target)].iloc[0]
 
@@ -152,16 +156,21 @@ def test_a_skipped_target_shows_as_a_dash_and_the_header_gives_n():
             noise_row("untrained", manifest, 0)]
     table = score_benchmark(manifest, rows, "untrained", SETTINGS)
     assert cell(table, "shape", "sphericity")["status"] == "skipped"
-    markdown = format_markdown(table, "untrained", "consensus diameter alone", SETTINGS.bootstrap_samples)
-    shape_line = next(line for line in markdown.splitlines() if line.startswith("| shape |"))
-    headers = next(line for line in markdown.splitlines() if line.startswith("| row |")).split(" | ")
-    assert shape_line.split(" | ")[headers.index("Sphericity (R²)")] == "—"
+    markdown = format_markdown(table, "untrained", "consensus_diameter", SETTINGS.bootstrap_samples)
+    lines = markdown.splitlines()
+    headers = markdown_cells(next(line for line in lines if line.startswith("| row |")))
+    shape = markdown_cells(next(line for line in lines if line.startswith("| shape |")))
+    assert shape[headers.index("Sphericity (R²)")] == "—"
     test = manifest[manifest["split"] == "test"]
     labelled = test[test["label"].notna()]
     assert (f"Malignancy (median rule) {len(labelled)} nodules / {labelled['patient_id'].nunique()} patients"
             in markdown)
     assert f"Sphericity {len(test)} nodules / {test['patient_id'].nunique()} patients" in markdown
     assert "patient-bootstrap 95 %" in markdown and "AUC: 0.5 chance" in markdown and "−0.00" not in markdown
+    versus_diameter = markdown.split("### Row − consensus diameter alone")[1].split("##")[0].splitlines()
+    untrained = markdown_cells(next(line for line in versus_diameter if line.startswith("| untrained |")))
+    assert untrained[headers.index("log diameter (R²)")] == "—"  # diameter skips it: nothing to pair
+    assert not any(line.startswith("| consensus diameter alone |") for line in versus_diameter)
 
 
 @pytest.mark.parametrize("value, signed, text", [(-0.004, True, "0.00"), (-0.004, False, "0.00"), (-0.126, True, "−0.13"),

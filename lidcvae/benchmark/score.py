@@ -186,8 +186,7 @@ def score_files(manifest_path: str | os.PathLike, feature_paths: Sequence[str | 
     manifest = read_parquet(manifest_path)
     rows = [read_feature_set(path) for path in feature_paths]
     table = score_benchmark(manifest, rows, control, settings)
-    titles = dict(zip(table["row"], table["title"]))
-    markdown = format_markdown(table, titles[control], titles[DIAMETER_ROW], settings.bootstrap_samples)
+    markdown = format_markdown(table, control, DIAMETER_ROW, settings.bootstrap_samples)
     for path, write in ((table_csv, lambda tmp: table.to_csv(tmp, index=False)),
                         (table_md, lambda tmp: Path(tmp).write_text(markdown))):
         with atomic_path(path) as tmp:

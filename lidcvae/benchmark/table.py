@@ -1,7 +1,7 @@
 """The benchmark's long score table (``score_benchmark``) as markdown: test scores, paired differences, val scores.
 
-Cells: ``0.83 [0.77, 0.89]`` (score and patient-bootstrap 95 % interval); ``—`` where the row skips the
-target (its features contain it); ``n/a`` where it could not be scored (one class, no nodule). Minus is
+Cells: ``0.83 [0.77, 0.89]`` (score and patient-bootstrap 95 % interval); ``—`` where the row (or, for a
+paired difference, its reference) skips the target (its features contain it); ``n/a`` where it could not be scored (one class, no nodule). Minus is
 written "−" and a value that rounds to zero is ``0.00``, never ``−0.00``. A row scored on fewer test
 nodules than the target has (missing features) says so in its cell.
 """
@@ -64,14 +64,15 @@ def _n_line(targets: pd.DataFrame) -> str:
     return f"Test split, n per target: {counts}."
 
 
-def format_markdown(table: pd.DataFrame, control_title: str, diameter_title: str, bootstrap_samples: int) -> str:
+def format_markdown(table: pd.DataFrame, control: str, diameter: str, bootstrap_samples: int) -> str:
     """Markdown: the test-score table, the paired differences (vs control, vs diameter) and the val scores.
 
     Args:
-        table: ``score_benchmark``'s long table. control_title, diameter_title: the reference rows' titles.
+        table: ``score_benchmark``'s long table. control, diameter: the reference rows' names.
         bootstrap_samples: the number of patient resamples behind each interval (for the header).
     """
     targets = _targets(table)
+    titles = dict(zip(table["row"], table["title"]))
     intervals = f"Intervals: patient-bootstrap 95 % ({bootstrap_samples} resamples of the test patients)."
     test = _grid(table, targets, lambda r, n: _cell(r, "test", "ci_low", "ci_high", False, n))
     parts = ["## Test split: each row scored once (probe fitted on train + val)", "", _n_line(targets),
@@ -79,9 +80,12 @@ def format_markdown(table: pd.DataFrame, control_title: str, diameter_title: str
     parts += ["## Paired differences on the test split", "", _n_line(targets),
               f"Row's score minus the reference's on the same test nodules and resamples; positive = the row "
               f"scores higher. {intervals}", ""]
-    for column, title in (("diff_vs_control", control_title), ("diff_vs_diameter", diameter_title)):
-        parts += [f"### Row − {title}", ""]
-        parts += _grid(table, targets, lambda r, n, c=column: _cell(r, c, f"{c}_ci_low", f"{c}_ci_high", True, n))
+    for column, reference in (("diff_vs_control", control), ("diff_vs_diameter", diameter)):
+        skipped = set(table.loc[(table["row"] == reference) & (table["status"] == "skipped"), "target"])
+        parts += [f"### Row − {titles[reference]}", ""]
+        parts += _grid(table[table["row"] != reference], targets,  # a reference minus itself is 0 by construction
+                       lambda r, n, c=column: SKIPPED if r.name in skipped else
+                       _cell(r, c, f"{c}_ci_low", f"{c}_ci_high", True, n))
         parts.append("")
     val_counts = "; ".join(f"{t.title} {int(t.n_val)} nodules" for t in targets.itertuples())
     parts += ["## Selection split (val): probe fitted on train only", "",
