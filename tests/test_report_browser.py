@@ -159,7 +159,9 @@ def test_a_checkpoint_run_names_its_checkpoint_and_shows_no_training_of_its_own(
     iwae = next(r for r in _key_rows(headline) if r.startswith("IWAE log-likelihood, cohort"))
     assert f"{NOT_SPLIT}: {len(manifest)} nodules, {manifest['patient_id'].nunique()} patients" in iwae
     # the masks named for what they are: spheres of the table's diameter_mm, not a readers' consensus
-    assert "sphere mask" in dom and "consensus (50 %) mask" not in dom
+    reconstruction = dom[dom.index('<section id="reconstruction"'): dom.index('<section id="latent-space"')]
+    assert "sphere mask" in reconstruction and "consensus" not in reconstruction
+    assert "consensus (50 %) masks)" in headline  # while the checkpoint itself trained on the readers' consensus
     # the size-only control beside the neighbour claim (the table's diameter_mm)
     retrieval = dom[dom.index('<section id="retrieval"'): dom.index('<section id="generative"')]
     if "label_agreement" in metrics["retrieval"]:

@@ -176,8 +176,9 @@ def model_description(info: RunInfo) -> tuple[str, str]:
     warmup = f" after a {train.kl_warmup_steps}-step linear KL warm-up" if train.kl_warmup_steps else ""
     free_bits = f", free bits {train.free_bits:g} nats per dimension" if train.free_bits else ""
     view = model.histogram_view if model.name == "conv_vae3d" else None  # the MLP has no second view
-    histogram = (f" − {view.weight:g}·log p(h|z), h the nodule's {view.bins}-bin density histogram over the consensus "
-                 "mask and its edge band, decoded linearly from z with its own calibrated σ² (model.histogram_view),"
+    histogram = (f" − {view.weight:g}·log p(h|z), h the nodule's {view.bins}-bin density histogram over the "
+                 f"{_MASK_SHORT.get(info.mask_kind or '', 'consensus mask')} and its edge band, decoded linearly from z "
+                 "with its own calibrated σ² (model.histogram_view),"
                  if view is not None and view.enabled else "")
     loss = (f"negative ELBO = −log p(x|z){histogram} + β·KL(q(z|x) ‖ N(0, I)) with β = {train.beta:g}{warmup}{free_bits}; "
             f"{decoder}.")
