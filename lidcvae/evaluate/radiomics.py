@@ -20,18 +20,19 @@ __all__ = ["FEATURE_CLASSES", "radiomics_features", "radiomics_table"]
 FEATURE_CLASSES = ("shape", "firstorder", "glcm")
 
 
-def _extractor():
+def _extractor(feature_classes: tuple[str, ...]):
     from radiomics import featureextractor
 
     logging.getLogger("radiomics").setLevel(logging.ERROR)
     extractor = featureextractor.RadiomicsFeatureExtractor(binWidth=25, label=1, additionalInfo=False)
     extractor.disableAllFeatures()
-    for feature_class in FEATURE_CLASSES:
+    for feature_class in feature_classes:
         extractor.enableFeatureClassByName(feature_class)
     return extractor
 
 
-def radiomics_features(image_path: str | Path, mask_path: str | Path) -> dict[str, float]:
+def radiomics_features(image_path: str | Path, mask_path: str | Path,
+                       feature_classes: tuple[str, ...] = FEATURE_CLASSES) -> dict[str, float]:
     """{feature name: value} of one nodule, e.g. ``original_shape_MeshVolume`` (mm³).
 
     Raises:
@@ -43,23 +44,24 @@ def radiomics_features(image_path: str | Path, mask_path: str | Path) -> dict[st
     if not sitk.GetArrayViewFromImage(mask).any():
         raise ValueError(f"{mask_path}: the consensus mask is empty, no radiomics features")
     try:
-        values = _extractor().execute(image, mask)
+        values = _extractor(feature_classes).execute(image, mask)
     except Exception as error:  # pyradiomics raises bare ValueErrors/AssertionErrors without the file
         raise ValueError(f"{mask_path}: pyradiomics failed: {error}") from error
     return {name: float(value) for name, value in values.items() if not name.startswith("diagnostics_")}
 
 
-def _row(paths: tuple[str, str]) -> dict[str, float]:
-    return radiomics_features(*paths)
+def _row(job: tuple[str, str, tuple[str, ...]]) -> dict[str, float]:
+    return radiomics_features(*job)
 
 
-def radiomics_table(table: pd.DataFrame, workers: int = 1) -> pd.DataFrame:
-    """One row per ``table`` row (its ``image_path`` and ``mask_path``), one column per feature.
+def radiomics_table(table: pd.DataFrame, workers: int = 1, feature_classes: tuple[str, ...] = FEATURE_CLASSES) -> pd.DataFrame:
+    """One row per ``table`` row (its ``image_path`` and ``mask_path``), one column per feature of
+    ``feature_classes`` (shape alone for rendered nodules, whose density is drawn).
 
     Returns:
         DataFrame indexed like ``table``; columns sorted by name, float64.
     """
-    pairs = list(zip(table["image_path"].astype(str), table["mask_path"].astype(str)))
+    pairs = [(image, mask, feature_classes) for image, mask in zip(table["image_path"].astype(str), table["mask_path"].astype(str))]
     if workers > 1 and len(pairs) > 1:
         with ProcessPoolExecutor(workers) as pool:
             rows = list(pool.map(_row, pairs, chunksize=4))

@@ -1,0 +1,197 @@
+# The representation benchmark (benchmark.enabled; configs/benchmark/): on the run's cohort, one wildcard over
+# model variants (each a complete config file in configs/benchmark/variants/), the untrained copy of the
+# reference variant, a same-backbone contrastive encoder and the no-network baselines each write one feature
+# table; the table rule probes every row on train + val and scores it once on the test patients.
+BENCH = RESULTS / "benchmark"
+FEATURES = BENCH / "features"
+VARIANTS = Path(workflow.basedir) / "configs" / "benchmark" / "variants"
+MANIFEST = RESULTS / "extract" / "manifest.parquet"
+
+
+wildcard_constraints:
+    variant=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
+
+
+def _sidecar(path):
+    """A feature table's .json sidecar (title, kind, skipped targets: lidcvae.benchmark.rows)."""
+    return Path(str(path)).with_suffix(".json")
+
+
+def baseline_rows():
+    """The no-network rows: consensus diameter and raw-voxel PCA; on the render route also the readers' own
+    annotations (their mean diameter, + shape ratings, + density ratings), which the manifest holds there."""
+    rows = {"diameter": FEATURES / "consensus_diameter.parquet", "raw_pca": FEATURES / "raw-pca.parquet"}
+    if route_name() == "render":
+        rows |= {name: FEATURES / f"{name}.parquet" for name in
+                 ("readers_diameter", "readers_diameter_shape", "readers_diameter_density")}
+    return rows
+
+
+def benchmark_rows(wildcards=None):
+    """Every feature table the table rule scores, by the benchmark section."""
+    bench = config["benchmark"]
+    rows = [FEATURES / f"variant-{name}.parquet" for name in bench["variants"]]
+    rows += [FEATURES / "untrained.parquet", *baseline_rows().values()]
+    if bench["contrastive"]["enabled"]:
+        rows.append(FEATURES / "contrastive.parquet")
+    if bench["radiomics"]:
+        rows.append(FEATURES / "radiomics.parquet")
+    return [str(row) for row in rows]
+
+
+# The run folder keeps checkpoints/, metrics.csv and tensorboard/ out of the outputs so a killed run resumes
+# from its own last.pt (as rules/train.smk); model.pt is a hard link to best.pt made when training ends.
+rule benchmark_train:
+    input:
+        manifest=MANIFEST,
+        variant=VARIANTS / "{variant}.yaml",
+    output:
+        model=BENCH / "runs" / "{variant}" / "model.pt",
+    params:
+        run_dir=lambda wildcards, output: str(Path(output.model).parent),
+    log:
+        LOGS / "benchmark" / "train-{variant}.log",
+    benchmark:
+        BENCHMARKS / "benchmark" / "train-{variant}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=6 * 60,
+    conda:
+        CONDA_ENV
+    script:
+        "../benchmark_train.py"
+
+
+rule benchmark_variant_features:
+    input:
+        manifest=MANIFEST,
+        checkpoint=rules.benchmark_train.output.model,
+    output:
+        features=FEATURES / "variant-{variant}.parquet",
+        sidecar=FEATURES / "variant-{variant}.json",
+    log:
+        LOGS / "benchmark" / "features-{variant}.log",
+    benchmark:
+        BENCHMARKS / "benchmark" / "features-{variant}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        CONDA_ENV
+    script:
+        "../benchmark_features.py"
+
+
+rule benchmark_untrained:
+    input:
+        manifest=MANIFEST,
+        variant=VARIANTS / f"{config['benchmark']['reference']}.yaml",
+    output:
+        features=FEATURES / "untrained.parquet",
+        sidecar=FEATURES / "untrained.json",
+    log:
+        LOGS / "benchmark" / "untrained.log",
+    benchmark:
+        BENCHMARKS / "benchmark" / "untrained.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        CONDA_ENV
+    script:
+        "../benchmark_features.py"
+
+
+rule benchmark_baselines:
+    input:
+        manifest=MANIFEST,
+    output:
+        **baseline_rows(),
+        sidecars=[_sidecar(path) for path in baseline_rows().values()],
+    params:
+        raw_pca=config["benchmark"]["raw_pca"],
+        hu_window=config["model"]["hu_window"],  # raw voxels windowed as the model sees them
+        fill_hu=config["model"]["context"]["fill_hu"],
+    log:
+        LOGS / "benchmark" / "baselines.log",
+    benchmark:
+        BENCHMARKS / "benchmark" / "baselines.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        CONDA_ENV
+    script:
+        "../benchmark_baselines.py"
+
+
+rule benchmark_radiomics:
+    input:
+        manifest=MANIFEST,
+    output:
+        features=FEATURES / "radiomics.parquet",
+        sidecar=FEATURES / "radiomics.json",
+    params:
+        first_order=config["benchmark"]["density_targets"],  # real CT: shape and first-order; rendered: shape only
+    log:
+        LOGS / "benchmark" / "radiomics.log",
+    benchmark:
+        BENCHMARKS / "benchmark" / "radiomics.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=4 * 60,
+    conda:
+        CONDA_ENV
+    script:
+        "../benchmark_radiomics.py"
+
+
+rule benchmark_contrastive:
+    input:
+        manifest=MANIFEST,
+        variant=VARIANTS / f"{config['benchmark']['reference']}.yaml",
+    output:
+        checkpoint=BENCH / "runs" / "contrastive" / "model.pt",
+        features=FEATURES / "contrastive.parquet",
+        sidecar=FEATURES / "contrastive.json",
+    log:
+        LOGS / "benchmark" / "contrastive.log",
+    benchmark:
+        BENCHMARKS / "benchmark" / "contrastive.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=6 * 60,
+    conda:
+        CONDA_ENV
+    script:
+        "../benchmark_contrastive.py"
+
+
+rule benchmark_table:
+    input:
+        manifest=MANIFEST,
+        features=benchmark_rows(),
+        sidecars=[_sidecar(path) for path in benchmark_rows()],
+    output:
+        table_md=BENCH / "table.md",
+        table_csv=BENCH / "table.csv",
+    params:
+        control="untrained",
+    log:
+        LOGS / "benchmark" / "table.log",
+    benchmark:
+        BENCHMARKS / "benchmark" / "table.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        CONDA_ENV
+    script:
+        "../benchmark_score.py"
