@@ -210,7 +210,8 @@ def _outlines(readers: int, malignancy: list[float], diameters: list[float]) -> 
 @pytest.mark.parametrize("readers, malignancy, diameters, expected", [
     (3, [4, 4, 5], [5, 5, 5], 1),
     (4, [1, 2, 2, 3], [5, 5, 5, 5], 0),
-    (4, [3, 3, 4, 4], [5, 5, 5, 5], 1),      # mean 3.5 rounds half up
+    (4, [3, 3, 4, 4], [5, 5, 5, 5], 1),      # mean 3.5 rounds to even: 4
+    (4, [2, 2, 3, 3], [5, 5, 5, 5], 0),      # mean 2.5 rounds to even: 2 (half up would drop it as 3)
     (4, [2, 3, 3, 4], [5, 5, 5, 5], pd.NA),  # mean 3
     (2, [5, 5], [9, 9], pd.NA),              # fewer than 3 readers
     (3, [5, 5, 5], [9, 9, 2.5], pd.NA),      # one outline under 3 mm
