@@ -31,9 +31,9 @@ Figure = tuple[str, Path]
 SAMPLE_CAPTIONS = {
     "prior": "Samples from the prior z ~ N(0, I), decoder means: what the model generates from scratch. Where the "
              "posterior means sit far from N(0, I) these look unlike any input.",
-    "aggregate_posterior": "Samples from a full-covariance Gaussian fitted to the training nodules' posteriors "
+    "aggregate_posterior": "Samples from a full-covariance Gaussian fitted to the training split's posteriors "
                            "(the aggregate posterior; lidcvae.evaluate.sampling), decoder means: new codes where the "
-                           "decoder was trained, rather than from N(0, I), where no nodule was encoded.",
+                           "decoder was trained, rather than from N(0, I), where nothing was encoded.",
 }
 
 

@@ -261,11 +261,12 @@ def _probe_number(metrics: Mapping[str, Any], words: Vocabulary) -> list[KeyNumb
         value += f"; diameter alone {_fmt(verdict['size_auc'], 3)}"
         claim = ("beats diameter alone" if verdict["beats_size"] else
                  "does not beat diameter alone: no claim that the features carry more than size")
-    else:
-        claim = "no size-only control (no diameter column)"
+    else:  # MNIST has no size to control for
+        claim = "no size-only control (no diameter column)" if words.has_patients else ""
     averaging = f"; one-vs-rest AUC, macro-averaged over the {probe['classes']} classes" if probe.get("classes", 2) > 2 else ""
     return [KeyNumber(f"probe ROC AUC from the latents ({label})", value, "higher is better; 0.5 = chance",
-                      f"linear probe, grouped folds, 95 % bootstrap over groups{averaging}; {claim}", support, greyed)]
+                      f"linear probe, grouped folds, 95 % bootstrap over groups{averaging}" + (f"; {claim}" if claim else ""),
+                      support, greyed)]
 
 
 def key_numbers(metrics: Mapping[str, Any], split: str | None, tables: Mapping[str, pd.DataFrame] | None = None,

@@ -60,8 +60,8 @@ def _scope_notes(hu_window: HUWindow | None, words: Vocabulary) -> list[str]:
     folds = "each patient" if words.has_patients else "each group"
     notes = [f"ELBO, IWAE, MSE / PSNR / SSIM are per evaluated split; {masks}KL per dimension, active units, PCA, "
              "retrieval, attribute vectors, the projector and the probe use every embedded sample, train included (the "
-             f"probe's folds keep {folds} on one side; the encoder never saw a label). A number from fewer than 10 samples "
-             "or 5 patients is greyed and not a headline."]
+             f"probe's folds keep {folds} on one side; the encoder never saw a label). A number from fewer than 10 samples"
+             + (" or 5 patients" if words.has_patients else "") + " is greyed and not a headline."]
     if hu_window is not None:
         window = f"[{hu_window.lower_hu:g}, {hu_window.upper_hu:g}] HU"
         notes.append(f"MSE in HU² and RMSE in HU are measured inside the model's window {window} (voxels outside it are "

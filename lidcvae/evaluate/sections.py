@@ -35,13 +35,14 @@ def _figures(made: Sequence[Figure]) -> str:
     return "".join(figure_html(path, caption) for caption, path in made)
 
 
-def _split_rows(splits: Mapping[str, Any], nodule_error: Mapping[str, Any], patients: Mapping[str, int | None]) -> list[list]:
+def _split_rows(splits: Mapping[str, Any], nodule_error: Mapping[str, Any], patients: Mapping[str, int | None],
+                ct: bool) -> list[list]:
     rows = []
     for name, s in splits.items():
         coverage = f"{nodule_error[name]['mask_fraction']:.2%}" if name in nodule_error else "–"
         ratio = s["mse_normalised"] / s["mean_patch_mse_normalised"] if s["mean_patch_mse_normalised"] else float("nan")
-        rows.append([name, s["samples"], "–" if patients.get(name) is None else patients[name], coverage, s["elbo_nats"],
-                     s["iwae_log_likelihood_nats"], s["kl_nats"], s["psnr_db"], s["ssim"], ratio])
+        counts = [s["samples"], "–" if patients.get(name) is None else patients[name], coverage] if ct else [s["samples"]]
+        rows.append([name, *counts, s["elbo_nats"], s["iwae_log_likelihood_nats"], s["kl_nats"], s["psnr_db"], s["ssim"], ratio])
     return rows
 
 
@@ -54,17 +55,19 @@ def reconstruction_section(splits: Mapping[str, Any], nodule_error: Mapping[str,
     ``kept_voxels``: r of ``model.context: nodule`` (the model saw only the mask dilated by r voxels), or None.
     """
     unit = "HU" if hu else "model scale"
-    rows = _split_rows(splits, nodule_error, patients or {})
+    rows = _split_rows(splits, nodule_error, patients or {}, words.has_patients)
     body = [] if rows else [_skipped("No split was scored (evaluate.splits has no samples): likelihood and error tables not computed.")]
     if rows:
-        body += [f"<p>Per split, with its {words.many}{', patients' if words.has_patients else ''} and the share of the "
-                 "patch its masks cover: log-likelihoods of different splits are comparable only where these match (a "
-                 "split whose masks cover less is scored mostly on the constant fill). ELBO and IWAE: log-likelihood bounds "
+        counted = (f"Per split, with its {words.many}, patients and the share of the patch its masks cover: log-likelihoods "
+                   "of different splits are comparable only where these match (a split whose masks cover less is scored "
+                   "mostly on the constant fill). " if words.has_patients else f"Per split, with its {words.many}. ")
+        header = ["split", words.many, "patients", "mask share"] if words.has_patients else ["split", words.many]
+        body += [f"<p>{counted}ELBO and IWAE: log-likelihood bounds "
                  "in nats per sample, higher is better; KL in nats, ≥ 0; PSNR in dB and SSIM (1 = identical) higher is "
                  "better; the last column is the reconstruction MSE over the MSE of always answering the training set's "
                  "mean input (below 1 is better than a collapsed model).</p>",
-                 table_html(["split", words.many, "patients", "mask share", "ELBO (nats)", "IWAE log-lik. (nats)", "KL (nats)",
-                             "PSNR (dB)", "SSIM", "MSE ÷ mean-input MSE"], rows)]
+                 table_html([*header, "ELBO (nats)", "IWAE log-lik. (nats)", "KL (nats)", "PSNR (dB)", "SSIM",
+                             "MSE ÷ mean-input MSE"], rows)]
     if nodule_error:
         key = "hu" if hu else "model_scale"
         body.append(f"<p>Error on the nodule itself: root-mean-square error in {unit} (lower is better) inside the {mask} "
