@@ -113,8 +113,9 @@ rule benchmark_baselines:
         sidecars=[_sidecar(path) for path in baseline_rows().values()],
     params:
         raw_pca=config["benchmark"]["raw_pca"],
-        hu_window=config["model"]["hu_window"],  # raw voxels windowed as the model sees them
-        fill_hu=config["model"]["context"]["fill_hu"],
+        # raw voxels windowed as the CT model sees them (an MLP config has neither key; its runs have no benchmark)
+        hu_window=config["model"].get("hu_window"),
+        fill_hu=config["model"].get("context", {}).get("fill_hu"),
     log:
         LOGS / "benchmark" / "baselines.log",
     benchmark:
