@@ -31,9 +31,6 @@ PROMISES: dict[str | None, dict[str, object]] = {
     # README: "configs/lidc.yaml uses the same settings [as the schema defaults] at full size".
     "lidc.yaml": {"channels": FULL_SIZE, "mask_pooling": "default", "histogram_view": "default",
                   "context": "default", "mask_channel": True, "input_size": 32},
-    # The representation benchmark's cohort: every model key at the schema default.
-    "representation.yaml": {"*": "default"},
-    "representation-gpu.yaml": {"channels": FULL_SIZE, "mask_pooling": "default", "histogram_view": "default"},
     # "A training-scale phantom ... and the full-size model."
     "phantom-large.yaml": {"channels": FULL_SIZE, "mask_pooling": "default", "histogram_view": "default"},
     # "the whole 64³ patch as input, one channel (HU only), a uniform sum-reduced squared error"

@@ -75,8 +75,9 @@ def probe_part(embeddings: pd.DataFrame, splits, settings: EvaluateSettings, siz
 def representation_table(path: str | None) -> tuple[str, pd.DataFrame] | str:
     """The representation benchmark's CSV to show, or the line that says why there is none."""
     if not path:
-        return ("No representation benchmark table given (evaluate.representation_table: a CSV such as the one "
-                "benchmarks/representation.py writes; benchmarks/RESULTS.md holds the published one).")
+        return ("No representation benchmark table given (evaluate.representation_table: a CSV with one row per "
+                "feature set; the benchmark's own table is benchmark/table.md of a configs/benchmark/ run, and "
+                "benchmarks/RESULTS.md holds the published one).")
     if not Path(path).is_file():
         return f"evaluate.representation_table: {path} not found; the benchmark table is not shown."
     return str(path), pd.read_csv(path)
