@@ -18,8 +18,10 @@ from lidcvae.workflow.cli import config_from_args, run_script, setup_logging
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--candidates", required=True, type=Path, help="table: seriesuid,coordX,coordY,coordZ[,diameter_mm,...]")
-    parser.add_argument("--images-root", required=True, type=Path, help="folder of DICOM series and/or <seriesuid>.mhd/.nii/.nii.gz/.nrrd")
+    parser.add_argument("--candidates", required=True, type=Path,
+                        help="table: seriesuid|image_path,coordX,coordY,coordZ[,diameter_mm,...]")
+    parser.add_argument("--images-root", type=Path, help="folder of DICOM series and/or <seriesuid>.mhd/.nii/.nii.gz/.nrrd "
+                        "(not needed when the table has image_path)")
     parser.add_argument("--out", required=True, type=Path, help="output folder for patches and tables")
     parser.add_argument("--config", type=Path, help="YAML config; its 'extract' section is used")
     parser.add_argument("--log", type=Path, help="also log to this file")

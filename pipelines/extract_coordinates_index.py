@@ -16,20 +16,19 @@ from lidcvae.workflow.cli import run_script, setup_logging
 
 
 def index_to(table_path, images_root, index_path, candidates_path, row_failures_path, unreadable_path, threads: int) -> int:
-    """Validate the table, index ``images_root``; write the four tables. Returns the usable table rows.
+    """Validate the table, index its CT (each row's image_path, else ``images_root``); write the four tables.
+    Returns the usable table rows.
 
-    Row failures hold the table's unusable rows and those whose series ``images_root`` lacks.
+    Row failures hold the table's unusable rows and those whose CT is missing.
     """
     import pandas as pd
 
     from lidcvae.extract.candidates import read_candidates
-    from lidcvae.extract.coordinates import unknown_series_failures
-    from lidcvae.extract.volumes import index_images
+    from lidcvae.extract.coordinates import index_coordinates
     from lidcvae.io import write_parquet
 
     candidates, row_failures = read_candidates(table_path)
-    index, unreadable = index_images(images_root, threads=threads)
-    unknown = unknown_series_failures(candidates, index, images_root, Path(table_path).name)
+    candidates, index, unreadable, unknown = index_coordinates(candidates, images_root, Path(table_path).name, threads)
     write_parquet(pd.concat([f for f in (row_failures, unknown) if len(f)] or [row_failures], ignore_index=True),
                   row_failures_path)
     write_parquet(unreadable, unreadable_path)
@@ -41,7 +40,7 @@ def index_to(table_path, images_root, index_path, candidates_path, row_failures_
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", required=True, type=Path, help="seriesuid,coordX,coordY,coordZ[,diameter_mm,...]")
-    parser.add_argument("--images-root", required=True, type=Path, help="folder of DICOM series and/or volume files")
+    parser.add_argument("--images-root", type=Path, help="folder of DICOM series and/or volume files (not with an image_path table)")
     parser.add_argument("--index", required=True, type=Path, help="output: one row per readable image file")
     parser.add_argument("--candidates", required=True, type=Path, help="output: the table's usable rows")
     parser.add_argument("--row-failures", required=True, type=Path, help="output: unusable rows, unknown series")

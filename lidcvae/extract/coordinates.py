@@ -1,4 +1,5 @@
-"""The coordinates route: patches centred on points from a table, in CT found by series UID.
+"""The coordinates route: patches centred on points from a table, in CT found by series UID under
+``images_root`` or named by each row's ``image_path`` (``lidcvae.extract.candidates``).
 
 The same 64³ @ 1 mm patches, NIfTI affines, part tables and manifest as the LIDC route
 (``lidcvae.extract.scan``), without LIDC XML readings: the centre is the table's point, not a
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from lidcvae.extract.candidates import read_candidates
+from lidcvae.extract.candidates import CT_PATH, CandidatesError, check_candidates, read_candidates
 from lidcvae.extract.cohort import gather_manifest, scan_part_paths
 from lidcvae.extract.manifest import FAILURE_COLUMNS, MANIFEST_COLUMNS
 from lidcvae.extract.patches import PatchGrid, cut_hu_patch, write_nifti
@@ -27,7 +28,7 @@ from lidcvae.extract.series import SeriesError
 from lidcvae.extract.volumes import VOLUME_SUFFIXES, CTVolume, index_images, open_volume
 from lidcvae.io import UnsafePathError, raise_if_environment, safe_name, write_parquet
 
-__all__ = ["sphere_mask", "extract_candidates", "unknown_series_failures", "extract_coordinates_part",
+__all__ = ["sphere_mask", "extract_candidates", "unknown_series_failures", "index_coordinates", "extract_coordinates_part",
            "extract_coordinates_cohort"]
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,32 @@ def unknown_series_failures(candidates: pd.DataFrame, index: pd.DataFrame, image
                         columns=FAILURE_COLUMNS)
 
 
+def index_coordinates(candidates: pd.DataFrame, images_root: str | os.PathLike | None, table_name: str = "candidates",
+                      threads: int = 4, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Index the CT of ``read_candidates``' rows: each row's ``image_path``, else every image under ``images_root``.
+
+    Returns:
+        ``(candidates, index, unreadable, row_failures)``: the rows with their series found (series UID
+        set), the image index, unreadable DICOM files, and a failure row per row whose CT is missing.
+
+    Raises:
+        CandidatesError: the table names series by UID and ``images_root`` is not set.
+        DicomRootError: ``images_root`` is missing or holds no image.
+    """
+    from lidcvae.extract.table_images import index_table_images
+
+    if CT_PATH in candidates.columns:
+        if images_root:
+            log.info("%s gives each row's image_path: images_root %s is not searched", table_name, images_root)
+        return index_table_images(candidates, table_name, threads, progress)
+    if not images_root:
+        raise CandidatesError(f"{table_name} names each row's series by seriesuid: set images_root to the folder of CT "
+                              f"(DICOM series or <seriesuid>{' / '.join(VOLUME_SUFFIXES)} files), or give the table an "
+                              "image_path column (a volume file or DICOM series folder per row)")
+    index, unreadable = index_images(images_root, threads=threads, progress=progress)
+    return candidates, index, unreadable, unknown_series_failures(candidates, index, images_root, table_name)
+
+
 def extract_coordinates_part(files: pd.DataFrame, candidates: pd.DataFrame, out_dir: str | os.PathLike,
                              nodules_path: str | os.PathLike, failures_path: str | os.PathLike, settings: ExtractSettings,
                              table_name: str = "candidates") -> None:
@@ -173,10 +200,14 @@ def extract_coordinates_part(files: pd.DataFrame, candidates: pd.DataFrame, out_
     write_parquet(failures.reindex(columns=FAILURE_COLUMNS), failures_path)
 
 
-def extract_coordinates_cohort(candidates_path: str | os.PathLike, images_root: str | os.PathLike, out_dir: str | os.PathLike,
-                               settings: ExtractSettings | None = None, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read the table, index ``images_root`` once, extract every series it names, gather the manifest
-    (``settings``: the typed ``extract`` section; None takes the schema's defaults).
+def extract_coordinates_cohort(candidates_path: str | os.PathLike | pd.DataFrame, images_root: str | os.PathLike | None,
+                               out_dir: str | os.PathLike, settings: ExtractSettings | None = None,
+                               progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read the table, index its CT once (``index_coordinates``), extract every series it names, gather the
+    manifest (``settings``: the typed ``extract`` section; None takes the schema's defaults).
+
+    ``candidates_path`` may be a DataFrame (named "table" in messages; relative ``image_path`` values
+    are then taken from the working folder). ``images_root`` is not needed when the table has ``image_path``.
 
     Returns:
         ``(manifest, failures)`` as written to ``out_dir``; every table row is in exactly one of them.
@@ -187,16 +218,19 @@ def extract_coordinates_cohort(candidates_path: str | os.PathLike, images_root: 
     """
     settings = settings or ExtractSettings.from_mapping({})
     out_dir = Path(out_dir)
-    candidates, row_failures = read_candidates(candidates_path)
-    index, unreadable = index_images(images_root, progress=progress)
+    if isinstance(candidates_path, pd.DataFrame):
+        table_name = "table"
+        candidates, row_failures = check_candidates(candidates_path, table_name, Path.cwd())
+    else:
+        table_name = Path(candidates_path).name
+        candidates, row_failures = read_candidates(candidates_path)
+    candidates, index, unreadable, unknown = index_coordinates(candidates, images_root, table_name, progress=progress)
     write_parquet(index, out_dir / "image_index.parquet")
-    row_failures = pd.concat([f for f in (row_failures, unknown_series_failures(candidates, index, images_root, Path(candidates_path).name)) if len(f)]
-                             or [row_failures], ignore_index=True)
+    row_failures = pd.concat([f for f in (row_failures, unknown) if len(f)] or [row_failures], ignore_index=True)
     files_of = dict(tuple(index.groupby("series_instance_uid")))
     series = sorted(set(candidates["series_instance_uid"]) & set(files_of))
     parts = [scan_part_paths(out_dir, uid) for uid in series]
     for uid in tqdm(series, desc="extract series", unit="series", disable=not progress):
         rows = candidates[candidates["series_instance_uid"] == uid]
-        extract_coordinates_part(files_of[uid], rows, out_dir, *scan_part_paths(out_dir, uid), settings,
-                                 Path(candidates_path).name)
+        extract_coordinates_part(files_of[uid], rows, out_dir, *scan_part_paths(out_dir, uid), settings, table_name)
     return gather_manifest(parts, out_dir / "manifest.parquet", out_dir / "failures.parquet", settings, unreadable, row_failures)
