@@ -68,11 +68,13 @@ def readings_route() -> CohortRoute:
 
 
 def coordinates_route() -> CohortRoute:
-    """A coordinates table (`candidates`) and CT found by series UID under `images_root`: the series the
-    table names and the root holds."""
-    if not config["images_root"]:
-        raise ConfigError("key 'images_root': candidates is set, so images_root must name the folder of CT "
-                          "(DICOM series or <seriesuid>.mhd / .nii / .nii.gz / .nrrd files)")
+    """A coordinates table (`candidates`) and CT found by series UID under `images_root`, or named by the
+    table's image_path column (no images_root): the series the table names and the CT holds."""
+    from lidcvae.extract.candidates import table_names_images
+
+    if not config["images_root"] and not table_names_images(config["candidates"]):
+        raise ConfigError("key 'images_root': candidates is set and its table has no image_path column, so images_root "
+                          "must name the folder of CT (DICOM series or <seriesuid>.mhd / .nii / .nii.gz / .nrrd files)")
     return CohortRoute(
         index_script="extract_coordinates_index.py",
         scan_script="extract_coordinates_scan.py",
