@@ -17,14 +17,18 @@ from tqdm.auto import tqdm
 
 from lidcvae.io import UnsafePathError, raise_if_environment, safe_name
 
-__all__ = ["INDEX_COLUMNS", "DicomRootError", "find_dicom_files", "read_header", "index_dicom_tree", "index_dicom_files"]
+__all__ = ["INDEX_COLUMNS", "DicomRootError", "find_dicom_files", "file_stat", "read_header", "index_dicom_tree",
+           "index_dicom_files"]
 
 log = logging.getLogger(__name__)
 
-#: Index columns; positions and spacings in mm, patient coordinates (DICOM LPS).
+#: Index columns; positions and spacings in mm, patient coordinates (DICOM LPS). ``size_bytes`` and
+#: ``mtime_ns`` are the file's stat when indexed: a replaced file changes its series' rows, which is what
+#: reruns that series' extraction under Snakemake (``listing.series_digests``).
 INDEX_COLUMNS = [
     "path", "patient_id", "study_instance_uid", "series_instance_uid", "modality", "instance_number",
     "x0_mm", "y0_mm", "z_mm", "row_spacing_mm", "col_spacing_mm", "rows", "cols", "orientation",
+    "size_bytes", "mtime_ns",
 ]
 _HEADER_TAGS = [
     "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "InstanceNumber",
@@ -56,6 +60,19 @@ def find_dicom_files(root: str | os.PathLike) -> list[Path]:
     return sorted(files)
 
 
+def file_stat(paths: list[Path]) -> tuple[int, int]:
+    """``(size_bytes, mtime_ns)`` of the files that make up one image: sizes summed, the latest mtime
+    (links followed); ``(-1, -1)`` for a file that cannot be stat'ed, so its return changes them too."""
+    size, mtime = 0, 0
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return -1, -1
+        size, mtime = size + stat.st_size, max(mtime, stat.st_mtime_ns)
+    return size, mtime
+
+
 def read_header(path: Path) -> dict:
     """One index row from a file's header (pixel data is not read).
 
@@ -84,6 +101,7 @@ def read_header(path: Path) -> dict:
             "rows": int(header.Rows),
             "cols": int(header.Columns),
             "orientation": "\\".join(f"{float(v):g}" for v in header.ImageOrientationPatient),
+            **dict(zip(("size_bytes", "mtime_ns"), file_stat([path]))),
         }
     except UnsafePathError as error:
         raise ValueError(f"{path}: {error}") from error

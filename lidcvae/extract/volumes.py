@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lidcvae.extract.dicom_index import INDEX_COLUMNS, DicomRootError, index_dicom_files
+from lidcvae.extract.dicom_index import INDEX_COLUMNS, DicomRootError, file_stat, index_dicom_files
 from lidcvae.extract.series import HU_RANGE, SeriesError, SlabReader, SliceGap, SliceStack, series_geometry
 from lidcvae.io import UnsafePathError, safe_name
 
 __all__ = [
-    "VOLUME_SUFFIXES", "IMAGE_INDEX_COLUMNS", "volume_series_uid", "index_images", "CTVolume", "open_volume",
+    "VOLUME_SUFFIXES", "IMAGE_INDEX_COLUMNS", "volume_series_uid", "volume_files", "image_files", "index_images",
+    "CTVolume", "open_volume",
 ]
 
 log = logging.getLogger(__name__)
@@ -40,21 +41,42 @@ IMAGE_INDEX_COLUMNS = [*INDEX_COLUMNS, "kind"]
 _GAP_FACTOR = 1.5
 
 
-def volume_series_uid(path: str | os.PathLike) -> str | None:
+def volume_series_uid(path: str | os.PathLike, warn: bool = True) -> str | None:
     """The series UID a volume file is named by (``<uid>.nii.gz`` → ``<uid>``); None if not a volume or
-    if the name is unfit to name output files (``lidcvae.io.safe_name``)."""
+    if the name is unfit to name output files (``lidcvae.io.safe_name``; logged unless ``warn`` is False)."""
     name = Path(path).name
     for suffix in VOLUME_SUFFIXES:
         if name.lower().endswith(suffix) and len(name) > len(suffix):
             try:
                 return safe_name(name[: -len(suffix)], "series UID")
             except UnsafePathError:
-                log.warning("skipping %s: its name is not a series UID usable in file names", path)
+                if warn:
+                    log.warning("skipping %s: its name is not a series UID usable in file names", path)
                 return None
     return None
 
 
-def _walk_images(root: Path) -> tuple[list[Path], list[Path]]:
+def volume_files(path: str | os.PathLike) -> list[Path]:
+    """The files a volume is read from: the file, and for ``.mhd`` the data file its header names
+    (``ElementDataFile``, beside it) when that is one file."""
+    path = Path(path)
+    data_file = _data_file(str(path)) if path.name.lower().endswith(".mhd") else "(not .mhd)"
+    if data_file.startswith("(") or Path(data_file).name.upper() in ("LOCAL", "LIST"):
+        return [path]
+    return [path, Path(data_file)]
+
+
+def image_files(root: str | os.PathLike) -> list[Path]:
+    """Every file ``index_images`` and the per-series reads take from ``root``, sorted: the DICOM files,
+    the volume files and their ``.mhd`` data files; a listing to fingerprint (``listing.listing_digest``),
+    so it walks quietly. Empty when ``root`` is not a folder."""
+    if not Path(root).is_dir():
+        return []
+    dicom, volumes = _walk_images(Path(root), warn=False)
+    return sorted({*dicom, *(file for volume in volumes for file in volume_files(volume))})
+
+
+def _walk_images(root: Path, warn: bool = True) -> tuple[list[Path], list[Path]]:
     """(DICOM files, volume files) under ``root``, each sorted, in one walk; symlinked folders are followed,
     each real folder once (as ``dicom_index.find_dicom_files``)."""
     dicom, volumes, seen = [], [], set()
@@ -69,7 +91,7 @@ def _walk_images(root: Path) -> tuple[list[Path], list[Path]]:
                 continue
             if name.lower().endswith(".dcm"):
                 dicom.append(Path(folder) / name)
-            elif volume_series_uid(name):
+            elif volume_series_uid(name, warn):
                 volumes.append(Path(folder) / name)
     return sorted(dicom), sorted(volumes)
 
@@ -79,8 +101,8 @@ def index_images(root: str | os.PathLike, threads: int = 4, progress: bool = Tru
 
     Returns:
         ``(index, unreadable)``: ``IMAGE_INDEX_COLUMNS`` rows (volume rows carry only ``path``,
-        ``series_instance_uid`` and ``kind``) and a ``path, reason`` table of DICOM files that could
-        not be read.
+        ``series_instance_uid``, ``kind`` and the stat of the file with its ``.mhd`` data file) and a
+        ``path, reason`` table of DICOM files that could not be read.
 
     Raises:
         DicomRootError: ``root`` is not a folder, or holds neither DICOM nor volume files.
@@ -94,7 +116,9 @@ def index_images(root: str | os.PathLike, threads: int = 4, progress: bool = Tru
 
     headers, unreadable = index_dicom_files(dicom, threads, progress)
     headers = headers.assign(kind="dicom")
+    stats = [file_stat(volume_files(p)) for p in volumes]  # a replaced .raw changes its series' rows too
     files = pd.DataFrame({"path": [str(p) for p in volumes], "series_instance_uid": [volume_series_uid(p) for p in volumes],
+                          "size_bytes": [size for size, _ in stats], "mtime_ns": [mtime for _, mtime in stats],
                           "kind": "volume"})
     parts = [part for part in (headers, files) if len(part)]
     index = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=IMAGE_INDEX_COLUMNS)

@@ -32,15 +32,17 @@ checkpoint extract_index:
 
 # A job reads the image files its series' index rows list (the index stands for them) and, besides its two
 # part tables, writes its nodules' patches under extract/patches/<patient>/: not declared, as a patient's
-# folder is shared by their series; the nodules table lists every patch file.
+# folder is shared by their series; the nodules table lists every patch file. A new index reruns only the
+# series whose rows changed: their digest is a param and the tables are ancient (routes.smk, CohortRoute).
 rule extract_scan:
     input:
-        **ROUTE.reads(ROUTE.scan_reads),
+        **ROUTE.scan_inputs(),
     output:
         nodules=EXTRACT / "scans" / "{series}.nodules.parquet",
         failures=EXTRACT / "scans" / "{series}.failures.parquet",
     params:
         **ROUTE.scan_params,
+        **ROUTE.scan_change_params(),
         settings=extract_scan_settings(),  # a changed patch geometry reruns every series
         out_dir=lambda wildcards, output: str(Path(output.failures).parent.parent),  # patches/ go under it
     log:
