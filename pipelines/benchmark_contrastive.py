@@ -20,7 +20,7 @@ from lidcvae.workflow.cli import config_from_args, run_script, setup_logging
 TITLE = "contrastive (SimCLR, same backbone)"
 
 
-def contrastive_row(variant_path, manifest, settings, checkpoint, features) -> int:
+def contrastive_row(variant_path, manifest, settings, checkpoint, features, average_orientations: bool) -> int:
     """Train (``settings``: the typed ``benchmark.contrastive``), embed every nodule, write the row's features
     (``<row>.parquet`` and its ``.json`` sidecar, ``lidcvae.benchmark.rows``); returns the rows written."""
     from lidcvae.benchmark.contrastive import embed_contrastive, train_contrastive
@@ -30,7 +30,7 @@ def contrastive_row(variant_path, manifest, settings, checkpoint, features) -> i
     variant = load_config(variant_path)
     Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
     train_contrastive(variant, settings, manifest, checkpoint)
-    table = embed_contrastive(checkpoint, manifest, variant.embed.batch_size, variant.embed.device)
+    table = embed_contrastive(checkpoint, manifest, variant.embed.batch_size, variant.embed.device, average_orientations)
     Path(features).parent.mkdir(parents=True, exist_ok=True)
     write_feature_set(features, table, TITLE, skip=(), kind="model")
     return len(table)
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log)
     run = config_from_args(parser, args.config, args.set)
-    rows = contrastive_row(args.variant, args.manifest, run.benchmark.contrastive, args.checkpoint, args.features)
+    rows = contrastive_row(args.variant, args.manifest, run.benchmark.contrastive, args.checkpoint, args.features,
+                           run.benchmark.average_orientations)
     print(f"{rows} rows → {args.features}")
     return 0
 
@@ -58,7 +59,8 @@ def run_from_snakemake(smk) -> None:
     from lidcvae.benchmark.settings import ContrastiveConfig
 
     settings = ContrastiveConfig.from_mapping(smk.config["benchmark"]["contrastive"], source="snakemake config")
-    contrastive_row(smk.input.variant, smk.input.manifest, settings, smk.output.checkpoint, smk.output.features)
+    contrastive_row(smk.input.variant, smk.input.manifest, settings, smk.output.checkpoint, smk.output.features,
+                    smk.params.average_orientations)
 
 
 if __name__ == "__main__":

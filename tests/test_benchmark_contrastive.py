@@ -126,7 +126,7 @@ def test_the_checkpoint_round_trips_and_embeds_one_row_per_manifest_row(trained,
     unchanged = {key for key, value in initial.items() if value.is_floating_point() and torch.equal(value, stored["model"][key])}
     assert {key for key in unchanged if "running" not in key} == {key for key in initial if "logvar" in key} | {
         "backbone.sigma.log_sigma2"}  # no gradient reaches the log-variance heads; the decoder σ is never calibrated
-    features = embed_contrastive(checkpoint, sample_manifest, batch_size=4, device="cpu")
+    features = embed_contrastive(checkpoint, sample_manifest, batch_size=4, device="cpu", average_orientations=True)
     manifest = pd.read_parquet(sample_manifest)
     assert list(features["nodule_id"]) == list(manifest["nodule_id"])
     assert list(features.columns[1:]) == [f"simclr{i:03d}" for i in range(8)]

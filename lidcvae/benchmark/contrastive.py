@@ -266,11 +266,12 @@ def load_contrastive(checkpoint_path: str | os.PathLike,
 
 
 def embed_contrastive(checkpoint_path: str | os.PathLike, manifest: str | os.PathLike, batch_size: int,
-                      device: str | torch.device) -> pd.DataFrame:
+                      device: str | torch.device, average_orientations: bool) -> pd.DataFrame:
     """Every nodule of ``manifest``: ``nodule_id`` and the representation μ before the projection head.
 
-    Eval mode; each nodule's features are the mean over the orientations the training views drew
-    (``train.augment``: 16 with flips and quarter turns), as ``lidcvae.embed`` does for the VAE.
+    Eval mode; with ``average_orientations`` (``benchmark.average_orientations``) each nodule's features are
+    the mean over the orientations the training views drew (``train.augment``: 16 with flips and quarter
+    turns), as ``lidcvae.embed`` does for the VAE; else each nodule is encoded once.
 
     Returns:
         One row per manifest row, in its order: ``nodule_id``, ``simclr000`` … (D columns, float32).
@@ -290,7 +291,8 @@ def embed_contrastive(checkpoint_path: str | os.PathLike, manifest: str | os.Pat
         raise CheckpointMismatch(f"contrastive checkpoint {checkpoint_path} does not fit the cohort {manifest}: "
                                  + "; ".join(differences))
     images = images_from_table(table, PatchSource.for_input(manifest, model_input))
-    means, _ = encode_batches(model, images, batch_size, device, average_over=(augment.flips, augment.rot90))
+    average_over = (augment.flips, augment.rot90) if average_orientations else None
+    means, _ = encode_batches(model, images, batch_size, device, average_over=average_over)
     features = pd.DataFrame(means, columns=latent_column_names(model.latent_size, FEATURE_PREFIX))
     return pd.concat([table[["nodule_id"]].reset_index(drop=True), features], axis=1)
 

@@ -42,6 +42,7 @@ class BenchmarkConfig(Section):
     variants: tuple[str, ...]
     reference: str
     contrastive: ContrastiveConfig
+    average_orientations: bool
     radiomics: bool
     raw_pca: RawPcaConfig
     bootstrap_samples: int

@@ -91,8 +91,7 @@ def _failure_reasons(failures: pd.DataFrame) -> dict[int, str]:
 
 def features_from_table(table: pd.DataFrame | str | os.PathLike, checkpoint: str | os.PathLike,
                         out_dir: str | os.PathLike | None = None, progress: bool = True, *,
-                        images_root: str | os.PathLike | None = None, device: str = "cpu",
-                        batch_size: int | None = None, average_orientations: bool | None = None) -> pd.DataFrame:
+                        ct_root: str | os.PathLike | None = None, embed: EmbedConfig | None = None) -> pd.DataFrame:
     """Embed every nodule of a coordinates table with a trained checkpoint.
 
     Patches are cut at the checkpoint's own geometry (its input record: patch size, spacing; a model that
@@ -102,14 +101,15 @@ def features_from_table(table: pd.DataFrame | str | os.PathLike, checkpoint: str
     Args:
         table: a DataFrame or a CSV / Parquet path: ``image_path, coordX, coordY, coordZ`` (FMCIB; LPS mm;
             relative paths from the CSV's folder, or the working folder for a DataFrame) or
-            ``seriesuid, coordX, coordY, coordZ`` with ``images_root`` (LUNA16); optional ``diameter_mm``.
+            ``seriesuid, coordX, coordY, coordZ`` with ``ct_root`` (LUNA16); optional ``diameter_mm``.
         checkpoint: a ``best.pt`` / ``last.pt`` written by lidcvae's training.
         out_dir: where the patches, ``manifest.parquet`` and ``failures.parquet`` go; None: a temporary
             folder, removed before returning.
         progress: show progress bars (tqdm).
-        images_root: the CT folder, for a LUNA16-convention table only.
-        device: torch device of the encoder.
-        batch_size, average_orientations: override the ``embed`` section's defaults.
+        ct_root: the CT folder searched by series UID (the workflow's ``images_root``), for a LUNA16-convention
+            table only.
+        embed: the typed ``embed`` section (batch size, torch device, orientation averaging); None: the
+            schema's defaults (``EmbedConfig.from_mapping({})``).
 
     Returns:
         The table's rows, in order and with its index, plus ``failure`` (why a row has no features; NA
@@ -123,18 +123,15 @@ def features_from_table(table: pd.DataFrame | str | os.PathLike, checkpoint: str
     from lidcvae.extract.candidates import check_candidates
     from lidcvae.extract.coordinates import extract_coordinates_cohort
 
-    trained = load_model(checkpoint, map_location=device)
+    settings = embed if embed is not None else EmbedConfig.from_mapping({})
+    trained = load_model(checkpoint, map_location=settings.device)
     original, name, base_dir = _read_table(table)
     extract_settings = _extract_settings(trained, original)
-    defaults = EmbedConfig.from_mapping({})
-    settings = EmbedConfig.from_mapping({"batch_size": batch_size or defaults.batch_size, "device": device,
-                                         "average_orientations": defaults.average_orientations if average_orientations is None
-                                         else average_orientations})
     check_candidates(original, name, base_dir)  # a table that cannot be used at all fails before any work
     with tempfile.TemporaryDirectory(prefix="lidcvae-features-") as scratch:
         work = Path(out_dir) if out_dir is not None else Path(scratch)
         source = original.reset_index(drop=True) if isinstance(table, pd.DataFrame) else Path(table)  # a file names itself
-        manifest, failures = extract_coordinates_cohort(source, images_root, work, extract_settings, progress)
+        manifest, failures = extract_coordinates_cohort(source, ct_root, work, extract_settings, progress)
         latents = _embed(trained, work / "manifest.parquet", settings, progress) if len(manifest) else None
     return _table_with_features(original, latents, _failure_reasons(failures), trained.model.latent_size)
 

@@ -37,11 +37,16 @@ class RunInfo:
     train: Any = None
     embed: Any = None
     context_voxels: int | None = None  # the checkpoint's input record: r of a nodule-only context, else None
-    dataset: str = "lidc"
+    digits: bool = False  # an MNIST run (the report speaks of digits), else CT nodules
     trained_here: bool = True  # False: embed.checkpoint named weights trained elsewhere
     demo: bool = False  # the embedded demo's phantom cohort
     mask_kind: str | None = None  # the cohort manifest's mask_kind (provenance.mask_name)
     origin: CheckpointOrigin | None = None
+
+    @property
+    def dataset(self) -> str:
+        """``mnist`` or ``lidc`` (the config's ``dataset``), as ``digits`` says."""
+        return "mnist" if self.digits else "lidc"
 
     @classmethod
     def for_run(cls, run: Any) -> RunInfo:
@@ -56,7 +61,7 @@ class RunInfo:
         else:
             cohort = f"LIDC-IDRI DICOM from {run.dicom_root}"
         phantom = run.dataset != "mnist" and run.candidates is None and run.dicom_root is None
-        return cls(name=run.name, cohort=f"{cohort} (run '{run.name}')", embed=run.embed, dataset=run.dataset,
+        return cls(name=run.name, cohort=f"{cohort} (run '{run.name}')", embed=run.embed, digits=run.dataset == "mnist",
                    trained_here=run.embed.checkpoint is None, demo=phantom)
 
 

@@ -256,7 +256,7 @@ def evaluate_run(checkpoint: str | os.PathLike, embeddings_path: str | os.PathLi
     origin = checkpoint_origin(trained, info.trained_here, history, splits["train"].table if "train" in splits else None)
     return evaluate_model(model, splits, embeddings, out_dir, settings, hu_window, history, extra,
                           replace(info, model=trained.model_config, train=trained.train_config, origin=origin,
-                                  context_voxels=trained.input.context_voxels, dataset=trained.input.dataset,
+                                  context_voxels=trained.input.context_voxels, digits=trained.input.dataset == "mnist",
                                   mask_kind=cohort_mask_kind({n: s.table for n, s in splits.items()})))
 
 

@@ -70,6 +70,8 @@ rule benchmark_variant_features:
     output:
         features=FEATURES / "variant-{variant}.parquet",
         sidecar=FEATURES / "variant-{variant}.json",
+    params:
+        average_orientations=config["benchmark"]["average_orientations"],
     log:
         LOGS / "benchmark" / "features-{variant}.log",
     benchmark:
@@ -91,6 +93,8 @@ rule benchmark_untrained:
     output:
         features=FEATURES / "untrained.parquet",
         sidecar=FEATURES / "untrained.json",
+    params:
+        average_orientations=config["benchmark"]["average_orientations"],
     log:
         LOGS / "benchmark" / "untrained.log",
     benchmark:
@@ -160,6 +164,8 @@ rule benchmark_contrastive:
         checkpoint=BENCH / "runs" / "contrastive" / "model.pt",
         features=FEATURES / "contrastive.parquet",
         sidecar=FEATURES / "contrastive.json",
+    params:
+        average_orientations=config["benchmark"]["average_orientations"],
     log:
         LOGS / "benchmark" / "contrastive.log",
     benchmark:
