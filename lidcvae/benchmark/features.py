@@ -84,8 +84,10 @@ def raw_pca_features(manifest_path: str | os.PathLike, crop: int, components: in
 
 
 def radiomics_features(manifest: pd.DataFrame, feature_classes: Sequence[str], workers: int) -> pd.DataFrame:
-    """pyradiomics ``feature_classes`` (e.g. ``("shape",)``) of every nodule's image and mask."""
+    """pyradiomics ``feature_classes`` (e.g. ``("shape",)``) of every nodule's image and mask; a nodule whose
+    mask patch is empty (1 of the 2,651 rendered: a one-reader outline that the 1 mm resampling thins out)
+    gets NaN, which leaves it out of this row's fit and score."""
     from lidcvae.evaluate.radiomics import radiomics_table
 
-    values = radiomics_table(manifest, workers, tuple(feature_classes)).reset_index(drop=True)
+    values = radiomics_table(manifest, workers, tuple(feature_classes), empty_as_nan=True).reset_index(drop=True)
     return pd.concat([manifest[["nodule_id"]].reset_index(drop=True), values], axis=1)

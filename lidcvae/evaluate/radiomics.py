@@ -50,18 +50,27 @@ def radiomics_features(image_path: str | Path, mask_path: str | Path,
     return {name: float(value) for name, value in values.items() if not name.startswith("diagnostics_")}
 
 
-def _row(job: tuple[str, str, tuple[str, ...]]) -> dict[str, float]:
-    return radiomics_features(*job)
+def _row(job: tuple[str, str, tuple[str, ...], bool]) -> dict[str, float]:
+    image, mask, classes, empty_as_nan = job
+    try:
+        return radiomics_features(image, mask, classes)
+    except ValueError as error:
+        if empty_as_nan and "mask is empty" in str(error):
+            return {}  # a row of NaN: the nodule has no radiomics features
+        raise
 
 
-def radiomics_table(table: pd.DataFrame, workers: int = 1, feature_classes: tuple[str, ...] = FEATURE_CLASSES) -> pd.DataFrame:
+def radiomics_table(table: pd.DataFrame, workers: int = 1, feature_classes: tuple[str, ...] = FEATURE_CLASSES,
+                    empty_as_nan: bool = False) -> pd.DataFrame:
     """One row per ``table`` row (its ``image_path`` and ``mask_path``), one column per feature of
-    ``feature_classes`` (shape alone for rendered nodules, whose density is drawn).
+    ``feature_classes`` (shape alone for rendered nodules, whose density is drawn). ``empty_as_nan``: a
+    nodule whose mask patch is empty gets a row of NaN instead of stopping the table.
 
     Returns:
         DataFrame indexed like ``table``; columns sorted by name, float64.
     """
-    pairs = [(image, mask, feature_classes) for image, mask in zip(table["image_path"].astype(str), table["mask_path"].astype(str))]
+    pairs = [(image, mask, feature_classes, empty_as_nan)
+             for image, mask in zip(table["image_path"].astype(str), table["mask_path"].astype(str))]
     if workers > 1 and len(pairs) > 1:
         with ProcessPoolExecutor(workers) as pool:
             rows = list(pool.map(_row, pairs, chunksize=4))
