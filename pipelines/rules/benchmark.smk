@@ -2,41 +2,8 @@
 # model variants (each a complete config file in configs/benchmark/variants/), the untrained copy of the
 # reference variant, a same-backbone contrastive encoder and the no-network baselines each write one feature
 # table; the table rule probes every row on train + val and scores it once on the test patients.
-BENCH = RESULTS / "benchmark"
-FEATURES = BENCH / "features"
-VARIANTS = Path(workflow.basedir) / "configs" / "benchmark" / "variants"
-MANIFEST = RESULTS / "extract" / "manifest.parquet"
-
-
 wildcard_constraints:
     variant=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
-
-
-def _sidecar(path):
-    """A feature table's .json sidecar (title, kind, skipped targets: lidcvae.benchmark.rows)."""
-    return Path(str(path)).with_suffix(".json")
-
-
-def baseline_rows():
-    """The no-network rows: consensus diameter and raw-voxel PCA; on the render route also the readers' own
-    annotations (their mean diameter, + shape ratings, + density ratings), which the manifest holds there."""
-    rows = {"diameter": FEATURES / "consensus_diameter.parquet", "raw_pca": FEATURES / "raw-pca.parquet"}
-    if route_name() == "render":
-        rows |= {name: FEATURES / f"{name}.parquet" for name in
-                 ("readers_diameter", "readers_diameter_shape", "readers_diameter_density")}
-    return rows
-
-
-def benchmark_rows(wildcards=None):
-    """Every feature table the table rule scores, by the benchmark section."""
-    bench = config["benchmark"]
-    rows = [FEATURES / f"variant-{name}.parquet" for name in bench["variants"]]
-    rows += [FEATURES / "untrained.parquet", *baseline_rows().values()]
-    if bench["contrastive"]["enabled"]:
-        rows.append(FEATURES / "contrastive.parquet")
-    if bench["radiomics"]:
-        rows.append(FEATURES / "radiomics.parquet")
-    return [str(row) for row in rows]
 
 
 # The run folder keeps checkpoints/, metrics.csv and tensorboard/ out of the outputs so a killed run resumes

@@ -54,7 +54,8 @@ CONDA_ENV = "../envs/lidcvae.yaml"
 
 
 def final_outputs(wildcards):
-    """What `rule all` asks for, by dataset: the report, or with benchmark.enabled the benchmark's table."""
+    """The targets of the workflow's default run, by dataset: the report, or with benchmark.enabled the
+    benchmark's table."""
     if config["dataset"] == "mnist":
         return [str(RESULTS / "evaluate" / "report.html")]
     if config["benchmark"]["enabled"]:  # the variants are the benchmark's own (rules/benchmark.smk)
@@ -139,3 +140,37 @@ def evaluate_inputs(wildcards):
     if config["dataset"] == "mnist" and config["mnist"]["table"]["enabled"]:
         inputs["extra_html"] = [str(RESULTS / "mnist_table" / "table.html")]
     return inputs
+
+
+# The benchmark's files (rules/benchmark.smk): one feature table per row under benchmark/features/.
+BENCH = RESULTS / "benchmark"
+FEATURES = BENCH / "features"
+VARIANTS = Path(workflow.basedir) / "configs" / "benchmark" / "variants"
+MANIFEST = RESULTS / "extract" / "manifest.parquet"
+
+
+def _sidecar(path):
+    """A feature table's .json sidecar (title, kind, skipped targets: lidcvae.benchmark.rows)."""
+    return Path(str(path)).with_suffix(".json")
+
+
+def baseline_rows():
+    """The no-network rows: consensus diameter and raw-voxel PCA; on the render route also the readers' own
+    annotations (their mean diameter, + shape ratings, + density ratings), which the manifest holds there."""
+    rows = {"diameter": FEATURES / "consensus_diameter.parquet", "raw_pca": FEATURES / "raw-pca.parquet"}
+    if route_name() == "render":
+        rows |= {name: FEATURES / f"{name}.parquet" for name in
+                 ("readers_diameter", "readers_diameter_shape", "readers_diameter_density")}
+    return rows
+
+
+def benchmark_rows(wildcards=None):
+    """Every feature table the table rule scores, by the benchmark section."""
+    bench = config["benchmark"]
+    rows = [FEATURES / f"variant-{name}.parquet" for name in bench["variants"]]
+    rows += [FEATURES / "untrained.parquet", *baseline_rows().values()]
+    if bench["contrastive"]["enabled"]:
+        rows.append(FEATURES / "contrastive.parquet")
+    if bench["radiomics"]:
+        rows.append(FEATURES / "radiomics.parquet")
+    return [str(row) for row in rows]
