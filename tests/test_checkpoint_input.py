@@ -69,7 +69,7 @@ MISMATCHES = [
     ({"patch_size": [48, 64]}, "patch_size: checkpoint 48 voxels, cohort [48, 64]"),
     ({"spacing_mm": [1.0]}, "spacing_mm: checkpoint 0.8 mm, cohort [1.0]"),
     ({"mask_path": [None]}, "trained on consensus masks) but 1 of 1 cohort rows have no mask_path (on the coordinates "
-                            "route set extract.sphere_mask: true)"),
+                            'route, with a diameter_mm column, add --config "extract={sphere_mask: true}"'),
 ]
 
 

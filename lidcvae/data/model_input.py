@@ -134,7 +134,8 @@ def cohort_differences(trained: ModelInput, cohort: pd.DataFrame) -> list[str]:
         if missing:
             differences.append(f"masks: the checkpoint's model takes each nodule's mask (mask channel or nodule-only "
                                f"context; trained on {trained.mask_kind} masks) but {missing} of {len(cohort)} cohort "
-                               "rows have no mask_path (on the coordinates route set extract.sphere_mask: true)")
+                               "rows have no mask_path (on the coordinates route, with a diameter_mm column, add "
+                               '--config "extract={sphere_mask: true}": a ball of diameter_mm as each mask)')
     if tuple(trained.lidcvae_version.split(".")[:2]) != tuple(lidcvae.__version__.split(".")[:2]):
         differences.append(f"lidcvae version: checkpoint {trained.lidcvae_version}, installed {lidcvae.__version__}")
     return differences
