@@ -85,7 +85,8 @@ def collapse_warnings(
             f"{WARNING_PREFIX} only {active} of {latent_size} latent units are active over the {samples} {split} "
             f"inputs (floor {floor}); the encoder output hardly depends on its input."
         )
-    if reconstruction_mse >= mean_patch_mse:
+    # The mean patch of a split with one sample (and no other split to average over) is that sample itself.
+    if reconstruction_mse >= mean_patch_mse > 0:
         messages.append(
             f"{WARNING_PREFIX} {split} reconstructions (MSE {reconstruction_mse:.4g}) are no closer to their "
             f"inputs than the dataset's mean patch (MSE {mean_patch_mse:.4g}): every reconstruction "
