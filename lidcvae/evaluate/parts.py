@@ -102,5 +102,7 @@ def training_part(history: pd.DataFrame | None, figure_dir: Path, checkpoint_epo
         text += f"; the evaluated checkpoint is from epoch {section['best_epoch']}"
     caption = ("Training curves per epoch on linear axes: reconstruction log-likelihood log p(x|z) = −(the reconstruction "
                "loss in metrics.csv and the training log), nats per sample, higher is better (top), and KL (bottom, nats per "
-               "sample), training batches (left) and validation (right); dashed: the evaluated checkpoint's epoch.")
+               "sample), training batches (left) and validation (right: the val split, held out from training and "
+               "never trained on; for MNIST, digits of the train files set aside by the seeded split); dashed: the "
+               "evaluated checkpoint's epoch.")
     return section, [(caption, figure_dir / "loss_curves.png")], text
