@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,48 +19,41 @@ import torch
 from lidcvae.data import PatchSource
 from lidcvae.data.lidc import images_from_table
 from lidcvae.data.model_input import ModelInput
-from lidcvae.embed import encode_batches
+from lidcvae.embed.cohort import embed_cohort
 from lidcvae.embed.config import EmbedConfig
 from lidcvae.extract.manifest import read_manifest
 from lidcvae.models import build_model
-from lidcvae.models.base import VAE
 
-__all__ = ["posterior_features", "latent_features", "untrained_features", "diameter_features", "raw_pca_features",
+__all__ = ["latent_features", "untrained_features", "diameter_features", "raw_pca_features",
            "radiomics_features", "FIT_SPLITS"]
 
 #: The splits a row may be fitted on (PCA here, the probes in ``score``); test is only ever scored.
 FIT_SPLITS = ("train", "val")
 
 
-def posterior_features(model: VAE, record: ModelInput, manifest_path: str | os.PathLike, orientations: tuple[bool, bool],
-                       settings: EmbedConfig) -> pd.DataFrame:
-    """``nodule_id`` + ``z000…``: posterior means of every manifest nodule, averaged over ``orientations``
-    (``(flips, rot90)`` of the training augmentation) when ``settings.average_orientations``."""
-    manifest = read_manifest(manifest_path)
-    images = images_from_table(manifest, PatchSource.for_input(manifest_path, record))
-    average_over = orientations if settings.average_orientations else None
-    means, _ = encode_batches(model, images, settings.batch_size, settings.device, average_over)
-    columns = [f"z{i:03d}" for i in range(means.shape[1])]
-    return pd.concat([manifest[["nodule_id"]].reset_index(drop=True), pd.DataFrame(means, columns=columns)], axis=1)
+def _means_table(embeddings: pd.DataFrame) -> pd.DataFrame:
+    """``nodule_id`` + ``z000…`` of an ``embed_cohort`` table."""
+    means = [c for c in embeddings.columns if c.startswith("z") and c[1:].isdigit()]
+    return embeddings[["nodule_id", *means]]
 
 
 def latent_features(checkpoint: str | os.PathLike, manifest_path: str | os.PathLike, settings: EmbedConfig) -> pd.DataFrame:
     """A trained checkpoint's row (refuses a cohort cut otherwise than its training data)."""
-    from lidcvae.train.checkpoint import check_cohort, load_model
+    from lidcvae.train.checkpoint import load_model
 
-    trained = load_model(checkpoint)
-    check_cohort(trained, read_manifest(manifest_path), manifest_path)
-    augment = trained.train_config.augment
-    return posterior_features(trained.model, trained.input, manifest_path, (augment.flips, augment.rot90), settings)
+    return _means_table(embed_cohort(load_model(checkpoint), manifest_path, settings, False))
 
 
 def untrained_features(variant, manifest_path: str | os.PathLike, settings: EmbedConfig) -> pd.DataFrame:
-    """The control row: ``variant`` (a ``RunConfig``) built at ``train.seed``'s random weights, never trained."""
+    """The control row: ``variant`` (a ``RunConfig``) built at ``train.seed``'s random weights, never trained,
+    embedded exactly as a trained checkpoint is."""
+    from lidcvae.train.checkpoint import TrainedModel
+
     torch.manual_seed(variant.train.seed)
-    model = build_model(variant.model).eval()
     record = ModelInput.for_training(variant.dataset, variant.model, variant.train.patch_fit, manifest_path)
-    augment = variant.train.augment
-    return posterior_features(model, record, manifest_path, (augment.flips, augment.rot90), settings)
+    untrained = TrainedModel(build_model(variant.model).eval(), record, variant.model, variant.train, variant.to_dict(),
+                             0, 0, Path(f"untrained {variant.model.name}"))
+    return _means_table(embed_cohort(untrained, manifest_path, settings, False))
 
 
 def diameter_features(manifest: pd.DataFrame) -> pd.DataFrame:

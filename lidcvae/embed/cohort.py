@@ -12,24 +12,26 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from lidcvae.embed.config import EmbedConfig
-from lidcvae.embed.encode import embed_images
+from lidcvae.embed.encode import embed_images, encode_batches, with_latents
 from lidcvae.io import write_parquet
-from lidcvae.train.checkpoint import check_cohort, load_model
+from lidcvae.train.checkpoint import TrainedModel, check_cohort, load_model
 
-__all__ = ["embed_manifest", "embed_dataset"]
+__all__ = ["embed_cohort", "embed_manifest", "embed_dataset"]
 
 
-def embed_manifest(checkpoint: str | os.PathLike, manifest_path: str | os.PathLike, out_path: str | os.PathLike,
-                   settings: EmbedConfig) -> pd.DataFrame:
-    """Embed every nodule of a manifest (extract format) with a trained checkpoint; write Parquet atomically.
+def embed_cohort(trained: TrainedModel, manifest_path: str | os.PathLike, settings: EmbedConfig,
+                 progress: bool) -> pd.DataFrame:
+    """Every nodule of a manifest with the posterior means ``z…`` and log-variances ``logvar…`` of a loaded
+    checkpoint, its patches read ``settings.batch_size`` at a time (a tqdm bar with ``progress``).
 
-    The checkpoint may come from another cohort (``embed.checkpoint``): its input record
-    (``lidcvae.data.model_input.ModelInput``: input edge, HU window, mask channel, context, patch fit)
-    prepares the patches, and a cohort cut at another patch size or spacing, or without the masks the
-    model takes, is refused.
+    The checkpoint's input record (``lidcvae.data.model_input.ModelInput``: input edge, HU window, mask
+    channel, context, patch fit) prepares the patches, and a cohort cut at another patch size or spacing, or
+    without the masks the model takes, is refused.
 
     Raises:
         CheckpointMismatch: the manifest's patches differ from the model's training data (names both values).
@@ -38,13 +40,29 @@ def embed_manifest(checkpoint: str | os.PathLike, manifest_path: str | os.PathLi
     from lidcvae.data.lidc import images_from_table
     from lidcvae.extract.manifest import read_manifest
 
-    trained = load_model(checkpoint)
     manifest = read_manifest(manifest_path)
     check_cohort(trained, manifest, manifest_path)
-    images = images_from_table(manifest, PatchSource.for_input(manifest_path, trained.input))
+    source = PatchSource.for_input(manifest_path, trained.input)
     augment = trained.train_config.augment
     average_over = (augment.flips, augment.rot90) if settings.average_orientations else None
-    embeddings = embed_images(trained.model, images, manifest, settings.batch_size, settings.device, average_over)
+    means, logvars = [np.zeros((0, trained.model.latent_size), np.float32)] * 2
+    for start in tqdm(range(0, len(manifest), settings.batch_size), desc="embed", unit="batch", disable=not progress):
+        batch = manifest.iloc[start:start + settings.batch_size]
+        mean, logvar = encode_batches(trained.model, images_from_table(batch, source), settings.batch_size,
+                                      settings.device, average_over)
+        means, logvars = np.concatenate([means, mean]), np.concatenate([logvars, logvar])
+    return with_latents(manifest, means, logvars)
+
+
+def embed_manifest(checkpoint: str | os.PathLike, manifest_path: str | os.PathLike, out_path: str | os.PathLike,
+                   settings: EmbedConfig) -> pd.DataFrame:
+    """Embed every nodule of a manifest (extract format) with a trained checkpoint (``embed_cohort``);
+    write Parquet atomically. The checkpoint may come from another cohort (``embed.checkpoint``).
+
+    Raises:
+        CheckpointMismatch: the manifest's patches differ from the model's training data (names both values).
+    """
+    embeddings = embed_cohort(load_model(checkpoint), manifest_path, settings, False)
     write_parquet(embeddings, out_path)
     return embeddings
 

@@ -19,7 +19,7 @@ from lidcvae.data.augment import orientations
 from lidcvae.io import read_parquet
 from lidcvae.models.base import VAE
 
-__all__ = ["MEAN_PREFIX", "LOGVAR_PREFIX", "latent_column_names", "posterior_arrays", "encode_batches", "embed_images",
+__all__ = ["MEAN_PREFIX", "LOGVAR_PREFIX", "latent_column_names", "posterior_arrays", "encode_batches", "embed_images", "with_latents",
            "read_embeddings"]
 
 MEAN_PREFIX = "z"
@@ -90,6 +90,11 @@ def embed_images(
     means, logvars = encode_batches(model, images, batch_size, device, average_over)
     seconds = time.perf_counter() - start
     logger.info("embedded %d samples in %.1f s (%.1f samples/s)", len(images), seconds, len(images) / max(seconds, 1e-9))
+    return with_latents(table, means, logvars)
+
+
+def with_latents(table: pd.DataFrame, means: np.ndarray, logvars: np.ndarray) -> pd.DataFrame:
+    """``table`` (N rows) with the (N, D) posterior means as ``z000…`` and log-variances as ``logvar000…``."""
     latents = pd.DataFrame(
         np.concatenate([means, logvars], axis=1),
         columns=latent_column_names(means.shape[1]) + latent_column_names(means.shape[1], LOGVAR_PREFIX),

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from lidcvae.embed.config import EmbedConfig
-from lidcvae.embed.encode import MEAN_PREFIX, embed_images, latent_column_names
-from lidcvae.train.checkpoint import CheckpointMismatch, TrainedModel, check_cohort, load_model
+from lidcvae.embed.cohort import embed_cohort
+from lidcvae.embed.encode import MEAN_PREFIX, latent_column_names
+from lidcvae.train.checkpoint import CheckpointMismatch, TrainedModel, load_model
 
 __all__ = ["features_from_table", "FAILURE_COLUMN"]
 
@@ -59,28 +59,6 @@ def _extract_settings(trained: TrainedModel, table: pd.DataFrame):
     if record.spacing_mm is not None:
         settings["spacing_mm"] = float(record.spacing_mm)
     return ExtractSettings.from_mapping(settings, source=f"checkpoint {trained.path}")
-
-
-def _embed(trained: TrainedModel, manifest_path: Path, settings: EmbedConfig, progress: bool) -> pd.DataFrame:
-    """``embed_manifest``'s steps, a batch at a time under a progress bar: ``nodule_index`` and ``z…`` columns."""
-    from lidcvae.data import PatchSource
-    from lidcvae.data.lidc import images_from_table
-    from lidcvae.extract.manifest import read_manifest
-
-    manifest = read_manifest(manifest_path)
-    check_cohort(trained, manifest, manifest_path)
-    source = PatchSource.for_input(manifest_path, trained.input)
-    augment = trained.train_config.augment
-    average_over = (augment.flips, augment.rot90) if settings.average_orientations else None
-    columns = ["nodule_index", *latent_column_names(trained.model.latent_size, MEAN_PREFIX)]
-    parts = [pd.DataFrame(columns=columns)]
-    starts = range(0, len(manifest), settings.batch_size)
-    for start in tqdm(starts, desc="embed", unit="batch", disable=not progress):
-        batch = manifest.iloc[start:start + settings.batch_size].reset_index(drop=True)
-        embedded = embed_images(trained.model, images_from_table(batch, source), batch, settings.batch_size,
-                                settings.device, average_over)
-        parts.append(embedded[columns])
-    return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
 
 
 def _failure_reasons(failures: pd.DataFrame) -> dict[int, str]:
@@ -132,7 +110,7 @@ def features_from_table(table: pd.DataFrame | str | os.PathLike, checkpoint: str
         work = Path(out_dir) if out_dir is not None else Path(scratch)
         source = original.reset_index(drop=True) if isinstance(table, pd.DataFrame) else Path(table)  # a file names itself
         manifest, failures = extract_coordinates_cohort(source, ct_root, work, extract_settings, progress)
-        latents = _embed(trained, work / "manifest.parquet", settings, progress) if len(manifest) else None
+        latents = embed_cohort(trained, work / "manifest.parquet", settings, progress) if len(manifest) else None
     return _table_with_features(original, latents, _failure_reasons(failures), trained.model.latent_size)
 
 
