@@ -26,7 +26,7 @@ def test_reconstruction_montage_has_the_expected_pixel_size(tmp_path, event_shap
     grid_columns, grid_rows = min(columns, count), -(-count // columns)
     expected = (grid_rows * block_height + (grid_rows - 1) * 3 * GAP, grid_columns * block_width + (grid_columns - 1) * 3 * GAP)
     assert montage.shape == expected
-    figures.save_image(montage, tmp_path / "montage.png", zoom)
+    (tmp_path / "montage.png").write_bytes(figures.grey_png(montage, zoom))
     assert imread(tmp_path / "montage.png").shape[:2] == (expected[0] * zoom, expected[1] * zoom)
 
 
@@ -59,19 +59,22 @@ def test_interpolation_paths_start_and_end_at_the_two_codes_and_slerp_keeps_the_
     assert np.linalg.norm(linear[2]) < 3.0
 
 
-def test_plots_write_pngs(tmp_path):
+def test_plots_are_drawn_in_memory_and_written_once(tmp_path):
     codes = np.random.default_rng(0).normal(size=(30, 4))
-    figures.plot_latent_pca(codes, pd.Series(pd.array([0, 1, pd.NA] * 10, dtype="Int64")), tmp_path / "pca.png")
-    figures.plot_kl_per_dimension(np.array([0.0, 0.001, 2.0, 0.5]), np.array([False, False, True, True]), tmp_path / "kl.png")
-    figures.plot_roc_curves({"a": ([0, 0, 1], [0, 1, 1], 1.0)}, tmp_path / "roc.png")
-    for name in ("pca.png", "kl.png", "roc.png"):
-        assert imread(tmp_path / name).shape[0] > 100
+    drawn = [figures.Drawn("pca.png", "", figures.plot_latent_pca(codes, pd.Series(pd.array([0, 1, pd.NA] * 10, dtype="Int64")))),
+             figures.Drawn("kl.png", "", figures.plot_kl_per_dimension(np.array([0.0, 0.001, 2.0, 0.5]),
+                                                                       np.array([False, False, True, True]))),
+             figures.Drawn("roc.png", "", figures.plot_roc_curves({"a": ([0, 0, 1], [0, 1, 1], 1.0)}))]
+    assert not list(tmp_path.iterdir())  # nothing is written while drawing
+    paths = figures.write_figures(tmp_path / "figures", drawn)
+    assert [p.name for p in paths] == ["pca.png", "kl.png", "roc.png"] and sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["kl.png", "pca.png", "roc.png"]
+    for path, figure in zip(paths, drawn):
+        assert path.read_bytes() == figure.png and imread(path).shape[0] > 100
 
 
 def test_report_is_self_contained_with_headline_then_warnings_then_sections(tmp_path):
-    figures.save_image(np.eye(8), tmp_path / "eye.png", 2)
     metrics = {"splits": {"test": {"psnr_db": 21.5}}, "collapse": {"kl_per_dimension_nats": list(range(256))}}
-    sections = [Section("first", "Question one?", figure_html(tmp_path / "eye.png", "an eye <b>"))]
+    sections = [Section("first", "Question one?", figure_html(figures.grey_png(np.eye(8), 2), "an eye <b>", "eye"))]
     page = write_report(tmp_path / "report.html", "t", "<p id='head'>h</p>", sections, metrics,
                         warnings=["!!! collapsed <b>"]).read_text()
     assert page.index("id='head'") < page.index('class="warnings"') < page.index('<section id="first">')

@@ -105,3 +105,17 @@ def test_a_two_channel_input_gives_its_masks_from_channel_1_and_its_errors_from_
     assert metrics["splits"]["test"]["mse_normalised"] == pytest.approx(squared.mean().item(), rel=1e-5)
     assert metrics["splits"]["test"]["mse_hu2"] == pytest.approx(squared.mean().item() * 1400**2, rel=1e-5)
     assert error["rmse_inside_hu"] == pytest.approx(inside**0.5 * 1400, rel=1e-5)
+
+
+def test_an_evaluation_that_fails_late_writes_nothing(tmp_path, monkeypatch):
+    """Figures are drawn in memory and written with metrics.json and the page at the end: a failure in the
+    last part (the generative pictures) leaves no half set of figures beside an old report."""
+    import lidcvae.evaluate.run as run
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("decoder failed")
+
+    monkeypatch.setattr(run, "generative_pictures", fails)
+    with pytest.raises(RuntimeError, match="decoder failed"):
+        _run(TinyLinearVAE((1, 8, 8, 8), latent_size=4), tmp_path)
+    assert list(tmp_path.iterdir()) == []

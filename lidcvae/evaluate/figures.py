@@ -1,13 +1,19 @@
 """PNG figures for the report, generic over event shape: 2-D images (C=1, H, W) or volumes (1, Z, Y, X).
 
-Image grids (montage, prior samples, interpolation) are written pixel-exact with ``imsave``: every
+Figures are made in memory (``Drawn``: a name, a caption, PNG bytes) and written once, with metrics.json
+and the page, when the evaluation is done (``write_figures``), so a failed evaluation leaves no half set.
+Image grids (montage, prior samples, interpolation) are encoded pixel-exact with ``imsave``: every
 patch voxel becomes ``zoom``×``zoom`` pixels, so a figure's size is known from its inputs. CT patches
 are shown in a lung window (W 1500, L −600 HU); images without an HU window are shown as [0, 1].
 """
 
 from __future__ import annotations
 
+import io
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib
 
@@ -21,15 +27,20 @@ from lidcvae.intensity import HUWindow  # noqa: E402
 from lidcvae.io import atomic_path  # noqa: E402
 
 __all__ = [
+    "Drawn",
+    "write_figures",
+    "figure_png",
+    "grey_png",
+    "rgb_png",
     "LUNG_WINDOW_HU",
     "centre_views",
     "to_display",
     "tile",
     "reconstruction_montage",
     "image_rows",
+    "grey_grids",
     "slerp",
     "interpolation_codes",
-    "save_image",
     "plot_roc_curves",
     "plot_latent_pca",
     "plot_kl_per_dimension",
@@ -37,6 +48,48 @@ __all__ = [
 
 LUNG_WINDOW_HU = (-1350.0, 150.0)
 GAP = 2
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """One figure of the report, made in memory: ``name`` its file under figures/ (``roc.png``), ``caption``
+    the words the page shows under it, ``png`` the encoded image."""
+
+    name: str
+    caption: str
+    png: bytes
+
+
+def write_figures(figure_dir: str | os.PathLike, drawn: Sequence[Drawn]) -> list[Path]:
+    """Write every figure as ``figure_dir``/name, each atomically; the paths in order."""
+    paths = []
+    for figure in drawn:
+        with atomic_path(Path(figure_dir) / figure.name) as tmp:
+            tmp.write_bytes(figure.png)
+        paths.append(Path(figure_dir) / figure.name)
+    return paths
+
+
+def figure_png(figure, dpi: int = 110, tight: bool = True) -> bytes:
+    """A matplotlib figure as PNG bytes (``tight``: cropped to its artists); the figure is closed."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, **({"bbox_inches": "tight"} if tight else {}))
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def grey_png(image: np.ndarray, zoom: int) -> bytes:
+    """A [0, 1] grey image (H, W) as PNG bytes, each pixel repeated ``zoom``×``zoom`` (exact pixel size)."""
+    buffer = io.BytesIO()
+    plt.imsave(buffer, np.kron(image, np.ones((zoom, zoom), np.float32)), cmap="gray", vmin=0.0, vmax=1.0, format="png")
+    return buffer.getvalue()
+
+
+def rgb_png(image: np.ndarray) -> bytes:
+    """An (H, W, 3) [0, 1] image as PNG bytes, pixel for pixel."""
+    buffer = io.BytesIO()
+    plt.imsave(buffer, np.clip(image, 0.0, 1.0), format="png")
+    return buffer.getvalue()
 
 
 def to_display(images: np.ndarray, hu_window: HUWindow | None, display_window_hu=LUNG_WINDOW_HU) -> np.ndarray:
@@ -97,6 +150,11 @@ def image_rows(rows: list[np.ndarray]) -> np.ndarray:
     return tile([[tile([[view] for view in centre_views(sample)]) for sample in row] for row in rows], gap=3 * GAP)
 
 
+def grey_grids(blocks: list[list[np.ndarray]], hu_window: HUWindow | None, zoom: int) -> list[bytes]:
+    """Each block of model-scale rows (each (M, *event_shape)) as one ``image_rows`` grid, PNG bytes at ``zoom``."""
+    return [grey_png(image_rows([to_display(row, hu_window) for row in rows]), zoom) for rows in blocks]
+
+
 def slerp(start: np.ndarray, end: np.ndarray, fraction: float) -> np.ndarray:
     """Spherical interpolation (Shoemake 1985; White 2016, arXiv 1609.04468); linear for parallel codes."""
     cos_angle = np.dot(start, end) / (np.linalg.norm(start) * np.linalg.norm(end) + 1e-12)
@@ -113,20 +171,7 @@ def interpolation_codes(start: np.ndarray, end: np.ndarray, steps: int) -> tuple
     return linear, np.stack([slerp(start, end, t) for t in fractions])
 
 
-def save_image(image: np.ndarray, path: str | os.PathLike, zoom: int) -> None:
-    """Write a [0, 1] grey image as PNG, each pixel repeated ``zoom``×``zoom`` (exact pixel size)."""
-    enlarged = np.kron(image, np.ones((zoom, zoom), np.float32))
-    with atomic_path(path) as tmp:
-        plt.imsave(tmp, enlarged, cmap="gray", vmin=0.0, vmax=1.0)
-
-
-def _save_figure(figure, path: str | os.PathLike) -> None:
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(figure)
-
-
-def plot_latent_pca(posterior_mean: np.ndarray, labels: pd.Series, path: str | os.PathLike, label_names: dict | None = None) -> None:
+def plot_latent_pca(posterior_mean: np.ndarray, labels: pd.Series, label_names: dict | None = None) -> bytes:
     """2-D PCA of the posterior means (N, D), coloured by label (missing labels grey)."""
     varies = len(posterior_mean) > 2 and np.var(posterior_mean, axis=0).sum() > 0
     components = PCA(n_components=2).fit_transform(posterior_mean) if varies else np.zeros((len(posterior_mean), 2))
@@ -140,10 +185,10 @@ def plot_latent_pca(posterior_mean: np.ndarray, labels: pd.Series, path: str | o
         axis.scatter(*components[chosen].T, s=16, label=name)
     axis.set(title="posterior means, first two principal components", xlabel="PC 1", ylabel="PC 2")
     axis.legend(fontsize=8)
-    _save_figure(figure, path)
+    return figure_png(figure)
 
 
-def plot_kl_per_dimension(kl: np.ndarray, active: np.ndarray | None, path: str | os.PathLike) -> None:
+def plot_kl_per_dimension(kl: np.ndarray, active: np.ndarray | None) -> bytes:
     """KL per latent dimension (D,) in nats, sorted descending on a log axis; active dimensions (D,) bool
     (``collapse.active_dimensions``; None: not counted) in blue."""
     order = np.argsort(kl)[::-1]
@@ -155,10 +200,10 @@ def plot_kl_per_dimension(kl: np.ndarray, active: np.ndarray | None, path: str |
     axis.set_yscale("log")
     axis.set(title=f"KL per latent dimension, sorted: {counted}",
              xlabel="latent dimension (rank by KL)", ylabel="mean KL per sample (nats, log axis)")
-    _save_figure(figure, path)
+    return figure_png(figure)
 
 
-def plot_roc_curves(curves: dict[str, tuple[list[float], list[float], float | None]], path: str | os.PathLike) -> None:
+def plot_roc_curves(curves: dict[str, tuple[list[float], list[float], float | None]]) -> bytes:
     """ROC curves {name: (false-positive rates, true-positive rates, mean fold AUC)} with the chance diagonal."""
     figure, axis = plt.subplots(figsize=(5.2, 4.6))
     for name, (fpr, tpr, auc) in curves.items():
@@ -167,4 +212,4 @@ def plot_roc_curves(curves: dict[str, tuple[list[float], list[float], float | No
     axis.set(xlabel="false-positive rate", ylabel="true-positive rate", xlim=(0, 1), ylim=(0, 1.01),
              title="ROC, pooled out-of-fold predictions")
     axis.legend(fontsize=7, loc="lower right")
-    _save_figure(figure, path)
+    return figure_png(figure)

@@ -2,13 +2,12 @@
 
 Every code to draw is chosen first (two nodules' interpolation paths, one traversal per attribute the
 table defines, samples from the prior or the aggregate posterior); the model then decodes them all in
-one pass, and the grids are drawn last. A figure is a (caption, path) pair.
+one pass, and the grids are drawn last, in memory (``figures.Drawn``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +16,7 @@ import torch
 from lidcvae.embed import posterior_arrays
 from lidcvae.evaluate import figures
 from lidcvae.evaluate.claims import SIZE_COSINE_LIMIT, cosine
+from lidcvae.evaluate.figures import Drawn
 from lidcvae.evaluate.latent_views import ATTRIBUTES, attribute_vector, retrieval_caption, traversal_codes
 from lidcvae.evaluate.sampling import latent_samples
 from lidcvae.evaluate.settings import EvaluateSettings
@@ -25,8 +25,6 @@ from lidcvae.intensity import HUWindow
 from lidcvae.models.base import VAE
 
 __all__ = ["SAMPLE_CAPTIONS", "sample_source", "interpolation_pair", "legible_zoom", "generative_pictures"]
-
-Figure = tuple[str, Path]
 
 SAMPLE_CAPTIONS = {
     "prior": "Samples from the prior z ~ N(0, I), decoder means: what the model generates from scratch. Where the "
@@ -120,16 +118,16 @@ def _attribute_traversals(codes: np.ndarray, table: pd.DataFrame, scales: np.nda
 
 
 @torch.no_grad()
-def _decode_rows(model: VAE, rows: list[np.ndarray], hu_window: HUWindow | None) -> list[np.ndarray]:
-    """Rows of codes (each (M, D)) → decoder means in display grey levels, one model pass for all."""
+def _decode_rows(model: VAE, rows: list[np.ndarray]) -> list[np.ndarray]:
+    """Rows of codes (each (M, D)) → decoder means (each (M, *event_shape), model scale), one model pass for all."""
     stacked = torch.as_tensor(np.concatenate([np.asarray(r, np.float32) for r in rows]), dtype=torch.float32)
-    decoded = figures.to_display(model.mean_image(model.decode(stacked)).numpy(), hu_window)
+    decoded = model.mean_image(model.decode(stacked)).numpy()
     return np.split(decoded, np.cumsum([len(r) for r in rows])[:-1])
 
 
 def generative_pictures(model: VAE, codes: np.ndarray, table: pd.DataFrame, settings: EvaluateSettings,
-                        hu_window: HUWindow | None, figure_dir: Path) -> tuple[dict, list[Figure], list[str], str]:
-    """Interpolation, attribute traversals and samples, decoded and drawn under ``figure_dir``.
+                        hu_window: HUWindow | None) -> tuple[dict, list[Drawn], list[str], str]:
+    """Interpolation, attribute traversals and samples, decoded and drawn.
 
     Args:
         model: the trained VAE in eval mode.
@@ -146,8 +144,7 @@ def generative_pictures(model: VAE, codes: np.ndarray, table: pd.DataFrame, sett
     traversals = _attribute_traversals(codes, table, scales)
     source, fitted = sample_source(settings, table)
     samples = latent_samples(source, settings.prior_samples, model.latent_size, np.random.default_rng(settings.seed), *fitted)
-    decoded = _decode_rows(model, [*paths, *traversals.rows, samples], hu_window)
-    made = _draw(decoded, len(paths), traversals, figure_dir, zoom)
+    decoded = _decode_rows(model, [*paths, *traversals.rows, samples])
     name = lambda i: f"{row_name(table, i)} ({retrieval_caption(table.iloc[i]).replace(chr(10), ', ')})"  # noqa: E731
     captions = [f"Interpolation from {name(first)} to {name(second)}: linear (upper block), spherical / slerp (lower "
                 "block, White 2016: keeps the code's norm where the prior's mass lies)."]
@@ -158,15 +155,12 @@ def generative_pictures(model: VAE, codes: np.ndarray, table: pd.DataFrame, sett
                         f"the first's); decoded, centre slices stacked axial/coronal/sagittal. Rows: {'; '.join(traversals.names)}. "
                         f"Only attributes whose vector's |cosine| with the size vector is below {SIZE_COSINE_LIMIT:g} are drawn.")
     captions.append(SAMPLE_CAPTIONS[source])
-    return traversals.section, list(zip(captions, made)), traversals.notes, source
+    names = ["interpolation.png", *(["attribute_traversals.png"] if traversals.rows else []), "prior_samples.png"]
+    grids = figures.grey_grids(_blocks(decoded, len(paths), traversals), hu_window, zoom)
+    drawn = [Drawn(name, caption, png) for name, caption, png in zip(names, captions, grids)]
+    return traversals.section, drawn, traversals.notes, source
 
 
-def _draw(decoded: list[np.ndarray], n_paths: int, traversals: _Traversals, figure_dir: Path, zoom: int) -> list[Path]:
-    """Save the interpolation, traversal (when any) and sample grids; their paths in that order."""
-    grids = [(figures.image_rows(decoded[:n_paths]), figure_dir / "interpolation.png")]
-    if traversals.rows:
-        grids.append((figures.image_rows(decoded[n_paths:-1]), figure_dir / "attribute_traversals.png"))
-    grids.append((figures.image_rows(decoded[-1:]), figure_dir / "prior_samples.png"))
-    for image, path in grids:
-        figures.save_image(image, path, zoom)
-    return [path for _, path in grids]
+def _blocks(decoded: list[np.ndarray], n_paths: int, traversals: _Traversals) -> list[list[np.ndarray]]:
+    """The decoded rows grouped into the interpolation, the traversals (when any) and the samples, in that order."""
+    return [decoded[:n_paths], *([decoded[n_paths:-1]] if traversals.rows else []), decoded[-1:]]

@@ -9,14 +9,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from lidcvae.io import atomic_path
+from lidcvae.evaluate.figures import figure_png
 
 __all__ = ["Attribute", "ATTRIBUTES", "nearest_neighbours", "attribute_vector", "traversal_codes",
            "retrieval_caption", "plot_retrieval_gallery"]
@@ -122,9 +121,8 @@ def retrieval_caption(row: pd.Series) -> str:
     return "\n".join(line for line in (" ".join(parts[:2]), " ".join(parts[2:])) if line)  # no empty second line (MNIST)
 
 
-def plot_retrieval_gallery(thumbnails: list[list[np.ndarray]], captions: list[list[str]], distances: np.ndarray,
-                           path: str | os.PathLike) -> None:
-    """Rows of [query, neighbour 1 … k] grey thumbnails in [0, 1], each titled with its characteristics."""
+def plot_retrieval_gallery(thumbnails: list[list[np.ndarray]], captions: list[list[str]], distances: np.ndarray) -> bytes:
+    """Rows of [query, neighbour 1 … k] grey thumbnails in [0, 1], each titled with its characteristics; PNG bytes."""
     rows, columns = len(thumbnails), max(len(r) for r in thumbnails)
     figure, axes = plt.subplots(rows, columns, figsize=(1.7 * columns, 1.9 * rows), squeeze=False)
     for r in range(rows):
@@ -141,6 +139,4 @@ def plot_retrieval_gallery(thumbnails: list[list[np.ndarray]], captions: list[li
                 for spine in axis.spines.values():
                     spine.set_edgecolor("tab:red"), spine.set_linewidth(2)
     figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=100)
-    plt.close(figure)
+    return figure_png(figure, dpi=100, tight=False)

@@ -7,16 +7,12 @@ and the montage draws the mask's outline on input and reconstruction alike.
 
 from __future__ import annotations
 
-import os
-
-import matplotlib.pyplot as plt
 import numpy as np
 from scipy import ndimage
 
 from lidcvae.evaluate.figures import GAP, centre_views, tile
-from lidcvae.io import atomic_path
 
-__all__ = ["OUTLINE_RGB", "masked_squared_error", "outline", "outlined_montage", "save_rgb"]
+__all__ = ["OUTLINE_RGB", "masked_squared_error", "outline", "outlined_montage"]
 
 OUTLINE_RGB = (1.0, 0.15, 0.1)
 
@@ -73,8 +69,3 @@ def outlined_montage(inputs: np.ndarray, reconstructions: np.ndarray, masks: np.
     grid = [blocks[i : i + per_row] for i in range(0, len(blocks), per_row)]
     return _rgb_tile(grid, 3 * GAP * zoom)
 
-
-def save_rgb(image: np.ndarray, path: str | os.PathLike) -> None:
-    """Write an (H, W, 3) [0, 1] image as PNG, pixel for pixel."""
-    with atomic_path(path) as tmp:
-        plt.imsave(tmp, np.clip(image, 0.0, 1.0))

@@ -1,4 +1,4 @@
-"""metrics.json's parts that come with a figure: collapse, probe and training, each (part, figures, ...).
+"""metrics.json's parts that come with a figure: collapse, probe and training, each (part, drawn figures, ...).
 
 Each part holds what its section and the headline read, so the page and metrics.json say the same:
 one active-unit rule (``collapse.ACTIVE_UNIT_RULE``), the probe beside its size-only control
@@ -18,21 +18,22 @@ from lidcvae.evaluate.claims import pc1_against_size, probe_verdict
 from lidcvae.evaluate.collapse import (
     ACTIVE_UNIT_RULE, MIN_SAMPLES_FOR_UNITS, active_dimensions, kl_per_dimension, pca_dimension_suggestion, posterior_mean_variance,
 )
+from lidcvae.evaluate.figures import Drawn
 from lidcvae.evaluate.probe_run import run_probe
+from lidcvae.evaluate.provenance import Vocabulary
 from lidcvae.evaluate.settings import EvaluateSettings
 from lidcvae.evaluate.training_curves import best_epoch_row, healthy, plot_training_curves, training_checks, training_seconds
 
-__all__ = ["collapse_part", "probe_part", "training_part", "representation_table"]
+__all__ = ["collapse_part", "latent_pca_figure", "probe_part", "training_part", "representation_table"]
 
-Figure = tuple[str, Path]
+LABEL_NAMES = {0: "benign (label 0)", 1: "malignant (label 1)"}
 
 
-def collapse_part(means: np.ndarray, logvars: np.ndarray, table: pd.DataFrame, size: str | None, settings: EvaluateSettings,
-                  figure_dir: Path) -> tuple[dict, list[Figure]]:
+def collapse_part(means: np.ndarray, logvars: np.ndarray, table: pd.DataFrame, size: str | None,
+                  settings: EvaluateSettings) -> tuple[dict, list[Drawn]]:
     """Active units by the one rule, PCA-90, PC1 against diameter (``size``'s column of ``table``), KL per dimension."""
     kl = kl_per_dimension(means, logvars)
     active = active_dimensions(means, logvars)
-    figures.plot_kl_per_dimension(kl, active, figure_dir / "kl_per_dimension.png")
     diameters = pd.to_numeric(table[size], errors="coerce").to_numpy(np.float64) if size else None
     section = {
         "samples": len(means), "latent_size": means.shape[1],
@@ -48,11 +49,19 @@ def collapse_part(means: np.ndarray, logvars: np.ndarray, table: pd.DataFrame, s
         section["active_units_note"] = f"{len(means)} samples, under the {MIN_SAMPLES_FOR_UNITS} a variance across samples needs"
     caption = ("KL per latent dimension in nats per sample, sorted, log axis; blue: active by the report's rule (posterior "
                "mean varies across samples more than the encoder's own variance).")
-    return section, [(caption, figure_dir / "kl_per_dimension.png")]
+    return section, [Drawn("kl_per_dimension.png", caption, figures.plot_kl_per_dimension(kl, active))]
 
 
-def probe_part(embeddings: pd.DataFrame, splits, settings: EvaluateSettings, size: str | None,
-               figure_dir: Path) -> tuple[dict, list[Figure], list[str]]:
+def latent_pca_figure(means: np.ndarray, table: pd.DataFrame, label_column: str, words: Vocabulary) -> Drawn:
+    """The posterior means (N, D) on their first two principal components, coloured by ``label_column``."""
+    labels = table[label_column] if label_column in table.columns else pd.Series([pd.NA] * len(table))
+    names = LABEL_NAMES if set(labels.dropna().unique()) <= {0, 1} else {}  # LIDC's malignancy; MNIST digits by value
+    return Drawn("latent_pca.png", f"Posterior means of every embedded {words.one}, first two principal components, "
+                 "coloured by label.", figures.plot_latent_pca(means, labels, names))
+
+
+def probe_part(embeddings: pd.DataFrame, splits, settings: EvaluateSettings,
+               size: str | None) -> tuple[dict, list[Drawn], list[str]]:
     """The probe with diameter (``size``) always among its baselines, and whether the latents beat it."""
     if not settings.probe.enabled:
         return {"results": {}}, [], []
@@ -67,9 +76,9 @@ def probe_part(embeddings: pd.DataFrame, splits, settings: EvaluateSettings, siz
     curves = {name: (r["roc_fpr"], r["roc_tpr"], r["auc_mean"]) for name, r in probe.get("results", {}).items() if r.get("roc_fpr")}
     if not curves:
         return probe, [], notes
-    figures.plot_roc_curves(curves, figure_dir / "roc.png")
-    return probe, [("ROC curves of the probe and its baselines (diameter alone the size-only control) from the pooled "
-                    "out-of-fold predictions (the table's AUC is the mean over folds).", figure_dir / "roc.png")], notes
+    caption = ("ROC curves of the probe and its baselines (diameter alone the size-only control) from the pooled "
+               "out-of-fold predictions (the table's AUC is the mean over folds).")
+    return probe, [Drawn("roc.png", caption, figures.plot_roc_curves(curves))], notes
 
 
 def representation_table(path: str | None) -> tuple[str, pd.DataFrame] | str:
@@ -83,12 +92,11 @@ def representation_table(path: str | None) -> tuple[str, pd.DataFrame] | str:
     return str(path), pd.read_csv(path)
 
 
-def training_part(history: pd.DataFrame | None, figure_dir: Path, checkpoint_epoch: int | None) -> tuple[dict, list[Figure], str]:
+def training_part(history: pd.DataFrame | None, checkpoint_epoch: int | None) -> tuple[dict, list[Drawn], str]:
     """Curves, every check and the verdict of a history; ``checkpoint_epoch`` is the evaluated weights' epoch."""
     if history is None:
         return {"health": [], "checks": [], "healthy": False}, [], "no training history (metrics.csv) found"
     best = best_epoch_row(history, checkpoint_epoch)
-    plot_training_curves(history, figure_dir / "loss_curves.png", best)
     checks = training_checks(history)
     seconds = training_seconds(history)
     epochs = history["epoch"].to_numpy() if "epoch" in history.columns else np.arange(1, len(history) + 1)
@@ -105,4 +113,4 @@ def training_part(history: pd.DataFrame | None, figure_dir: Path, checkpoint_epo
                "sample), training batches (left) and validation (right: the val split, held out from training and "
                "never trained on; for MNIST, digits of the train files set aside by the seeded split); dashed: the "
                "evaluated checkpoint's epoch.")
-    return section, [(caption, figure_dir / "loss_curves.png")], text
+    return section, [Drawn("loss_curves.png", caption, plot_training_curves(history, best))], text

@@ -70,11 +70,10 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "", max_list: int 
     return rows
 
 
-def figure_html(path: str | os.PathLike, caption: str) -> str:
-    """A ``<figure>`` with the PNG at ``path`` inlined as a data URI and an escaped caption."""
-    path = Path(path)
-    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{encoded}">'
+def figure_html(png: bytes, caption: str, alt: str) -> str:
+    """A ``<figure>`` with the PNG bytes inlined as a data URI, ``alt`` its text, and an escaped caption."""
+    encoded = base64.b64encode(png).decode("ascii")
+    return (f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 

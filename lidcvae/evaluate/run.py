@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ from lidcvae.evaluate import figures, sections, visualise
 from lidcvae.evaluate.collapse import collapse_warnings
 from lidcvae.evaluate.generative import generative_pictures, legible_zoom
 from lidcvae.evaluate.headline import RunInfo, headline_html, key_numbers
-from lidcvae.evaluate.parts import collapse_part, probe_part, representation_table, training_part
+from lidcvae.evaluate.parts import collapse_part, latent_pca_figure, probe_part, representation_table, training_part
 from lidcvae.evaluate.projector import write_projector
 from lidcvae.evaluate.provenance import (
     NOT_SPLIT, Vocabulary, checkpoint_origin, cohort_mask_kind, mask_name, out_of_distribution, size_column, vocabulary,
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["SplitData", "evaluate_model", "evaluate_run"]
 
 logger = logging.getLogger(__name__)
-LABEL_NAMES = {0: "benign (label 0)", 1: "malignant (label 1)"}
 
 
 @dataclass
@@ -128,7 +127,8 @@ def _patients(splits: Mapping[str, SplitData], words: Vocabulary) -> dict[str, i
 def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.DataFrame, out_dir: str | os.PathLike,
                    settings: EvaluateSettings, hu_window: HUWindow | None, history: pd.DataFrame | None = None,
                    sections_html: Sequence[tuple[str, str]] = (), info: RunInfo | None = None) -> dict:
-    """Compute every metric, draw every figure and write metrics.json, projector/ and report.html under ``out_dir``.
+    """Compute every metric and draw every figure in memory, then write metrics.json, figures/, projector/ and
+    report.html under ``out_dir`` together (``_write_outputs``), so a failure leaves no half-written set.
 
     Args:
         model: the trained VAE (put in eval mode here).
@@ -141,47 +141,41 @@ def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.D
         sections_html: extra (heading, trusted HTML fragment) pairs for the report.
         info: cohort, config and checkpoint origin for the headline.
     """
-    out_dir, model, info = Path(out_dir), model.eval(), info or RunInfo()
-    figure_dir, words = out_dir / "figures", vocabulary(info.dataset)
+    model.eval()
+    info = info or RunInfo()
+    words = vocabulary(info.dataset)
     tables = {n: s.table for n, s in splits.items() if len(s.table)}
     mask = mask_name(info.mask_kind or "consensus")
     size = size_column(embeddings)
     metrics: dict[str, Any] = {}
-    metrics["splits"], warnings, notes = _score_splits(model, splits, settings, hu_window, info)
-    notes += _scope_notes(hu_window, words)
+    notes = _scope_notes(hu_window, words)
+    metrics["splits"], warnings, unscored = _score_splits(model, splits, settings, hu_window, info)
+    notes = unscored + notes
     metrics["nodule_error"], recon_figures = visualise.nodule_reconstruction(
         model, {n: _with_masks(s) for n, s in splits.items() if len(s.images)}, settings.batch_size, settings.montage_samples,
-        legible_zoom(settings.image_zoom, model.event_shape[-1]), hu_window, figure_dir, mask, words.many)
+        legible_zoom(settings.image_zoom, model.event_shape[-1]), hu_window, mask, words.many)
     for error in metrics["nodule_error"].values():
         error["mask"] = mask
     codes, logvars = posterior_arrays(embeddings)
-    metrics["collapse"], kl_figures = collapse_part(codes, logvars, embeddings, size, settings, figure_dir)
-    metrics["training"], curve_figures, training_text = training_part(history if info.trained_here else None, figure_dir,
+    metrics["collapse"], kl_figures = collapse_part(codes, logvars, embeddings, size, settings)
+    kl_figures.append(latent_pca_figure(codes, embeddings, settings.probe.label_column, words))
+    metrics["training"], curve_figures, training_text = training_part(history if info.trained_here else None,
                                                                       info.origin.epoch if info.origin else None)
     if info.origin is not None:
         metrics["checkpoint"] = info.origin.to_dict()
-    metrics["probe"], roc_figures, probe_notes = probe_part(embeddings, splits, settings, size, figure_dir)
+    metrics["probe"], roc_figures, probe_notes = probe_part(embeddings, splits, settings, size)
     notes += probe_notes
-    labels = embeddings[settings.probe.label_column] if settings.probe.label_column in embeddings.columns else pd.Series([pd.NA] * len(embeddings))
-    names = LABEL_NAMES if set(labels.dropna().unique()) <= {0, 1} else {}  # LIDC's malignancy; MNIST digits by value
-    figures.plot_latent_pca(codes, labels, figure_dir / "latent_pca.png", names)
-    kl_figures.append((f"Posterior means of every embedded {words.one}, first two principal components, coloured by label.",
-                       figure_dir / "latent_pca.png"))
     images = _aligned_images(embeddings, splits)
     if images is None:
         metrics["retrieval"], gallery = {"skipped": "the embeddings' inputs were not found among the loaded splits"}, []
     else:
-        metrics["retrieval"], gallery = visualise.retrieval(codes, embeddings, images, hu_window, figure_dir, settings.retrieval_queries,
+        metrics["retrieval"], gallery = visualise.retrieval(codes, embeddings, images, hu_window, settings.retrieval_queries,
                                                             settings.retrieval_neighbours, settings.probe.label_column, size, words.many)
         if settings.projector:
-            write_projector(codes, embeddings, images, out_dir / "projector", hu_window)
             metrics["projector"] = "projector (tensorboard --logdir on this folder, PROJECTOR tab)"
-    metrics["attributes"], generated, generative_notes, source = generative_pictures(model, codes, embeddings, settings,
-                                                                                      hu_window, figure_dir)
+    metrics["attributes"], generated, generative_notes, source = generative_pictures(model, codes, embeddings, settings, hu_window)
     metrics["samples"] = {"source": source, "function": "lidcvae.evaluate.sampling.latent_samples"}
     metrics["warnings"], metrics["notes"] = warnings, notes
-    with atomic_path(out_dir / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2))
     evaluated = next(iter(metrics["splits"]), None)
     verdict = metrics["training"] if curve_figures else None
     headline = headline_html(info, {NOT_SPLIT if n == "cohort" else n: t for n, t in tables.items()}, training_text,
@@ -197,9 +191,26 @@ def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.D
         *([sections.training_section(metrics["training"], curve_figures)] if info.trained_here else []),
         *(sections.extra_section(heading, fragment) for heading, fragment in sections_html),
     ]
-    shown = {k: v for k, v in metrics.items() if k not in ("warnings", "notes")}
-    write_report(out_dir / "report.html", f"lidcvae evaluation report: {info.name}", headline, page, shown, warnings, notes)
+    drawn = [*recon_figures, *kl_figures, *roc_figures, *gallery, *generated, *curve_figures]
+    projected = (codes, embeddings, images) if images is not None and settings.projector else None
+    _write_outputs(Path(out_dir), metrics, drawn, projected, hu_window,
+                   lambda path: write_report(path, f"lidcvae evaluation report: {info.name}", headline, page,
+                                             {k: v for k, v in metrics.items() if k not in ("warnings", "notes")},
+                                             warnings, notes))
     return metrics
+
+
+def _write_outputs(out_dir: Path, metrics: dict, drawn: Sequence[figures.Drawn],
+                   projected: tuple[np.ndarray, pd.DataFrame, np.ndarray] | None, hu_window: HUWindow | None,
+                   report: Callable[[Path], Path]) -> None:
+    """Everything the evaluation made, written at once: figures/, projector/ (when ``projected`` holds the
+    (codes, table, images) to show), metrics.json and the page last, each file atomically."""
+    figures.write_figures(out_dir / "figures", drawn)
+    if projected is not None:
+        write_projector(*projected, out_dir / "projector", hu_window)
+    with atomic_path(out_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2))
+    report(out_dir / "report.html")
 
 
 def _consensus_masks(table: pd.DataFrame, source: Any) -> torch.Tensor | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from lidcvae.evaluate.figures import Drawn
 from lidcvae.evaluate.provenance import Vocabulary, vocabulary
 from lidcvae.evaluate.report import Section, figure_html, table_html
 
@@ -23,7 +24,6 @@ __all__ = ["SECTION_IDS", "reconstruction_section", "latent_section", "probe_sec
 
 SECTION_IDS = ("reconstruction", "latent-space", "probe", "retrieval", "generative", "training")
 
-Figure = tuple[str, Path]
 _NODULES = vocabulary("lidc")
 
 
@@ -31,8 +31,8 @@ def _skipped(text: str) -> str:
     return f'<p class="skipped">{html.escape(text)}</p>'
 
 
-def _figures(made: Sequence[Figure]) -> str:
-    return "".join(figure_html(path, caption) for caption, path in made)
+def _figures(made: Sequence[Drawn]) -> str:
+    return "".join(figure_html(drawn.png, drawn.caption, Path(drawn.name).stem) for drawn in made)
 
 
 def _split_rows(splits: Mapping[str, Any], nodule_error: Mapping[str, Any], patients: Mapping[str, int | None],
@@ -46,7 +46,7 @@ def _split_rows(splits: Mapping[str, Any], nodule_error: Mapping[str, Any], pati
     return rows
 
 
-def reconstruction_section(splits: Mapping[str, Any], nodule_error: Mapping[str, Any], made: Sequence[Figure],
+def reconstruction_section(splits: Mapping[str, Any], nodule_error: Mapping[str, Any], made: Sequence[Drawn],
                            hu: bool, kept_voxels: int | None = None, words: Vocabulary = _NODULES,
                            patients: Mapping[str, int | None] | None = None, mask: str = "consensus (50 %) mask") -> Section:
     """Likelihood and error per split with its n and mask coverage, the error inside vs outside the mask
@@ -88,7 +88,7 @@ def reconstruction_section(splits: Mapping[str, Any], nodule_error: Mapping[str,
     return Section("reconstruction", f"Does it reconstruct the {words.one}?", "".join(body))
 
 
-def latent_section(collapse: Mapping[str, Any], made: Sequence[Figure], words: Vocabulary = _NODULES) -> Section:
+def latent_section(collapse: Mapping[str, Any], made: Sequence[Drawn], words: Vocabulary = _NODULES) -> Section:
     """Active units by the report's one rule, PCA-90 explained, PC1 against diameter, KL per dimension sorted."""
     active = collapse.get("active_units")
     counted = (f"<b>{active} of {collapse['latent_size']}</b> latent dimensions are active" if active is not None
@@ -131,7 +131,7 @@ def _probe_text(probe: Mapping[str, Any], words: Vocabulary) -> str:
     return text
 
 
-def probe_section(probe: Mapping[str, Any], made: Sequence[Figure], representation: tuple[str, pd.DataFrame] | str | None,
+def probe_section(probe: Mapping[str, Any], made: Sequence[Drawn], representation: tuple[str, pd.DataFrame] | str | None,
                   words: Vocabulary = _NODULES) -> Section:
     """Probe vs baselines (diameter the size-only control) with bootstrap intervals and ROC curves; the benchmark table."""
     body = []
@@ -177,7 +177,7 @@ def _agreement_text(retrieval: Mapping[str, Any], words: Vocabulary) -> str:
     return text + ": the latent space groups by label beyond " + ("size." if by_size is not None else "chance.") + "</p>"
 
 
-def retrieval_section(retrieval: Mapping[str, Any], made: Sequence[Figure], words: Vocabulary = _NODULES) -> Section:
+def retrieval_section(retrieval: Mapping[str, Any], made: Sequence[Drawn], words: Vocabulary = _NODULES) -> Section:
     """Nearest-neighbour gallery and the label agreement of neighbours against chance and against diameter."""
     heading = f"Does the latent space group similar {words.many}?"
     if retrieval.get("skipped"):
@@ -186,7 +186,7 @@ def retrieval_section(retrieval: Mapping[str, Any], made: Sequence[Figure], word
     return Section("retrieval", heading, text + _figures(made))
 
 
-def generative_section(made: Sequence[Figure], notes: Sequence[str], ct: bool = True) -> Section:
+def generative_section(made: Sequence[Drawn], notes: Sequence[str], ct: bool = True) -> Section:
     """White 2016's visualisations: slerp between samples, attribute vectors, samples."""
     window = " Images are decoder means, lung window (W 1500, L −600 HU)." if ct else " Images are decoder means."
     body = ("<p>After White 2016, “Sampling Generative Networks”: what the decoder makes of paths through the latent space."
@@ -195,7 +195,7 @@ def generative_section(made: Sequence[Figure], notes: Sequence[str], ct: bool = 
     return Section("generative", "What has the model learned to generate?", body + _figures(made))
 
 
-def training_section(training: Mapping[str, Any], made: Sequence[Figure]) -> Section:
+def training_section(training: Mapping[str, Any], made: Sequence[Drawn]) -> Section:
     """Loss curves per epoch and every computed check with its rule (the run is healthy only if all pass)."""
     if not made:
         return Section("training", "Did training go well?", _skipped("No training history (metrics.csv) found: curves not drawn."))

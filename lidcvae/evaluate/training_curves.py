@@ -22,14 +22,13 @@ The run is called healthy only when every check below ran and passed (``healthy`
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from lidcvae.io import atomic_path
+from lidcvae.evaluate.figures import figure_png
 
 __all__ = ["TrainingCheck", "reconstruction_log_likelihood", "best_epoch_row", "training_checks", "training_health",
            "healthy", "plot_training_curves", "training_seconds", "VAL_WORSENING_TOLERANCE", "GAP_TOLERANCE",
@@ -211,7 +210,7 @@ def training_health(history: pd.DataFrame) -> list[str]:
             if c.passed is not True]
 
 
-def plot_training_curves(history: pd.DataFrame, path: str | os.PathLike, best_row: int | None = None) -> None:
+def plot_training_curves(history: pd.DataFrame, best_row: int | None = None) -> bytes:
     """2×2 linear plots per epoch: rows reconstruction log-likelihood and KL, columns train and val; the
     epoch of the evaluated checkpoint (``best_row``) dashed."""
     x = _epochs(history)
@@ -238,6 +237,4 @@ def plot_training_curves(history: pd.DataFrame, path: str | os.PathLike, best_ro
             axis.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
     figure.suptitle("Training curves (linear axes); dashed: the evaluated checkpoint's epoch")
     figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=100)
-    plt.close(figure)
+    return figure_png(figure, dpi=100, tight=False)

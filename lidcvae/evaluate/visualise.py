@@ -1,13 +1,13 @@
 """The report's model-driven pictures and the numbers behind them, each returning (metrics, figures).
 
-Every function takes the trained model in eval mode and writes PNGs under ``figure_dir``; a figure is a
-(caption, path) pair. Reconstructions decode the posterior mean; codes are posterior means.
+Every function takes the trained model in eval mode and returns its figures drawn in memory
+(``figures.Drawn``; the evaluation writes them when it is done). Reconstructions decode the posterior
+mean; codes are posterior means.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,13 +19,12 @@ from lidcvae.evaluate.claims import label_agreement
 from lidcvae.evaluate.latent_views import (
     nearest_neighbours, plot_retrieval_gallery, retrieval_caption,
 )
-from lidcvae.evaluate.nodule_views import masked_squared_error, outlined_montage, save_rgb
+from lidcvae.evaluate.figures import Drawn
+from lidcvae.evaluate.nodule_views import masked_squared_error, outlined_montage
 from lidcvae.intensity import HUWindow
 from lidcvae.models.base import VAE
 
 __all__ = ["reconstruct", "row_name", "nodule_reconstruction", "retrieval"]
-
-Figure = tuple[str, Path]
 
 
 @torch.no_grad()
@@ -48,8 +47,8 @@ def _spread_by_size(masks: np.ndarray | None, count: int, wanted: int) -> np.nda
 
 
 def nodule_reconstruction(model: VAE, splits: Mapping, batch_size: int, montage_samples: int, zoom: int,
-                          hu_window: HUWindow | None, figure_dir: Path, mask: str = "consensus (50 %) mask",
-                          words: str = "nodules") -> tuple[dict, list[Figure]]:
+                          hu_window: HUWindow | None, mask: str = "consensus (50 %) mask",
+                          words: str = "nodules") -> tuple[dict, list[Drawn]]:
     """Per split: error inside vs outside the mask (``mask`` names what it is, e.g. ``provenance.mask_name``),
     and an outlined 3-plane montage (volumes) or an input-above-reconstruction grid (images)."""
     section, made = {}, []
@@ -71,17 +70,18 @@ def nodule_reconstruction(model: VAE, splits: Mapping, batch_size: int, montage_
         if inputs.ndim == 5:
             montage = outlined_montage(figures.to_display(inputs[chosen], hu_window), figures.to_display(decoded[chosen], hu_window),
                                        None if masks is None else masks[chosen], columns=4, zoom=zoom)
-            save_rgb(montage, figure_dir / f"reconstruction_{name}.png")
+            png = figures.rgb_png(montage)
         else:
             montage = figures.reconstruction_montage(figures.to_display(inputs[chosen], hu_window),
                                                      figures.to_display(decoded[chosen], hu_window), columns=8)
-            figures.save_image(montage, figure_dir / f"reconstruction_{name}.png", zoom)
+            png = figures.grey_png(montage, zoom)
         ids = ", ".join(row_name(data.table, i) for i in chosen)
         how = f"evenly spaced from the smallest to the largest {mask}" if masks is not None else "the first"
         outline = f"; red: the {mask}'s outline" if masks is not None else ""
         views = "its axial, coronal and sagittal centre slices" if inputs.ndim == 5 else "the image"
-        made.append((f"{name}: {len(chosen)} of {len(inputs)} {words} ({how}); per {words.rstrip('s')} {views}, input (top) above "
-                     f"reconstruction (bottom){outline}. {words.capitalize()}: {ids}", figure_dir / f"reconstruction_{name}.png"))
+        made.append(Drawn(f"reconstruction_{name}.png", f"{name}: {len(chosen)} of {len(inputs)} {words} ({how}); per "
+                          f"{words.rstrip('s')} {views}, input (top) above reconstruction (bottom){outline}. "
+                          f"{words.capitalize()}: {ids}", png))
     return section, made
 
 
@@ -106,8 +106,8 @@ def _gallery_caption(k: int, volumes: bool, size: str | None, words: str) -> str
 
 
 def retrieval(codes: np.ndarray, table: pd.DataFrame, images: np.ndarray, hu_window: HUWindow | None,
-              figure_dir: Path, retrieval_queries: int, retrieval_neighbours: int, label_column: str,
-              size: str | None = None, words: str = "nodules") -> tuple[dict, list[Figure]]:
+              retrieval_queries: int, retrieval_neighbours: int, label_column: str,
+              size: str | None = None, words: str = "nodules") -> tuple[dict, list[Drawn]]:
     """Gallery of ``retrieval_queries`` samples (spread over the table) with their ``retrieval_neighbours``
     nearest neighbours in latent space (the ``evaluate`` keys of those names).
 
@@ -122,12 +122,12 @@ def retrieval(codes: np.ndarray, table: pd.DataFrame, images: np.ndarray, hu_win
     neighbours, distances = nearest_neighbours(codes, query_rows, retrieval_neighbours)
     thumbs = [[_thumbnail(images[q], hu_window)] + [_thumbnail(images[n], hu_window) for n in row] for q, row in zip(query_rows, neighbours)]
     captions = [[retrieval_caption(table.iloc[q])] + [retrieval_caption(table.iloc[n]) for n in row] for q, row in zip(query_rows, neighbours)]
-    plot_retrieval_gallery(thumbs, captions, distances, figure_dir / "retrieval.png")
     section: dict[str, Any] = {"k": int(neighbours.shape[1]), "distance": "Euclidean between posterior means",
                                "queries": [row_name(table, q) for q in query_rows]}
     if label_column in table.columns:
         section.update(_agreement(codes, table, label_column, size, retrieval_neighbours))
-    return section, [(_gallery_caption(neighbours.shape[1], images.ndim == 5, size, words), figure_dir / "retrieval.png")]
+    caption = _gallery_caption(neighbours.shape[1], images.ndim == 5, size, words)
+    return section, [Drawn("retrieval.png", caption, plot_retrieval_gallery(thumbs, captions, distances))]
 
 
 def _agreement(codes: np.ndarray, table: pd.DataFrame, label_column: str, size: str | None, k: int) -> dict:
