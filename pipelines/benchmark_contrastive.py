@@ -22,16 +22,24 @@ TITLE = "contrastive (SimCLR, same backbone)"
 
 def contrastive_row(variant_path, manifest, settings, checkpoint, features, average_orientations: bool) -> int:
     """Train (``settings``: the typed ``benchmark.contrastive``), embed every nodule, write the row's features
-    (``<row>.parquet`` and its ``.json`` sidecar, ``lidcvae.benchmark.rows``); returns the rows written."""
-    from lidcvae.benchmark.contrastive import embed_contrastive, train_contrastive
+    (``<row>.parquet`` and its ``.json`` sidecar, ``lidcvae.benchmark.rows``); returns the rows written. Under
+    two train nodules nothing is trained: the row's features are NaN and its sidecar says why (``unscored``)."""
+    from lidcvae.benchmark.contrastive import FEATURE_PREFIX, embed_contrastive, train_contrastive
     from lidcvae.benchmark.rows import write_feature_set
+    from lidcvae.extract.manifest import read_manifest
     from lidcvae.run_config import load_config
 
     variant = load_config(variant_path)
     Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
-    train_contrastive(variant, settings, manifest, checkpoint)
-    table = embed_contrastive(checkpoint, manifest, variant.embed.batch_size, variant.embed.device, average_orientations)
     Path(features).parent.mkdir(parents=True, exist_ok=True)
+    if not train_contrastive(variant, settings, manifest, checkpoint):
+        nodules = read_manifest(manifest)
+        train = int((nodules["split"] == "train").sum())
+        reason = f"not trained: the train split holds {train} nodule(s), SimCLR needs 2 or more to contrast"
+        table = nodules[["nodule_id"]].assign(**{f"{FEATURE_PREFIX}000": float("nan")})
+        write_feature_set(features, table, TITLE, skip=(), kind="model", unscored=reason)
+        return len(table)
+    table = embed_contrastive(checkpoint, manifest, variant.embed.batch_size, variant.embed.device, average_orientations)
     write_feature_set(features, table, TITLE, skip=(), kind="model")
     return len(table)
 

@@ -19,7 +19,7 @@ from lidcvae.benchmark.bootstrap import patient_resamples, weighted_auc, weighte
 from lidcvae.benchmark.rows import FeatureRow, annotation_feature_sets, read_feature_set, write_feature_set
 from lidcvae.benchmark.score import score_benchmark, score_files
 from lidcvae.benchmark.settings import BenchmarkConfig
-from lidcvae.benchmark.table import format_markdown, format_number
+from lidcvae.benchmark.table import CONTAINS_TARGET, format_markdown, format_number
 
 SCRIPT = Path(__file__).resolve().parents[1] / "pipelines" / "benchmark_score.py"
 SETTINGS = BenchmarkConfig.from_mapping({"bootstrap_samples": 200, "inner_folds": 3, "seed": 0})
@@ -173,6 +173,48 @@ def test_a_skipped_target_shows_as_a_dash_and_the_header_gives_n():
     assert not any(line.startswith("| consensus diameter alone |") for line in versus_diameter)
 
 
+def test_a_cohort_with_no_test_patient_still_gives_the_table_every_cell_saying_so():
+    manifest = synthetic_manifest(10)  # 6 train, 2 val, 2 test patients; the test ones moved to train
+    manifest["split"] = manifest["split"].replace({"test": "train"})
+    table = score_benchmark(manifest, [noise_row("untrained", manifest, 0)], "untrained", SETTINGS)
+    unscored = table[table["reason"] != CONTAINS_TARGET]
+    assert (table["status"] == "skipped").all() and table["test"].isna().all()
+    assert unscored["reason"].str.startswith("the test split holds no patient").all()
+    assert (unscored["n_test_nodules"] == 0).all() and np.isfinite(cell(table, "untrained", "sphericity")["val"])
+    markdown = format_markdown(table, "untrained", "consensus_diameter", SETTINGS.bootstrap_samples)
+    assert "every row: the test split holds no patient." in markdown
+
+
+def test_a_cell_that_cannot_be_scored_says_why_in_the_csv_and_the_markdown():
+    manifest = synthetic_manifest(40)
+    test = manifest["split"] == "test"
+    manifest.loc[test, "label"] = 1  # one class among the test nodules
+    manifest.loc[~test, "margin"] = 5.0  # one value to fit on
+    untrained = noise_row("untrained", manifest, 0)
+    contrastive = FeatureRow("contrastive", "contrastive", "model", (), untrained.features, unscored="not trained: why")
+    table = score_benchmark(manifest, [untrained, contrastive], "untrained", SETTINGS)
+    label, margin = cell(table, "untrained", "label"), cell(table, "untrained", "margin")
+    assert (label["status"], label["reason"]) == ("skipped", f"the {test.sum()} test nodule(s) hold one class only")
+    assert np.isnan(label["test"]) and label["n_test_nodules"] == test.sum()
+    assert margin["reason"] == f"the {(~test).sum()} train + val nodule(s) hold one value only: nothing to fit"
+    sphericity = cell(table, "untrained", "sphericity")
+    assert (sphericity["status"], sphericity["reason"]) == ("scored", "")
+    assert (table.loc[table["row"] == "contrastive", "reason"] == "not trained: why").all()
+    markdown = format_markdown(table, "untrained", "consensus_diameter", SETTINGS.bootstrap_samples)
+    one_class = f"- Malignancy (median rule) — untrained; consensus diameter alone: the {test.sum()} test nodule(s)"
+    assert one_class in markdown
+    assert "- every target — contrastive: not trained: why." in markdown
+
+
+def test_one_test_patient_gives_no_score_and_says_so():
+    manifest = synthetic_manifest(40)
+    manifest.loc[manifest["split"] == "test", "patient_id"] = "P9999"
+    sphericity = cell(score_benchmark(manifest, [noise_row("untrained", manifest, 0)], "untrained", SETTINGS),
+                      "untrained", "sphericity")
+    assert (sphericity["status"], sphericity["n_test_patients"]) == ("skipped", 1)
+    assert sphericity["reason"] == "1 test patient (a patient-bootstrap interval needs 2 or more)"
+
+
 @pytest.mark.parametrize("value, signed, text", [(-0.004, True, "0.00"), (-0.004, False, "0.00"), (-0.126, True, "−0.13"),
                                                  (0.126, True, "+0.13"), (0.5, False, "0.50"), (float("nan"), False, "n/a")])
 def test_numbers_use_a_true_minus_and_never_negative_zero(value, signed, text):
@@ -188,7 +230,9 @@ def test_a_feature_set_round_trips_through_its_files(tmp_path):
                                                                    "skip": ["margin"]}
     read = read_feature_set(path)
     assert (read.name, read.title, read.kind, read.skip) == ("latents", "trained default", "model", ("margin",))
-    assert read.features.loc["a", "z0"] == 0.5 and np.isnan(read.features.loc["b", "n"])
+    assert read.features.loc["a", "z0"] == 0.5 and np.isnan(read.features.loc["b", "n"]) and read.unscored == ""
+    write_feature_set(tmp_path / "untrained.parquet", table, "not trained", [], "model", unscored="1 train nodule")
+    assert read_feature_set(tmp_path / "untrained.parquet").unscored == "1 train nodule"
 
 
 @pytest.mark.parametrize("table, kind, message", [

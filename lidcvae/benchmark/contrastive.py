@@ -199,10 +199,12 @@ def train_contrastive(variant: RunConfig, settings: ContrastiveConfig, manifest:
     ``train.precision``) and the augmentation (``train.augment``) are the variant's; epochs, batch, Adam lr,
     τ, projection size and jitter are ``settings``. The checkpoint (written atomically whenever the val loss
     improves; every epoch when val has under two nodules) holds ``model``, ``config`` (the variant, plain),
-    ``input``, ``contrastive`` (``settings``), ``epoch`` and ``history``.
+    ``input``, ``contrastive`` (``settings``), ``epoch`` and ``history``. With under two train nodules there is
+    no pair to contrast: nothing is trained and the checkpoint holds the initial weights as epoch 0.
 
     Returns:
-        One dict per epoch: ``epoch``, ``train_loss``, ``val_loss`` (NT-Xent, nats), ``samples_per_s``.
+        One dict per epoch: ``epoch``, ``train_loss``, ``val_loss`` (NT-Xent, nats), ``samples_per_s``; empty
+        when nothing was trained.
     """
     from lidcvae.data import PatchSource, load_split
 
@@ -211,7 +213,10 @@ def train_contrastive(variant: RunConfig, settings: ContrastiveConfig, manifest:
     source = PatchSource.for_input(manifest, model_input)
     run = _Run(variant, settings, {split: load_split(source, split).images for split in ("train", "val")})
     if len(run.images["train"]) < 2:
-        raise ValueError(f"{manifest}: {len(run.images['train'])} train nodule(s); contrastive training needs two")
+        log.warning("%s: %d train nodule(s); SimCLR needs two, so the encoder is not trained", manifest,
+                    len(run.images["train"]))
+        save_checkpoint(checkpoint_path, _checkpoint(run, variant, model_input, 0, []))
+        return []
     log.info("SimCLR on the %s encoder: %d train / %d val nodules, batch %d, τ %g, jitter %g, device %s",
              variant.model.name, len(run.images["train"]), len(run.images["val"]), settings.batch_size,
              settings.temperature, settings.intensity_jitter, run.device)

@@ -11,6 +11,8 @@ The feature-file convention (what every row's rule writes, what ``benchmark_scor
   raw-voxel PCA; ``annotation``: no image at all, read from the readers' annotations); ``skip`` lists the
   target columns (``lidcvae.benchmark.targets``) the row is not scored on because its features contain
   them (the annotation rows holding the readers' ratings skip those ratings; diameter skips log diameter).
+  ``unscored`` (only where it applies) says why the row has no features to score at all, e.g. a contrastive
+  encoder that a cohort of one train nodule cannot train; every cell of that row is skipped with it as reason.
 
 ``write_feature_set`` writes both files (atomically); ``read_feature_set`` reads them back as a ``FeatureRow``.
 """
@@ -44,25 +46,29 @@ class BenchmarkInputError(ValueError):
 
 @dataclass(frozen=True)
 class FeatureRow:
-    """One row of the table: ``features`` is (N, F) float with ``nodule_id`` (str) as its index."""
+    """One row of the table: ``features`` is (N, F) float with ``nodule_id`` (str) as its index; ``unscored``
+    is why the row is not scored at all ('' when it is)."""
 
     name: str
     title: str
     kind: str
     skip: tuple[str, ...]
     features: pd.DataFrame
+    unscored: str = ""
 
 
 def _sidecar(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def write_feature_set(path: str | Path, table: pd.DataFrame, title: str, skip: Iterable[str], kind: str) -> Path:
+def write_feature_set(path: str | Path, table: pd.DataFrame, title: str, skip: Iterable[str], kind: str,
+                      unscored: str = "") -> Path:
     """Write a row's features to ``path`` (``<row>.parquet``) and its ``<row>.json`` sidecar.
 
     Args:
         table: ``nodule_id`` plus numeric feature columns, one row per nodule.
         title: display name in the table. skip: target columns not to score. kind: one of ``KINDS``.
+        unscored: why the row is not scored at all; '' (the sidecar then has no such key) when it is.
 
     Raises:
         BenchmarkInputError: no ``nodule_id`` or no feature column, a repeated nodule, a non-numeric column, an unknown kind.
@@ -74,8 +80,11 @@ def write_feature_set(path: str | Path, table: pd.DataFrame, title: str, skip: I
         raise BenchmarkInputError(f"feature set {path.stem}: kind {kind!r} is not one of {', '.join(KINDS)}")
     _check_table(table, path.stem)
     write_parquet(table.reset_index(drop=True), path)
+    meta = {"title": str(title), "kind": kind, "skip": sorted(map(str, skip))}
+    if unscored:
+        meta["unscored"] = str(unscored)
     with atomic_path(_sidecar(path)) as tmp:
-        tmp.write_text(json.dumps({"title": str(title), "kind": kind, "skip": sorted(map(str, skip))}, indent=1) + "\n")
+        tmp.write_text(json.dumps(meta, indent=1) + "\n")
     return path
 
 
@@ -108,7 +117,8 @@ def read_feature_set(path: str | Path) -> FeatureRow:
         raise BenchmarkInputError(f"{sidecar}: kind {meta.get('kind')!r} is not one of {', '.join(KINDS)}")
     features = table.assign(nodule_id=table["nodule_id"].astype(str)).set_index("nodule_id")
     features = features.apply(pd.to_numeric).astype(np.float64)  # nullable ints/floats: NA → NaN
-    return FeatureRow(path.stem, str(meta.get("title", path.stem)), meta["kind"], tuple(meta.get("skip", ())), features)
+    return FeatureRow(path.stem, str(meta.get("title", path.stem)), meta["kind"], tuple(meta.get("skip", ())), features,
+                      str(meta.get("unscored", "")))
 
 
 def _log_columns(manifest: pd.DataFrame, logs: dict[str, str], ratings: Iterable[str] = ()) -> pd.DataFrame:

@@ -11,6 +11,10 @@ For each row (a ``FeatureRow``, see ``lidcvae.benchmark.rows``) and each target
   consensus diameter alone's, on the test nodules both rows have, the interval from the same resamples.
 
 A nodule enters a row's fit and score only where it has the target and finite features for that row.
+A cell that cannot be scored (no test patient, fewer than 2 of them, one class or one value on either side
+of the probe, a row whose sidecar says it is ``unscored``) has status ``skipped`` and a ``reason`` in words;
+so has a target the row's features contain.
+A split may be empty (a cohort of one or two patients): its cells say so rather than stop the table.
 ``score_benchmark`` returns the long table ``table.csv`` holds; ``lidcvae.benchmark.table`` formats it.
 """
 
@@ -31,7 +35,7 @@ from lidcvae.benchmark.rows import (DIAMETER_ROW, BenchmarkInputError, FeatureRo
                                    read_feature_set)
 from lidcvae.benchmark.probes import fit_probe, probe_predict
 from lidcvae.benchmark.settings import BenchmarkConfig
-from lidcvae.benchmark.table import format_markdown
+from lidcvae.benchmark.table import CONTAINS_TARGET, format_markdown
 from lidcvae.benchmark.targets import benchmark_targets, target_values
 from lidcvae.evaluate.representation import Target
 from lidcvae.io import atomic_path, read_parquet
@@ -41,7 +45,7 @@ __all__ = ["TABLE_COLUMNS", "score_benchmark", "score_files"]
 log = logging.getLogger(__name__)
 
 TABLE_COLUMNS = [
-    "row", "title", "kind", "target", "target_title", "metric", "status", "n_test_nodules", "n_test_patients",
+    "row", "title", "kind", "target", "target_title", "metric", "status", "reason", "n_test_nodules", "n_test_patients",
     "test", "ci_low", "ci_high", "val", "n_val_nodules", "diff_vs_control", "diff_vs_control_ci_low",
     "diff_vs_control_ci_high", "diff_vs_diameter", "diff_vs_diameter_ci_low", "diff_vs_diameter_ci_high",
 ]
@@ -65,10 +69,9 @@ def _cohort(manifest: pd.DataFrame, settings: BenchmarkConfig) -> _Cohort:
     manifest = manifest.reset_index(drop=True).assign(nodule_id=lambda m: m["nodule_id"].astype(str))
     split = manifest["split"].astype(str).to_numpy()
     splits = {name: split == name for name in ("train", "val", "test")}
-    empty = [name for name, mask in splits.items() if not mask.any()]
-    if empty:
-        raise BenchmarkInputError(f"the manifest's {' and '.join(empty)} split(s) hold no nodule: "
-                                  "the benchmark needs train, val and test")
+    for name, mask in splits.items():
+        if not mask.any():  # a cohort of a few patients; each cell it leaves unscored says why
+            log.warning("the manifest's %s split holds no nodule", name)
     patients = manifest["patient_id"].astype(str).to_numpy()
     test_patients, index = np.unique(patients[splits["test"]], return_inverse=True)
     test_patient = np.full(len(manifest), -1)
@@ -88,7 +91,8 @@ def _predictions(row: FeatureRow, target: Target, cohort: _Cohort, settings: Ben
     features, has_features = _aligned(row, cohort.manifest)
     values = target_values(cohort.manifest, target)
     usable = has_features & np.isfinite(values)
-    result = {"values": values, "val": np.full(len(values), np.nan), "test": np.full(len(values), np.nan)}
+    result = {"values": values, "usable": usable, "val": np.full(len(values), np.nan),
+              "test": np.full(len(values), np.nan)}
     for fit_on, score_on in ((("train",), "val"), (("train", "val"), "test")):
         fit_rows = usable & np.logical_or.reduce([cohort.splits[s] for s in fit_on])
         fitted = fit_probe(features[fit_rows], values[fit_rows], cohort.patients[fit_rows], target.kind,
@@ -119,24 +123,54 @@ def _paired(kind: str, row: dict, reference: dict | None, cohort: _Cohort) -> tu
     return (row_point - ref_point, *percentile_interval(row_boot - ref_boot))
 
 
-def _record(row: FeatureRow, target: Target, status: str) -> dict:
+def _record(row: FeatureRow, target: Target, status: str, reason: str = "") -> dict:
     record = dict.fromkeys(TABLE_COLUMNS, float("nan"))
     record.update(row=row.name, title=row.title, kind=row.kind, target=target.column, target_title=target.title,
-                  metric=target.metric, status=status, n_test_nodules=0, n_test_patients=0, n_val_nodules=0)
+                  metric=target.metric, status=status, reason=reason, n_test_nodules=0, n_test_patients=0,
+                  n_val_nodules=0)
     return record
 
 
+def _one_value(values: np.ndarray) -> bool:
+    return len(np.unique(values)) < 2
+
+
+def _why_unscored(target: Target, predicted: dict, cohort: _Cohort) -> str:
+    """Why the test cell has no score, in words ('' when it has one): every reason that applies, '; '-joined."""
+    values, usable, test = predicted["values"], predicted["usable"], cohort.splits["test"]
+    tested, fitted = usable & test, usable & (cohort.splits["train"] | cohort.splits["val"])
+    same = "one class" if target.kind == "binary" else "one value"
+    reasons = []
+    if not test.any():
+        reasons.append("the test split holds no patient")
+    elif not tested.any():
+        reasons.append(f"no test nodule has {target.title} and this row's features")
+    else:
+        if len(np.unique(cohort.patients[tested])) < 2:
+            reasons.append("1 test patient (a patient-bootstrap interval needs 2 or more)")
+        if _one_value(values[tested]):
+            reasons.append(f"the {int(tested.sum())} test nodule(s) hold {same} only")
+    if not fitted.any():
+        reasons.append(f"no train or val nodule has {target.title} and this row's features: nothing to fit")
+    elif _one_value(values[fitted]):
+        reasons.append(f"the {int(fitted.sum())} train + val nodule(s) hold {same} only: nothing to fit")
+    return "; ".join(reasons)
+
+
 def _scored(row: FeatureRow, target: Target, predicted: dict, references: dict, cohort: _Cohort) -> dict:
-    tested = np.isfinite(predicted["test"])
+    tested = predicted["usable"] & cohort.splits["test"]
     valued = np.isfinite(predicted["val"])
-    record = _record(row, target, "scored" if tested.any() else "unscorable")
+    reason = _why_unscored(target, predicted, cohort)
+    record = _record(row, target, "skipped" if reason else "scored", reason)
     record.update(n_test_nodules=int(tested.sum()), n_test_patients=len(np.unique(cohort.patients[tested])),
-                  n_val_nodules=int(valued.sum()))
-    point, resampled = _test_scores(target.kind, predicted["values"], predicted["test"], tested, cohort)
-    record.update(test=point, **dict(zip(("ci_low", "ci_high"), percentile_interval(resampled))))
+                  n_val_nodules=int((predicted["usable"] & cohort.splits["val"]).sum()))
     if valued.any():
         val_truth, val_guess = predicted["values"][valued], predicted["val"][valued]
         record["val"] = float(score_metric(target.kind, val_truth, val_guess, np.ones((1, len(val_truth))))[0])
+    if reason:
+        return record
+    point, resampled = _test_scores(target.kind, predicted["values"], predicted["test"], tested, cohort)
+    record.update(test=point, **dict(zip(("ci_low", "ci_high"), percentile_interval(resampled))))
     for name, reference in references.items():
         difference = _paired(target.kind, predicted, reference, cohort)
         record.update(zip((f"diff_vs_{name}", f"diff_vs_{name}_ci_low", f"diff_vs_{name}_ci_high"), difference))
@@ -155,7 +189,7 @@ def score_benchmark(manifest: pd.DataFrame, rows: Sequence[FeatureRow], control:
         settings: ``bootstrap_samples``, ``inner_folds``, ``seed``, ``density_targets``.
 
     Raises:
-        BenchmarkInputError: no row named ``control``, repeated row names, a split with no nodule, a missing column.
+        BenchmarkInputError: no row named ``control``, repeated row names, a missing column.
     """
     names = [row.name for row in rows]
     if len(set(names)) != len(names):
@@ -169,11 +203,14 @@ def score_benchmark(manifest: pd.DataFrame, rows: Sequence[FeatureRow], control:
         for target in benchmark_targets(cohort.manifest, settings.density_targets):
             log.info("scoring %s on %d rows", target.title, len(rows))
             predictions = {row.name: _predictions(row, target, cohort, settings)
-                           for row in rows if target.column not in row.skip}
+                           for row in rows if target.column not in row.skip and not row.unscored}
             references = {"control": predictions.get(control), "diameter": predictions.get(DIAMETER_ROW)}
             for row in rows:
-                records.append(_scored(row, target, predictions[row.name], references, cohort)
-                               if row.name in predictions else _record(row, target, "skipped"))
+                if row.name in predictions:
+                    records.append(_scored(row, target, predictions[row.name], references, cohort))
+                else:
+                    reason = CONTAINS_TARGET if target.column in row.skip else row.unscored
+                    records.append(_record(row, target, "skipped", reason))
     return pd.DataFrame.from_records(records, columns=TABLE_COLUMNS)
 
 

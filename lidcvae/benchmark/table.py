@@ -1,7 +1,8 @@
 """The benchmark's long score table (``score_benchmark``) as markdown: test scores, paired differences, val scores.
 
 Cells: ``0.83 [0.77, 0.89]`` (score and patient-bootstrap 95 % interval); ``—`` where the row (or, for a
-paired difference, its reference) skips the target (its features contain it); ``n/a`` where it could not be scored (one class, no nodule). Minus is
+paired difference, its reference) skips the target (its features contain it); ``n/a`` where it could not be
+scored (no test patient, one class, ...), each such cell's reason listed under the test table. Minus is
 written "−" and a value that rounds to zero is ``0.00``, never ``−0.00``. A row scored on fewer test
 nodules than the target has (missing features) says so in its cell.
 """
@@ -12,10 +13,12 @@ import math
 
 import pandas as pd
 
-__all__ = ["format_number", "format_markdown"]
+__all__ = ["CONTAINS_TARGET", "format_number", "format_markdown"]
 
 DIRECTION = "AUC: 0.5 chance, higher better; R²: 1 perfect, 0 = mean, higher better."
 SKIPPED, UNSCORED = "—", "n/a"
+#: The reason of a skipped cell whose row's features contain the target (shown "—"; other skipped cells "n/a").
+CONTAINS_TARGET = "the row's features contain the target"
 
 
 def format_number(value: float, signed: bool = False) -> str:
@@ -29,10 +32,15 @@ def format_number(value: float, signed: bool = False) -> str:
     return ("+" + text) if signed and rounded > 0 else text
 
 
+def _contains(records: pd.Series | pd.DataFrame):
+    """Whether a record (or each of a table's) is skipped because the row's features contain the target."""
+    return (records["status"] == "skipped") & (records["reason"] == CONTAINS_TARGET)
+
+
 def _cell(record: pd.Series, point: str, low: str, high: str, signed: bool, target_n: int) -> str:
-    if record["status"] == "skipped":
+    if _contains(record):
         return SKIPPED
-    if not math.isfinite(record[point]):
+    if record["status"] == "skipped" or not math.isfinite(record[point]):
         return UNSCORED
     cell = format_number(record[point], signed)
     if math.isfinite(record[low]):
@@ -59,6 +67,21 @@ def _grid(table: pd.DataFrame, targets: pd.DataFrame, cell) -> list[str]:
     return lines
 
 
+def _unscored_lines(table: pd.DataFrame) -> list[str]:
+    """The cells not scored ("n/a"), one line per reason and set of rows: the targets, the rows, the reason."""
+    scorable = table[~_contains(table)]
+    unscored = scorable[scorable["status"] == "skipped"]
+    every_row = scorable.groupby("target_title", sort=False)["title"].agg(tuple)
+    groups: dict[tuple[str, str], list[str]] = {}
+    for (target, reason), cells in unscored.groupby(["target_title", "reason"], sort=False):
+        rows = tuple(cells["title"])
+        groups.setdefault((reason, "every row" if rows == every_row[target] else "; ".join(rows)), []).append(target)
+    all_targets = list(dict.fromkeys(table["target_title"]))
+    lines = [f"- {'every target' if targets == all_targets else ', '.join(targets)} — {rows}: {reason}."
+             for (reason, rows), targets in groups.items()]
+    return ["Not scored (n/a), why:", "", *lines, ""] if lines else []
+
+
 def _n_line(targets: pd.DataFrame) -> str:
     counts = "; ".join(f"{t.title} {int(t.n)} nodules / {int(t.patients)} patients" for t in targets.itertuples())
     return f"Test split, n per target: {counts}."
@@ -76,12 +99,12 @@ def format_markdown(table: pd.DataFrame, control: str, diameter: str, bootstrap_
     intervals = f"Intervals: patient-bootstrap 95 % ({bootstrap_samples} resamples of the test patients)."
     test = _grid(table, targets, lambda r, n: _cell(r, "test", "ci_low", "ci_high", False, n))
     parts = ["## Test split: each row scored once (probe fitted on train + val)", "", _n_line(targets),
-             f"{DIRECTION} {intervals}", "", *test, ""]
+             f"{DIRECTION} {intervals}", "", *test, "", *_unscored_lines(table)]
     parts += ["## Paired differences on the test split", "", _n_line(targets),
               f"Row's score minus the reference's on the same test nodules and resamples; positive = the row "
               f"scores higher. {intervals}", ""]
     for column, reference in (("diff_vs_control", control), ("diff_vs_diameter", diameter)):
-        skipped = set(table.loc[(table["row"] == reference) & (table["status"] == "skipped"), "target"])
+        skipped = set(table.loc[(table["row"] == reference) & _contains(table), "target"])
         parts += [f"### Row − {titles[reference]}", ""]
         parts += _grid(table[table["row"] != reference], targets,  # a reference minus itself is 0 by construction
                        lambda r, n, c=column: SKIPPED if r.name in skipped else
@@ -91,5 +114,5 @@ def format_markdown(table: pd.DataFrame, control: str, diameter: str, bootstrap_
     parts += ["## Selection split (val): probe fitted on train only", "",
               "These are the numbers choices may be made on (variant, epochs, probe); the test numbers above "
               f"are looked at once, after every choice. Val split, n per target: {val_counts}. {DIRECTION}", ""]
-    parts += _grid(table, targets, lambda r, n: SKIPPED if r["status"] == "skipped" else format_number(r["val"]))
+    parts += _grid(table, targets, lambda r, n: SKIPPED if _contains(r) else format_number(r["val"]))
     return "\n".join(parts) + "\n"
