@@ -19,7 +19,8 @@ import pytest
 from lidcvae.benchmark.table import CONTAINS_TARGET
 
 REPO = Path(__file__).resolve().parents[1]
-ROWS = {"variant-tiny", "untrained", "consensus_diameter", "raw-pca", "contrastive", "radiomics"}  # no readers_*
+ROWS = {"variant-tiny", "variant-tiny+diameter", "untrained", "consensus_diameter", "raw-pca", "contrastive",
+        "contrastive+diameter", "radiomics"}  # no readers_*
 DENSITY = {"texture", "calcification", "subtlety", "internalStructure"}
 TARGETS = {"label", "sphericity", "lobulation", "spiculation", "margin", "log_diameter", *DENSITY}
 # CI size, as configs/benchmark/tiny.yaml on the render route; the split puts one patient in train, one in test.
@@ -64,9 +65,10 @@ def test_the_lidc_benchmark_goes_from_real_dicom_to_a_table_saying_why_each_cell
     assert set(table["row"]) == ROWS and set(table["target"]) == TARGETS  # density targets: density_targets is true
     assert "firstorder" in table.loc[table["row"] == "radiomics", "title"].iloc[0]  # real CT: first-order features too
     assert (table["status"] == "skipped").all() and table["test"].isna().all() and (table["n_val_nodules"] == 0).all()
-    contains = (table["row"] == "consensus_diameter") & (table["target"] == "log_diameter")
+    contains = table["row"].isin(["consensus_diameter", "variant-tiny+diameter", "contrastive+diameter"]) & (
+        table["target"] == "log_diameter")
     assert (table.loc[contains, "reason"] == CONTAINS_TARGET).all()
-    contrastive = table["row"] == "contrastive"  # one train nodule: SimCLR has no pair to contrast
+    contrastive = table["row"].str.startswith("contrastive") & ~contains  # one train nodule: SimCLR has no pair
     assert table.loc[contrastive, "reason"].str.startswith("not trained: the train split holds 1 nodule").all()
     for record in table[~contains & ~contrastive].itertuples():
         assert (record.n_test_nodules, record.n_test_patients) == _test_counts(test, record.target), record

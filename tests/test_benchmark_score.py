@@ -200,10 +200,27 @@ def test_a_cell_that_cannot_be_scored_says_why_in_the_csv_and_the_markdown():
     sphericity = cell(table, "untrained", "sphericity")
     assert (sphericity["status"], sphericity["reason"]) == ("scored", "")
     assert (table.loc[table["row"] == "contrastive", "reason"] == "not trained: why").all()
+    assert (table.loc[table["row"] == "contrastive+diameter", "reason"].isin(["not trained: why", CONTAINS_TARGET])).all()
     markdown = format_markdown(table, "untrained", "consensus_diameter", SETTINGS.bootstrap_samples)
     one_class = f"- Malignancy (median rule) — untrained; consensus diameter alone: the {test.sum()} test nodule(s)"
     assert one_class in markdown
-    assert "- every target — contrastive: not trained: why." in markdown
+    # its + diameter row is not scored either (log diameter: that row's features contain it)
+    assert " — contrastive; contrastive + consensus diameter: not trained: why." in markdown
+    assert "- log diameter — contrastive: not trained: why." in markdown
+
+
+def test_each_model_row_is_followed_by_itself_plus_diameter():
+    """``<row>+diameter`` holds the row's features and ln diameter: where the model's code is noise, it reads
+    malignancy as diameter alone does, far above the code alone; it is never scored on log diameter."""
+    manifest = synthetic_manifest(200)
+    code = row("code", manifest, {f"z{i}": np.random.default_rng(i).normal(size=len(manifest)) for i in range(3)})
+    table = score_benchmark(manifest, [noise_row("untrained", manifest, 9), code], "untrained", SETTINGS)
+    assert list(dict.fromkeys(table["row"])) == ["untrained", "code", "code+diameter", "consensus_diameter"]
+    combined, alone, diameter = (cell(table, name, "label") for name in ("code+diameter", "code", "consensus_diameter"))
+    assert combined["title"] == "code + consensus diameter" and combined["kind"] == "model"
+    assert alone["test"] < 0.65 and combined["test"] > 0.8
+    assert combined["test"] == pytest.approx(diameter["test"], abs=0.03)
+    assert cell(table, "code+diameter", "log_diameter")["reason"] == CONTAINS_TARGET
 
 
 def test_one_test_patient_gives_no_score_and_says_so():

@@ -13,7 +13,7 @@ import yaml
 from lidcvae.run_config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
-ROWS = {"variant-tiny", "untrained", "consensus_diameter", "raw-pca", "readers_diameter", "readers_diameter_shape",
+ROWS = {"variant-tiny", "variant-tiny+diameter", "contrastive+diameter", "untrained", "consensus_diameter", "raw-pca", "readers_diameter", "readers_diameter_shape",
         "readers_diameter_density", "contrastive", "radiomics"}
 
 

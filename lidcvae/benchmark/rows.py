@@ -31,7 +31,7 @@ from lidcvae.io import atomic_path, write_parquet
 
 __all__ = [
     "BenchmarkInputError", "KINDS", "DIAMETER_ROW", "FeatureRow", "write_feature_set", "read_feature_set",
-    "annotation_feature_sets", "consensus_diameter_row",
+    "annotation_feature_sets", "consensus_diameter_row", "with_diameter",
 ]
 
 KINDS = ("model", "control", "baseline", "annotation")
@@ -141,6 +141,14 @@ def consensus_diameter_row(manifest: pd.DataFrame) -> FeatureRow:
     table = _log_columns(manifest, {"log_consensus_diameter_mm": "consensus_diameter_mm"})
     return FeatureRow(DIAMETER_ROW, "consensus diameter alone", "annotation", ("log_diameter",),
                       table.set_index("nodule_id"))
+
+
+def with_diameter(row: FeatureRow, diameter: FeatureRow) -> FeatureRow:
+    """``row``'s features with ln consensus diameter beside them (F + 1 columns): does a model's code add to
+    size, not only match it. Named ``<row>+diameter``; skips what either part skips (log diameter)."""
+    features = row.features.join(diameter.features.add_prefix("size_"), how="left")
+    return FeatureRow(f"{row.name}+diameter", f"{row.title} + consensus diameter", row.kind,
+                      tuple(sorted({*row.skip, *diameter.skip})), features, row.unscored)
 
 
 def annotation_feature_sets(manifest: pd.DataFrame) -> dict[str, dict]:

@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from lidcvae.benchmark.bootstrap import patient_resamples, percentile_interval, score_metric
 from lidcvae.benchmark.rows import (DIAMETER_ROW, BenchmarkInputError, FeatureRow, consensus_diameter_row,
-                                   read_feature_set)
+                                   read_feature_set, with_diameter)
 from lidcvae.benchmark.probes import fit_probe, probe_predict
 from lidcvae.benchmark.settings import BenchmarkConfig
 from lidcvae.benchmark.table import CONTAINS_TARGET, format_markdown
@@ -184,7 +184,8 @@ def score_benchmark(manifest: pd.DataFrame, rows: Sequence[FeatureRow], control:
     Args:
         manifest: the cohort manifest (nodule_id, patient_id, split ∈ train/val/test, the targets' columns).
         rows: the rows to score. Consensus diameter alone (``DIAMETER_ROW``) is added from the manifest
-            when no row of that name is given: every row is paired against it.
+            when no row of that name is given: every row is paired against it. Each ``model`` row is followed
+            by itself + consensus diameter (``rows.with_diameter``).
         control: the name of the control row (the untrained copy) every row is paired against.
         settings: ``bootstrap_samples``, ``inner_folds``, ``seed``, ``density_targets``.
 
@@ -198,6 +199,8 @@ def score_benchmark(manifest: pd.DataFrame, rows: Sequence[FeatureRow], control:
         raise BenchmarkInputError(f"the control row {control!r} is not among the rows ({', '.join(names) or 'none'})")
     cohort = _cohort(manifest, settings)
     rows = list(rows) if DIAMETER_ROW in names else [*rows, consensus_diameter_row(cohort.manifest)]
+    diameter = next(row for row in rows if row.name == DIAMETER_ROW)
+    rows = [shown for row in rows for shown in ((row, with_diameter(row, diameter)) if row.kind == "model" else (row,))]
     records = []
     with threadpool_limits(1):  # BLAS threads only slow these small fits down
         for target in benchmark_targets(cohort.manifest, settings.density_targets):
