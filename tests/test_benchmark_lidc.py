@@ -77,4 +77,4 @@ def test_the_lidc_benchmark_goes_from_real_dicom_to_a_table_saying_why_each_cell
 
     markdown = (out / "benchmark" / "table.md").read_text()
     assert "Not scored (n/a), why:" in markdown and not re.search(r"\bnan\b", markdown)
-    assert "every target — contrastive (SimCLR, same backbone): not trained" in markdown
+    assert "— contrastive (SimCLR, same backbone); contrastive (SimCLR, same backbone) + consensus diameter: not trained" in markdown
