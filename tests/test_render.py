@@ -18,6 +18,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_predict
 
 from lidcvae import lidc
+from lidcvae.annotations import CHARACTERISTICS, NoduleOutlines
 from lidcvae.extract import extract_cohort, read_manifest
 from lidcvae.extract.manifest import MANIFEST_COLUMNS
 from lidcvae.extract.settings import ExtractSettings
@@ -199,11 +200,11 @@ def test_the_cache_is_reused_and_rebuilt_for_another_consensus_level(tmp_path, m
     assert "pylidc asked again" in failures["reason"].iloc[0]  # another level is never read from the cache
 
 
-def _outlines(readers: int, malignancy: list[float], diameters: list[float]) -> lidc.NoduleOutlines:
-    ratings = np.full((readers, len(lidc.CHARACTERISTICS)), 3.0)
+def _outlines(readers: int, malignancy: list[float], diameters: list[float]) -> NoduleOutlines:
+    ratings = np.full((readers, len(CHARACTERISTICS)), 3.0)
     ratings[:, -1] = malignancy
     mask = np.ones((readers, 2, 2, 2), bool)
-    return lidc.NoduleOutlines(mask[0], mask, np.zeros(3, int), ratings, np.array(diameters, float),
+    return NoduleOutlines(mask[0], mask, np.zeros(3, int), ratings, np.array(diameters, float),
                                np.ones(readers), np.arange(readers))
 
 

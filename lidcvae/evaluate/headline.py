@@ -194,10 +194,6 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}g}"
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}g}"
-
-
 def _patients(table: pd.DataFrame | None, words: Vocabulary) -> int | None:
     if not words.has_patients or table is None or "patient_id" not in table.columns:
         return None

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from lidcvae.extract.manifest import FAILURE_COLUMNS, MANIFEST_COLUMNS, malignancy_label
-from lidcvae.lidc import CHARACTERISTICS
+from lidcvae.annotations import CHARACTERISTICS
 
 __all__ = ["REQUIRED_COLUMNS", "IMAGE_PATH_COLUMNS", "CT_PATH", "CandidatesError", "read_table", "read_candidates", "check_candidates",
            "table_convention", "table_names_images"]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from lidcvae.io import read_parquet
-from lidcvae.lidc import CHARACTERISTICS
+from lidcvae.annotations import CHARACTERISTICS
 
 __all__ = [
     "MANIFEST_COLUMNS", "FAILURE_COLUMNS", "SPLITS", "malignancy_label", "assign_splits", "read_manifest",

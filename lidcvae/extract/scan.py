@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from lidcvae import lidc
+from lidcvae.annotations import NoduleAnnotation, ScanRecord
 from lidcvae.io import path_under, raise_if_environment
 from lidcvae.extract.manifest import FAILURE_COLUMNS, malignancy_label
 from lidcvae.extract.patches import PatchGrid, cut_hu_patch, fractional_index, sample, write_nifti
@@ -41,7 +42,7 @@ def _failure(files: pd.DataFrame, reason: str, nodule_index: int | None = None, 
     }
 
 
-def _centroid_mm(nodule: lidc.NoduleAnnotation, geometry: SeriesSlices, database_z_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _centroid_mm(nodule: NoduleAnnotation, geometry: SeriesSlices, database_z_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Consensus centroid as (k, row, col) on the full series grid and as (x, y, z) mm."""
     k_row_col = np.argwhere(nodule.consensus_mask).mean(axis=0) + nodule.bbox_start
     z = np.interp(k_row_col[0], np.arange(database_z_mm.size), database_z_mm)
@@ -69,7 +70,7 @@ def _pixel_positions(geometry: SeriesSlices, start: tuple[int, int] = (0, 0),
     return rows, cols
 
 
-def _mask_patch(nodule: lidc.NoduleAnnotation, grid: PatchGrid, geometry: SeriesSlices, database_z_mm: np.ndarray) -> np.ndarray:
+def _mask_patch(nodule: NoduleAnnotation, grid: PatchGrid, geometry: SeriesSlices, database_z_mm: np.ndarray) -> np.ndarray:
     """The consensus mask resampled onto the patch (linear, thresholded at 0.5): (S, S, S) uint8.
 
     The mask gets a border of empty voxels first, so it fades out over one voxel beyond its outermost
@@ -92,12 +93,12 @@ def _z_at(slice_k: np.ndarray, database_z_mm: np.ndarray) -> np.ndarray:
     return np.where(slice_k >= database_z_mm.size, database_z_mm[-1] + (slice_k - database_z_mm.size + 1) * spacing, z)
 
 
-def _mask_coverage(nodule: lidc.NoduleAnnotation, geometry: SeriesSlices) -> float:
+def _mask_coverage(nodule: NoduleAnnotation, geometry: SeriesSlices) -> float:
     """Fraction of the nodule's annotated slices that are on disk."""
     return float(np.isin(nodule.slice_k, geometry.database_k).mean())
 
 
-def _cut_patches(nodule: lidc.NoduleAnnotation, grid: PatchGrid, record: lidc.ScanRecord, geometry: SeriesSlices,
+def _cut_patches(nodule: NoduleAnnotation, grid: PatchGrid, record: ScanRecord, geometry: SeriesSlices,
                  slabs: SlabReader, settings: ExtractSettings) -> tuple[np.ndarray, np.ndarray, float, bool]:
     """Image and mask patches on ``grid``.
 
@@ -114,7 +115,7 @@ def _cut_patches(nodule: lidc.NoduleAnnotation, grid: PatchGrid, record: lidc.Sc
     return patch_hu, _mask_patch(nodule, grid, geometry, record.slice_z_mm), coverage, edge
 
 
-def _nodule_row(nodule: lidc.NoduleAnnotation, index: int, record: lidc.ScanRecord, geometry: SeriesSlices,
+def _nodule_row(nodule: NoduleAnnotation, index: int, record: ScanRecord, geometry: SeriesSlices,
                 slabs: SlabReader, settings: ExtractSettings, out_dir: Path) -> dict[str, Any]:
     """Cut and write one nodule's patches; its manifest row (paths relative to ``out_dir``)."""
     k_row_col, centre = _centroid_mm(nodule, geometry, record.slice_z_mm)

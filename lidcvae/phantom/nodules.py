@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from lidcvae.lidc import CHARACTERISTICS, ReaderAnnotation
+from lidcvae.annotations import CHARACTERISTICS, ReaderAnnotation
 from lidcvae.phantom.geometry import PhantomGrid
 from lidcvae.phantom.tubes import Segment, rasterize_segments
 

