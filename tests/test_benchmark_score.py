@@ -148,6 +148,26 @@ def test_a_row_paired_with_itself_differs_by_exactly_zero():
     assert (diameter["diff_vs_diameter"], diameter["diff_vs_diameter_ci_low"], diameter["diff_vs_diameter_ci_high"]) == (0, 0, 0)
 
 
+def test_every_row_is_paired_against_radiomics_when_the_run_scores_it():
+    """The shape goal is judged against pyradiomics by the paired interval: a row reading sphericity exactly
+    beats a noisy radiomics row by its R² gap, radiomics against itself is 0, and the markdown has the section."""
+    manifest = synthetic_manifest(120)
+    rng = np.random.default_rng(3)
+    sphericity = manifest["sphericity"].to_numpy()
+    rows = [row("exact", manifest, {"s": sphericity}), noise_row("untrained", manifest, 0),
+            row("radiomics", manifest, {"s": sphericity + rng.normal(0, 1.5, len(manifest))}, kind="baseline")]
+    table = score_benchmark(manifest, rows, "untrained", SETTINGS)
+    exact, radiomics = cell(table, "exact", "sphericity"), cell(table, "radiomics", "sphericity")
+    assert exact["diff_vs_radiomics"] == pytest.approx(exact["test"] - radiomics["test"], abs=1e-9)
+    assert exact["diff_vs_radiomics_ci_low"] > 0.2
+    assert (radiomics["diff_vs_radiomics"], radiomics["diff_vs_radiomics_ci_low"]) == (0, 0)
+    with_section = format_markdown(table, "untrained", "consensus_diameter", SETTINGS.bootstrap_samples, "radiomics")
+    assert "### Row − radiomics" in with_section
+    without = score_benchmark(manifest, rows[:2], "untrained", SETTINGS)
+    assert without["diff_vs_radiomics"].isna().all()
+    assert "### Row − radiomics" not in format_markdown(without, "untrained", "consensus_diameter", 200, "radiomics")
+
+
 # -- the table -------------------------------------------------------------------------------------------------
 
 def test_a_skipped_target_shows_as_a_dash_and_the_header_gives_n():

@@ -30,12 +30,13 @@ import pandas as pd
 from lidcvae.io import atomic_path, write_parquet
 
 __all__ = [
-    "BenchmarkInputError", "KINDS", "DIAMETER_ROW", "FeatureRow", "write_feature_set", "read_feature_set",
+    "BenchmarkInputError", "KINDS", "DIAMETER_ROW", "RADIOMICS_ROW", "FeatureRow", "write_feature_set", "read_feature_set",
     "annotation_feature_sets", "consensus_diameter_row", "with_diameter",
 ]
 
 KINDS = ("model", "control", "baseline", "annotation")
 DIAMETER_ROW = "consensus_diameter"  # the size-only reference every row is paired against
+RADIOMICS_ROW = "radiomics"  # the hand-made shape reference, paired against where the run scores it
 SHAPE_RATINGS = ("sphericity", "lobulation", "spiculation", "margin")
 DENSITY_RATINGS = ("texture", "calcification", "subtlety", "internalStructure")
 

@@ -7,8 +7,9 @@ For each row (a ``FeatureRow``, see ``lidcvae.benchmark.rows``) and each target
   **val**, the split every choice (variant, epochs, probe) may be made on;
 - test score: a probe chosen and fitted on **train + val**, scored once on **test**: AUC (binary) or R²
   (ordinal), with a patient-bootstrap 95 % interval (``lidcvae.benchmark.bootstrap``);
-- paired differences: the row's test score minus the control row's (the untrained copy) and minus
-  consensus diameter alone's, on the test nodules both rows have, the interval from the same resamples.
+- paired differences: the row's test score minus the control row's (the untrained copy), minus
+  consensus diameter alone's and, where the run has it, minus pyradiomics' (``RADIOMICS_ROW``), on the test
+  nodules both rows have, the interval from the same resamples.
 
 A nodule enters a row's fit and score only where it has the target and finite features for that row.
 A cell that cannot be scored (no test patient, fewer than 2 of them, one class or one value on either side
@@ -31,8 +32,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from lidcvae.benchmark.bootstrap import patient_resamples, percentile_interval, score_metric
-from lidcvae.benchmark.rows import (DIAMETER_ROW, BenchmarkInputError, FeatureRow, consensus_diameter_row,
-                                   read_feature_set, with_diameter)
+from lidcvae.benchmark.rows import (DIAMETER_ROW, RADIOMICS_ROW, BenchmarkInputError, FeatureRow,
+                                   consensus_diameter_row, read_feature_set, with_diameter)
 from lidcvae.benchmark.probes import fit_probe, probe_predict
 from lidcvae.benchmark.settings import BenchmarkConfig
 from lidcvae.benchmark.table import CONTAINS_TARGET, format_markdown
@@ -48,6 +49,7 @@ TABLE_COLUMNS = [
     "row", "title", "kind", "target", "target_title", "metric", "status", "reason", "n_test_nodules", "n_test_patients",
     "test", "ci_low", "ci_high", "val", "n_val_nodules", "diff_vs_control", "diff_vs_control_ci_low",
     "diff_vs_control_ci_high", "diff_vs_diameter", "diff_vs_diameter_ci_low", "diff_vs_diameter_ci_high",
+    "diff_vs_radiomics", "diff_vs_radiomics_ci_low", "diff_vs_radiomics_ci_high",
 ]
 
 
@@ -207,7 +209,8 @@ def score_benchmark(manifest: pd.DataFrame, rows: Sequence[FeatureRow], control:
             log.info("scoring %s on %d rows", target.title, len(rows))
             predictions = {row.name: _predictions(row, target, cohort, settings)
                            for row in rows if target.column not in row.skip and not row.unscored}
-            references = {"control": predictions.get(control), "diameter": predictions.get(DIAMETER_ROW)}
+            references = {"control": predictions.get(control), "diameter": predictions.get(DIAMETER_ROW),
+                          "radiomics": predictions.get(RADIOMICS_ROW)}
             for row in rows:
                 if row.name in predictions:
                     records.append(_scored(row, target, predictions[row.name], references, cohort))
@@ -226,7 +229,7 @@ def score_files(manifest_path: str | os.PathLike, feature_paths: Sequence[str | 
     manifest = read_parquet(manifest_path)
     rows = [read_feature_set(path) for path in feature_paths]
     table = score_benchmark(manifest, rows, control, settings)
-    markdown = format_markdown(table, control, DIAMETER_ROW, settings.bootstrap_samples)
+    markdown = format_markdown(table, control, DIAMETER_ROW, settings.bootstrap_samples, RADIOMICS_ROW)
     for path, write in ((table_csv, lambda tmp: table.to_csv(tmp, index=False)),
                         (table_md, lambda tmp: Path(tmp).write_text(markdown))):
         with atomic_path(path) as tmp:

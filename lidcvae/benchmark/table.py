@@ -87,11 +87,13 @@ def _n_line(targets: pd.DataFrame) -> str:
     return f"Test split, n per target: {counts}."
 
 
-def format_markdown(table: pd.DataFrame, control: str, diameter: str, bootstrap_samples: int) -> str:
-    """Markdown: the test-score table, the paired differences (vs control, vs diameter) and the val scores.
+def format_markdown(table: pd.DataFrame, control: str, diameter: str, bootstrap_samples: int,
+                    radiomics: str | None = None) -> str:
+    """Markdown: the test-score table, the paired differences (vs control, vs diameter, vs radiomics where the
+    table has that row) and the val scores.
 
     Args:
-        table: ``score_benchmark``'s long table. control, diameter: the reference rows' names.
+        table: ``score_benchmark``'s long table. control, diameter, radiomics: the reference rows' names.
         bootstrap_samples: the number of patient resamples behind each interval (for the header).
     """
     targets = _targets(table)
@@ -103,7 +105,9 @@ def format_markdown(table: pd.DataFrame, control: str, diameter: str, bootstrap_
     parts += ["## Paired differences on the test split", "", _n_line(targets),
               f"Row's score minus the reference's on the same test nodules and resamples; positive = the row "
               f"scores higher. {intervals}", ""]
-    for column, reference in (("diff_vs_control", control), ("diff_vs_diameter", diameter)):
+    references = [("diff_vs_control", control), ("diff_vs_diameter", diameter)]
+    references += [("diff_vs_radiomics", radiomics)] if radiomics in titles else []
+    for column, reference in references:
         skipped = set(table.loc[(table["row"] == reference) & _contains(table), "target"])
         parts += [f"### Row − {titles[reference]}", ""]
         parts += _grid(table[table["row"] != reference], targets,  # a reference minus itself is 0 by construction
