@@ -176,7 +176,7 @@ def test_a_skipped_target_shows_as_a_dash_and_the_header_gives_n():
             noise_row("untrained", manifest, 0)]
     table = score_benchmark(manifest, rows, "untrained", SETTINGS)
     assert cell(table, "shape", "sphericity")["status"] == "skipped"
-    markdown = format_markdown(table, "untrained", "consensus_diameter", SETTINGS.bootstrap_samples)
+    markdown = format_markdown(table, "untrained", "consensus_diameter", SETTINGS.bootstrap_samples, "radiomics")
     lines = markdown.splitlines()
     headers = markdown_cells(next(line for line in lines if line.startswith("| row |")))
     shape = markdown_cells(next(line for line in lines if line.startswith("| shape |")))
@@ -201,7 +201,7 @@ def test_a_cohort_with_no_test_patient_still_gives_the_table_every_cell_saying_s
     assert (table["status"] == "skipped").all() and table["test"].isna().all()
     assert unscored["reason"].str.startswith("the test split holds no patient").all()
     assert (unscored["n_test_nodules"] == 0).all() and np.isfinite(cell(table, "untrained", "sphericity")["val"])
-    markdown = format_markdown(table, "untrained", "consensus_diameter", SETTINGS.bootstrap_samples)
+    markdown = format_markdown(table, "untrained", "consensus_diameter", SETTINGS.bootstrap_samples, "radiomics")
     assert "every row: the test split holds no patient." in markdown
 
 
@@ -221,7 +221,7 @@ def test_a_cell_that_cannot_be_scored_says_why_in_the_csv_and_the_markdown():
     assert (sphericity["status"], sphericity["reason"]) == ("scored", "")
     assert (table.loc[table["row"] == "contrastive", "reason"] == "not trained: why").all()
     assert (table.loc[table["row"] == "contrastive+diameter", "reason"].isin(["not trained: why", CONTAINS_TARGET])).all()
-    markdown = format_markdown(table, "untrained", "consensus_diameter", SETTINGS.bootstrap_samples)
+    markdown = format_markdown(table, "untrained", "consensus_diameter", SETTINGS.bootstrap_samples, "radiomics")
     one_class = f"- Malignancy (median rule) — untrained; consensus diameter alone: the {test.sum()} test nodule(s)"
     assert one_class in markdown
     # its + diameter row is not scored either (log diameter: that row's features contain it)

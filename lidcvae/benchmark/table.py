@@ -88,12 +88,13 @@ def _n_line(targets: pd.DataFrame) -> str:
 
 
 def format_markdown(table: pd.DataFrame, control: str, diameter: str, bootstrap_samples: int,
-                    radiomics: str | None = None) -> str:
+                    radiomics_row: str) -> str:
     """Markdown: the test-score table, the paired differences (vs control, vs diameter, vs radiomics where the
     table has that row) and the val scores.
 
     Args:
-        table: ``score_benchmark``'s long table. control, diameter, radiomics: the reference rows' names.
+        table: ``score_benchmark``'s long table. control, diameter, radiomics_row: the reference rows' names
+            (radiomics_row's section is left out when the table has no such row).
         bootstrap_samples: the number of patient resamples behind each interval (for the header).
     """
     targets = _targets(table)
@@ -106,7 +107,7 @@ def format_markdown(table: pd.DataFrame, control: str, diameter: str, bootstrap_
               f"Row's score minus the reference's on the same test nodules and resamples; positive = the row "
               f"scores higher. {intervals}", ""]
     references = [("diff_vs_control", control), ("diff_vs_diameter", diameter)]
-    references += [("diff_vs_radiomics", radiomics)] if radiomics in titles else []
+    references += [("diff_vs_radiomics", radiomics_row)] if radiomics_row in titles else []
     for column, reference in references:
         skipped = set(table.loc[(table["row"] == reference) & _contains(table), "target"])
         parts += [f"### Row − {titles[reference]}", ""]
