@@ -3,7 +3,8 @@
 Cells: ``0.83 [0.77, 0.89]`` (score and patient-bootstrap 95 % interval); ``—`` where the row (or, for a
 paired difference, its reference) skips the target (its features contain it); ``n/a`` where it could not be
 scored (no test patient, one class, ...), each such cell's reason listed under the test table. Minus is
-written "−" and a value that rounds to zero is ``0.00``, never ``−0.00``. A row scored on fewer test
+written "−"; a value under 0.005 in size keeps a third decimal (``−0.003``), since which side of 0 an
+interval's bound lies on is the verdict, and one under 0.0005 is ``0.00``, never ``−0.00``. A row scored on fewer test
 nodules than the target has (missing features) says so in its cell.
 """
 
@@ -22,11 +23,13 @@ CONTAINS_TARGET = "the row's features contain the target"
 
 
 def format_number(value: float, signed: bool = False) -> str:
-    """Two decimals with a true minus sign; ``signed`` adds "+" to positives; zero is always ``0.00``."""
+    """Two decimals (three under 0.005, so a bound near 0 shows its side) with a true minus sign; ``signed``
+    adds "+" to positives; a value that rounds to zero is always ``0.00``."""
     if value is None or not math.isfinite(value):
         return UNSCORED
-    rounded = round(float(value), 2) + 0.0  # + 0.0 turns −0.0 into 0.0
-    text = f"{abs(rounded):.2f}"
+    digits = 3 if abs(value) < 0.005 else 2
+    rounded = round(float(value), digits) + 0.0  # + 0.0 turns −0.0 into 0.0
+    text = f"{abs(rounded):.{digits}f}" if rounded else "0.00"
     if rounded < 0:
         return "−" + text
     return ("+" + text) if signed and rounded > 0 else text
