@@ -21,6 +21,7 @@ import logging
 import os
 import time
 from contextlib import nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -30,10 +31,11 @@ from torch import nn
 
 from lidcvae.benchmark.settings import ContrastiveConfig
 from lidcvae.data.augment import augment_batch
-from lidcvae.data.model_input import ModelInput, cohort_differences
+from lidcvae.data.model_input import ModelInput
 from lidcvae.models import VAE, build_model
 from lidcvae.models.config import ModelConfig
-from lidcvae.train.checkpoint import CheckpointMismatch, read_checkpoint, save_checkpoint
+from lidcvae.embed.encode import latent_column_names
+from lidcvae.train.checkpoint import TrainedModel, read_checkpoint, save_checkpoint
 from lidcvae.train.config import Augment
 
 if TYPE_CHECKING:  # annotations only: run_config sits above the stage packages
@@ -252,9 +254,9 @@ def _checkpoint(run: _Run, variant: RunConfig, model_input: ModelInput, epoch: i
             "contrastive": run.settings.to_dict(), "epoch": epoch, "history": [dict(entry) for entry in history]}
 
 
-def load_contrastive(checkpoint_path: str | os.PathLike,
-                     map_location: str | torch.device) -> tuple[ContrastiveEncoder, ModelInput, Augment, int]:
-    """The trained encoder in eval mode, its input record, its variant's ``train.augment`` and the epoch kept.
+def load_contrastive(checkpoint_path: str | os.PathLike, map_location: str | torch.device) -> TrainedModel:
+    """The trained encoder in eval mode with its input record and its variant's sections, typed as a VAE
+    checkpoint's are (``TrainedModel``), so it is embedded by the same path (``embed_cohort``).
 
     Raises:
         FileNotFoundError, CheckpointError: as ``read_checkpoint`` (safe ``weights_only`` loading).
@@ -266,8 +268,8 @@ def load_contrastive(checkpoint_path: str | os.PathLike,
     settings = ContrastiveConfig.from_mapping(checkpoint["contrastive"], source=f"{checkpoint_path} (contrastive)")
     model = ContrastiveEncoder.from_config(variant.model, settings.projection_size)
     model.load_state_dict(checkpoint["model"])
-    return (model.to(map_location).eval(), ModelInput.from_dict(checkpoint["input"]), variant.train.augment,
-            int(checkpoint["epoch"]))
+    return TrainedModel(model.to(map_location).eval(), ModelInput.from_dict(checkpoint["input"]), variant.model,
+                        variant.train, checkpoint["config"], int(checkpoint["epoch"]), 0, Path(checkpoint_path))
 
 
 def embed_contrastive(checkpoint_path: str | os.PathLike, manifest: str | os.PathLike, batch_size: int,
@@ -284,22 +286,16 @@ def embed_contrastive(checkpoint_path: str | os.PathLike, manifest: str | os.Pat
     Raises:
         CheckpointMismatch: the manifest's patches were cut otherwise than the training data (names both).
     """
-    from lidcvae.data import PatchSource
-    from lidcvae.data.lidc import images_from_table
-    from lidcvae.embed import encode_batches, latent_column_names
-    from lidcvae.extract.manifest import read_manifest
+    from lidcvae.embed.cohort import embed_cohort
+    from lidcvae.embed.config import EmbedConfig
 
-    model, model_input, augment, _ = load_contrastive(checkpoint_path, "cpu")
-    table = read_manifest(manifest)
-    differences = cohort_differences(model_input, table)
-    if differences:
-        raise CheckpointMismatch(f"contrastive checkpoint {checkpoint_path} does not fit the cohort {manifest}: "
-                                 + "; ".join(differences))
-    images = images_from_table(table, PatchSource.for_input(manifest, model_input))
-    average_over = (augment.flips, augment.rot90) if average_orientations else None
-    means, _ = encode_batches(model, images, batch_size, device, average_over=average_over)
-    features = pd.DataFrame(means, columns=latent_column_names(model.latent_size, FEATURE_PREFIX))
-    return pd.concat([table[["nodule_id"]].reset_index(drop=True), features], axis=1)
+    trained = load_contrastive(checkpoint_path, "cpu")
+    settings = EmbedConfig.from_mapping({"batch_size": batch_size, "device": str(device),
+                                         "average_orientations": average_orientations})
+    embedded = embed_cohort(trained, manifest, settings, False)
+    means = latent_column_names(trained.model.latent_size)
+    features = embedded[["nodule_id", *means]].reset_index(drop=True)
+    return features.rename(columns=dict(zip(means, latent_column_names(trained.model.latent_size, FEATURE_PREFIX))))
 
 
 def contrastive_speed(variant: RunConfig, settings: ContrastiveConfig, batches: int) -> float:
