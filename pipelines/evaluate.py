@@ -32,34 +32,39 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log)
 
-    from lidcvae.evaluate import evaluate_run
-    from lidcvae.evaluate.headline import RunInfo
-
     run = config_from_args(parser, args.config, args.set)
     if run.dataset == "lidc" and args.manifest is None:
         fail("--manifest is required for dataset lidc")
     with folder_lock(args.out_dir, "evaluation"):  # one writer of figures/ and report.html
-        metrics = evaluate_run(args.checkpoint, args.embeddings, args.history, args.out_dir, run.evaluate,
-                               manifest=args.manifest if run.dataset == "lidc" else None,
-                               mnist=run.mnist if run.dataset == "mnist" else None, extra_html=args.include_html,
-                               info=RunInfo.for_run(run))
+        metrics = evaluate(run, args.checkpoint, args.embeddings, args.history, args.out_dir,
+                           args.manifest if run.dataset == "lidc" else None, args.include_html)
     print(f"{len(metrics['warnings'])} warning(s); report: {args.out_dir / 'report.html'}")
     return 0
+
+
+def evaluate(run, checkpoint, embeddings, history, out_dir, manifest, extra_html) -> dict:
+    """Load the checkpoint, read what its model is evaluated on, evaluate; the metrics (see ``evaluate_run``)."""
+    from lidcvae.evaluate import evaluate_run, read_data
+    from lidcvae.evaluate.headline import RunInfo
+    from lidcvae.train.checkpoint import load_model
+
+    info = RunInfo.for_run(run)
+    trained = load_model(checkpoint, map_location="cpu")
+    data = read_data(trained.input, embeddings, history, manifest=manifest, mnist=run.mnist if run.dataset == "mnist" else None,
+                     extra_html=extra_html, trained_here=info.trained_here)
+    return evaluate_run(trained, data, out_dir, run.evaluate, info)
 
 
 def run_from_snakemake(smk) -> None:
     """rules/evaluate.smk."""
     import torch
 
-    from lidcvae.evaluate import evaluate_run
-    from lidcvae.evaluate.headline import RunInfo
     from lidcvae.run_config import RunConfig
 
     torch.set_num_threads(smk.threads)
     run = RunConfig.from_mapping(smk.config, source="snakemake config")
-    evaluate_run(smk.input.checkpoint, smk.input.embeddings, smk.params.history, smk.params.out_dir, run.evaluate,
-                 manifest=smk.input.get("manifest"), mnist=run.mnist if run.dataset == "mnist" else None,
-                 extra_html=list(smk.input.get("extra_html", [])), info=RunInfo.for_run(run))
+    evaluate(run, smk.input.checkpoint, smk.input.embeddings, smk.params.history, smk.params.out_dir, smk.input.get("manifest"),
+             list(smk.input.get("extra_html", [])))
     if "projector" in smk.output.keys():  # declared, but not written when no embedding's image was found
         Path(smk.output.projector).mkdir(parents=True, exist_ok=True)
 

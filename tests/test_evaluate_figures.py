@@ -8,7 +8,8 @@ import pytest
 from matplotlib.image import imread
 
 from lidcvae.evaluate import figures
-from lidcvae.evaluate.report import Section, figure_html, flatten_metrics, write_report
+from lidcvae.evaluate.outputs import write_figures
+from lidcvae.evaluate.report import Section, figure_html, flatten_metrics, render_report
 from lidcvae.intensity import HUWindow
 
 GAP = figures.GAP
@@ -66,17 +67,16 @@ def test_plots_are_drawn_in_memory_and_written_once(tmp_path):
                                                                        np.array([False, False, True, True]))),
              figures.Drawn("roc.png", "", figures.plot_roc_curves({"a": ([0, 0, 1], [0, 1, 1], 1.0)}))]
     assert not list(tmp_path.iterdir())  # nothing is written while drawing
-    paths = figures.write_figures(tmp_path / "figures", drawn)
+    paths = write_figures(tmp_path / "figures", drawn)
     assert [p.name for p in paths] == ["pca.png", "kl.png", "roc.png"] and sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["kl.png", "pca.png", "roc.png"]
     for path, figure in zip(paths, drawn):
         assert path.read_bytes() == figure.png and imread(path).shape[0] > 100
 
 
-def test_report_is_self_contained_with_headline_then_warnings_then_sections(tmp_path):
+def test_report_is_self_contained_with_headline_then_warnings_then_sections():
     metrics = {"splits": {"test": {"psnr_db": 21.5}}, "collapse": {"kl_per_dimension_nats": list(range(256))}}
     sections = [Section("first", "Question one?", figure_html(figures.grey_png(np.eye(8), 2), "an eye <b>", "eye"))]
-    page = write_report(tmp_path / "report.html", "t", "<p id='head'>h</p>", sections, metrics,
-                        warnings=["!!! collapsed <b>"]).read_text()
+    page = render_report("t", "<p id='head'>h</p>", sections, metrics, warnings=["!!! collapsed <b>"])
     assert page.index("id='head'") < page.index('class="warnings"') < page.index('<section id="first">')
     assert "data:image/png;base64," in page and 'src="eye.png"' not in page
     assert "splits.test.psnr_db" in page and "&lt;b&gt;" in page and "an eye &lt;b&gt;" in page

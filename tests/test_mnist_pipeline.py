@@ -52,15 +52,17 @@ def test_common_trainer_lowers_test_loss_on_real_digits(mnist_dir, tmp_path):
     from dataclasses import replace
 
     from lidcvae.embed import embed_dataset
-    from lidcvae.evaluate import evaluate_run
+    from lidcvae.evaluate import evaluate_run, read_data
     from lidcvae.evaluate.headline import RunInfo
+    from lidcvae.train.checkpoint import load_model
 
     digits = replace(config.mnist, limit=3000)  # the report's pieces on fewer digits; the headline counts what was embedded
     checkpoint = tmp_path / "run" / "checkpoints" / "last.pt"
     embedded = len(embed_dataset(checkpoint, digits, tmp_path / "embeddings.parquet", config.embed))
     settings = replace(config.evaluate, iwae_samples=2, projector=False, probe=replace(config.evaluate.probe, bootstrap_samples=5))
-    metrics = evaluate_run(checkpoint, tmp_path / "embeddings.parquet", tmp_path / "run" / "metrics.csv", tmp_path / "evaluate",
-                           settings, mnist=digits, info=RunInfo.for_run(config))
+    trained = load_model(checkpoint)
+    data = read_data(trained.input, tmp_path / "embeddings.parquet", tmp_path / "run" / "metrics.csv", mnist=digits)
+    metrics = evaluate_run(trained, data, tmp_path / "evaluate", settings, RunInfo.for_run(config))
     page = (tmp_path / "evaluate" / "report.html").read_text()
     headline = page[page.index('id="headline"'): page.index('<section id="reconstruction"')]
     assert "MNIST digits from" in headline and "MLP VAE, hidden layers [400], latent size 20" in headline

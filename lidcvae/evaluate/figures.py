@@ -1,7 +1,7 @@
 """PNG figures for the report, generic over event shape: 2-D images (C=1, H, W) or volumes (1, Z, Y, X).
 
 Figures are made in memory (``Drawn``: a name, a caption, PNG bytes) and written once, with metrics.json
-and the page, when the evaluation is done (``write_figures``), so a failed evaluation leaves no half set.
+and the page, when the evaluation is done (``lidcvae.evaluate.outputs``), so a failed evaluation leaves no half set.
 Image grids (montage, prior samples, interpolation) are encoded pixel-exact with ``imsave``: every
 patch voxel becomes ``zoom``×``zoom`` pixels, so a figure's size is known from its inputs. CT patches
 are shown in a lung window (W 1500, L −600 HU); images without an HU window are shown as [0, 1].
@@ -10,10 +10,7 @@ are shown in a lung window (W 1500, L −600 HU); images without an HU window ar
 from __future__ import annotations
 
 import io
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib
 
@@ -24,11 +21,9 @@ import pandas as pd  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 
 from lidcvae.intensity import HUWindow  # noqa: E402
-from lidcvae.io import atomic_path  # noqa: E402
 
 __all__ = [
     "Drawn",
-    "write_figures",
     "figure_png",
     "grey_png",
     "rgb_png",
@@ -58,16 +53,6 @@ class Drawn:
     name: str
     caption: str
     png: bytes
-
-
-def write_figures(figure_dir: str | os.PathLike, drawn: Sequence[Drawn]) -> list[Path]:
-    """Write every figure as ``figure_dir``/name, each atomically; the paths in order."""
-    paths = []
-    for figure in drawn:
-        with atomic_path(Path(figure_dir) / figure.name) as tmp:
-            tmp.write_bytes(figure.png)
-        paths.append(Path(figure_dir) / figure.name)
-    return paths
 
 
 def figure_png(figure, dpi: int = 110, tight: bool = True) -> bytes:

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from lidcvae.io import atomic_path
-
-__all__ = ["Section", "flatten_metrics", "figure_html", "table_html", "render_report", "write_report"]
+__all__ = ["Section", "flatten_metrics", "figure_html", "table_html", "render_report"]
 
 _STYLE = """
 body { font-family: sans-serif; max-width: 1150px; margin: 1.5em auto; color: #222; line-height: 1.35; }
@@ -116,10 +112,3 @@ def render_report(title: str, headline: str, sections: Sequence[Section], metric
     ]
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
-
-
-def write_report(path: str | os.PathLike, *args, **kwargs) -> Path:
-    """Render (see ``render_report``) and write the page atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(render_report(*args, **kwargs), encoding="utf-8")
-    return Path(path)

@@ -1,56 +1,40 @@
-"""The evaluate stage end to end: metrics.json, figures/*.png, the projector and report.html for one run."""
+"""The evaluate stage's computing and writing: metrics.json, figures/*.png, the projector and report.html for one
+run, from inputs already read (``lidcvae.evaluate.inputs.read_data``)."""
 
 from __future__ import annotations
 
-import html
-import json
 import logging
-import re
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from lidcvae.embed import posterior_arrays, read_embeddings
-from lidcvae.evaluate import figures, sections, visualise
+from lidcvae.embed import posterior_arrays
+from lidcvae.evaluate import sections, visualise
+from lidcvae.evaluate.retrieval import retrieval
 from lidcvae.evaluate.collapse import collapse_warnings
 from lidcvae.evaluate.generative import generative_pictures, legible_zoom
 from lidcvae.evaluate.headline import RunInfo, headline_html, key_numbers
 from lidcvae.evaluate.parts import collapse_part, latent_pca_figure, probe_part, representation_table, training_part
-from lidcvae.evaluate.projector import write_projector
+from lidcvae.evaluate.inputs import EvaluationData, SplitData
 from lidcvae.evaluate.provenance import (
-    NOT_SPLIT, Vocabulary, checkpoint_origin, cohort_mask_kind, mask_name, out_of_distribution, size_column, vocabulary,
+    NOT_SPLIT, Vocabulary, checkpoint_origin, mask_name, out_of_distribution, size_column, vocabulary,
 )
-from lidcvae.evaluate.report import write_report
+from lidcvae.evaluate.outputs import write_outputs
+from lidcvae.evaluate.report import render_report
 from lidcvae.evaluate.settings import EvaluateSettings
 from lidcvae.evaluate.split_metrics import evaluate_split
 from lidcvae.intensity import HUWindow
-from lidcvae.io import atomic_path
 from lidcvae.models.base import VAE
-from lidcvae.train.checkpoint import load_model
-
-if TYPE_CHECKING:
-    from lidcvae.data.mnist import MnistConfig
+from lidcvae.train.checkpoint import TrainedModel
 
 __all__ = ["SplitData", "evaluate_model", "evaluate_run"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class SplitData:
-    """One split's inputs (N, *event_shape) in model scale, its table (one row per input) and, for CT,
-    the consensus masks (N, 1, S, S, S) bool fitted like the inputs (None: taken from input channel 1
-    of a two-channel model, else none)."""
-
-    images: torch.Tensor
-    table: pd.DataFrame
-    masks: torch.Tensor | None = None
 
 
 def _scope_notes(hu_window: HUWindow | None, words: Vocabulary) -> list[str]:
@@ -128,7 +112,7 @@ def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.D
                    settings: EvaluateSettings, hu_window: HUWindow | None, history: pd.DataFrame | None = None,
                    sections_html: Sequence[tuple[str, str]] = (), info: RunInfo | None = None) -> dict:
     """Compute every metric and draw every figure in memory, then write metrics.json, figures/, projector/ and
-    report.html under ``out_dir`` together (``_write_outputs``), so a failure leaves no half-written set.
+    report.html under ``out_dir`` together (``outputs.write_outputs``), so a failure leaves no half-written set.
 
     Args:
         model: the trained VAE (put in eval mode here).
@@ -169,8 +153,8 @@ def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.D
     if images is None:
         metrics["retrieval"], gallery = {"skipped": "the embeddings' inputs were not found among the loaded splits"}, []
     else:
-        metrics["retrieval"], gallery = visualise.retrieval(codes, embeddings, images, hu_window, settings.retrieval_queries,
-                                                            settings.retrieval_neighbours, settings.probe.label_column, size, words.many)
+        metrics["retrieval"], gallery = retrieval(codes, embeddings, images, hu_window, settings.retrieval_queries,
+                                                  settings.retrieval_neighbours, settings.probe.label_column, size, words.many)
         if settings.projector:
             metrics["projector"] = "projector (tensorboard --logdir on this folder, PROJECTOR tab)"
     metrics["attributes"], generated, generative_notes, source = generative_pictures(model, codes, embeddings, settings, hu_window)
@@ -178,8 +162,8 @@ def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.D
     metrics["warnings"], metrics["notes"] = warnings, notes
     evaluated = next(iter(metrics["splits"]), None)
     verdict = metrics["training"] if curve_figures else None
-    headline = headline_html(info, {NOT_SPLIT if n == "cohort" else n: t for n, t in tables.items()}, training_text,
-                             key_numbers(metrics, evaluated, tables, info), verdict)
+    numbers = key_numbers(metrics, evaluated, tables, info)
+    headline = headline_html(info, {NOT_SPLIT if n == "cohort" else n: t for n, t in tables.items()}, training_text, numbers, verdict)
     page = [
         sections.reconstruction_section(metrics["splits"], metrics["nodule_error"], recon_figures, hu_window is not None,
                                         info.context_voxels if hu_window is not None else None, words,
@@ -191,96 +175,27 @@ def evaluate_model(model: VAE, splits: Mapping[str, SplitData], embeddings: pd.D
         *([sections.training_section(metrics["training"], curve_figures)] if info.trained_here else []),
         *(sections.extra_section(heading, fragment) for heading, fragment in sections_html),
     ]
+    html_page = render_report(f"lidcvae evaluation report: {info.name}", headline, page,
+                              {k: v for k, v in metrics.items() if k not in ("warnings", "notes")}, warnings, notes)
     drawn = [*recon_figures, *kl_figures, *roc_figures, *gallery, *generated, *curve_figures]
     projected = (codes, embeddings, images) if images is not None and settings.projector else None
-    _write_outputs(Path(out_dir), metrics, drawn, projected, hu_window,
-                   lambda path: write_report(path, f"lidcvae evaluation report: {info.name}", headline, page,
-                                             {k: v for k, v in metrics.items() if k not in ("warnings", "notes")},
-                                             warnings, notes))
+    write_outputs(Path(out_dir), metrics, drawn, projected, hu_window, html_page)
     return metrics
 
 
-def _write_outputs(out_dir: Path, metrics: dict, drawn: Sequence[figures.Drawn],
-                   projected: tuple[np.ndarray, pd.DataFrame, np.ndarray] | None, hu_window: HUWindow | None,
-                   report: Callable[[Path], Path]) -> None:
-    """Everything the evaluation made, written at once: figures/, projector/ (when ``projected`` holds the
-    (codes, table, images) to show), metrics.json and the page last, each file atomically."""
-    figures.write_figures(out_dir / "figures", drawn)
-    if projected is not None:
-        write_projector(*projected, out_dir / "projector", hu_window)
-    with atomic_path(out_dir / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2))
-    report(out_dir / "report.html")
-
-
-def _consensus_masks(table: pd.DataFrame, source: Any) -> torch.Tensor | None:
-    """Masks from the mask files for a one-channel CT model, when every row has its file; else None
-    (a two-channel model carries them as input channel 1; the coordinates route without a diameter has none)."""
-    from lidcvae.data import PatchSource
-    from lidcvae.data.lidc import masks_from_table
-
-    if not isinstance(source, PatchSource) or source.mask_channel or "mask_path" not in table.columns:
-        return None
-    if not all(isinstance(p, str) and p and Path(p).is_file() for p in table["mask_path"]):
-        return None
-    return masks_from_table(table, source)
-
-
-def evaluate_run(checkpoint: str | os.PathLike, embeddings_path: str | os.PathLike, history_path: str | os.PathLike | None,
-                 out_dir: str | os.PathLike, settings: EvaluateSettings, *, manifest: str | os.PathLike | None = None,
-                 mnist: MnistConfig | None = None, extra_html: Sequence[str | os.PathLike] = (),
+def evaluate_run(trained: TrainedModel, data: EvaluationData, out_dir: str | os.PathLike, settings: EvaluateSettings,
                  info: RunInfo | None = None) -> dict:
-    """Load a checkpoint, its data splits (with consensus masks for CT) and embeddings, then ``evaluate_model``.
+    """Evaluate a checkpoint's model (``load_model``) on what ``read_data`` read: ``evaluate_model`` with the
+    headline's model, loss, input facts and origin (file, epoch, validation reference) taken from the checkpoint.
 
     Args:
-        checkpoint: a trainer checkpoint (best.pt / last.pt).
-        embeddings_path: the table written by ``lidcvae.embed.embed_manifest``.
-        history_path: the training history metrics.csv; None (or a missing file) draws no loss curves.
         out_dir: where metrics.json, figures/, projector/ and report.html go.
         settings: the typed ``evaluate`` section.
-        manifest: the extraction manifest whose patches are evaluated (CT); the checkpoint's own
-            ``model`` and ``train`` sections decide how they become model input.
-        mnist: the typed ``mnist`` section instead, for digits.
-        extra_html: HTML fragments to include in the report (e.g. the MNIST size table), if they exist.
-        info: the run's name and cohort for the headline (``RunInfo.for_run``); the model and loss it
-            describes are the checkpoint's (``load_model``).
+        info: the run's name and cohort (``RunInfo.for_run``).
     """
-    from lidcvae.data import PatchSource, load_split
-
-    if (manifest is None) == (mnist is None):
-        raise ValueError("evaluate_run: give exactly one of manifest (CT patches) or mnist (digits)")
-    trained = load_model(checkpoint, map_location="cpu")
-    model = trained.model
-    source = mnist if mnist is not None else PatchSource.for_input(manifest, trained.input)
-    hu_window = HUWindow.from_bounds(source.hu_window) if isinstance(source, PatchSource) else None
-    splits = {}
-    for split in ("train", "val", "test"):
-        loaded = load_split(source, split)
-        table = loaded.table.reset_index(drop=True)
-        splits[split] = SplitData(loaded.images, table, _consensus_masks(table, source))
-    history = pd.read_csv(history_path) if history_path is not None and Path(history_path).is_file() else None
-    extra = [_fragment(Path(p)) for p in extra_html if Path(p).is_file()]
     info = info or RunInfo()
-    embeddings = read_embeddings(embeddings_path)
-    if not info.trained_here:  # the extraction's splits mean nothing to a model trained elsewhere
-        splits, embeddings = {"cohort": _one_cohort(splits)}, embeddings.assign(split="not split")
-    origin = checkpoint_origin(trained, info.trained_here, history, splits["train"].table if "train" in splits else None)
-    return evaluate_model(model, splits, embeddings, out_dir, settings, hu_window, history, extra,
-                          replace(info, model=trained.model_config, train=trained.train_config, origin=origin,
-                                  context_voxels=trained.input.context_voxels, digits=trained.input.dataset == "mnist",
-                                  mask_kind=cohort_mask_kind({n: s.table for n, s in splits.items()})))
-
-
-def _one_cohort(splits: Mapping[str, SplitData]) -> SplitData:
-    """Every split's samples as one, their ``split`` column ``NOT_SPLIT``: a checkpoint run did not make them."""
-    parts = [s for s in splits.values() if len(s.images)]
-    table = pd.concat([s.table for s in parts], ignore_index=True).assign(split=NOT_SPLIT)
-    masks = None if any(s.masks is None for s in parts) else torch.cat([s.masks for s in parts])
-    return SplitData(torch.cat([s.images for s in parts]), table, masks)
-
-
-def _fragment(path: Path) -> tuple[str, str]:
-    """(heading, HTML) of another stage's fragment: its own first <h2> becomes the section heading."""
-    text = path.read_text()
-    found = re.match(r"\s*<h2>(.*?)</h2>", text, re.S)
-    return (html.unescape(found.group(1)), text[found.end():]) if found else (path.stem, text)
+    origin = checkpoint_origin(trained, info.trained_here, data.history, data.splits["train"].table if "train" in data.splits else None)
+    info = replace(info, model=trained.model_config, train=trained.train_config, origin=origin,
+                   context_voxels=trained.input.context_voxels, digits=trained.input.dataset == "mnist", mask_kind=data.mask_kind)
+    return evaluate_model(trained.model, data.splits, data.embeddings, out_dir, settings, data.hu_window, data.history,
+                          data.extra_html, info)

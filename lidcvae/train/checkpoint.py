@@ -141,11 +141,12 @@ def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "
         raise CheckpointError(f"{checkpoint_path}: written by lidcvae < 0.2, before checkpoints recorded their "
                               "model's input (no 'input' entry); train the model again with this lidcvae")
     stored = checkpoint["config"]
+    model_input = ModelInput.from_dict(checkpoint["input"])
+    train_config = TrainConfig.from_mapping(stored["train"], f"{checkpoint_path} (train section)")
     model_config = model_config_from_stored(stored["model"], source=f"{checkpoint_path} (model section)")
     model = build_model(model_config)
     model.load_state_dict(checkpoint["model"])
-    return TrainedModel(model.to(map_location).eval(), ModelInput.from_dict(checkpoint["input"]), model_config,
-                        TrainConfig.from_mapping(stored["train"], f"{checkpoint_path} (train section)"), stored,
+    return TrainedModel(model.to(map_location).eval(), model_input, model_config, train_config, stored,
                         int(checkpoint.get("epoch", 0)), int(checkpoint.get("step", 0)), Path(checkpoint_path))
 
 
