@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from lidcvae.evaluate.claims import label_agreement, pc1_against_size, probe_verdict
-from lidcvae.evaluate.provenance import OOD_FACTOR, out_of_distribution, sample_support, size_column
+from lidcvae.evaluate.headline import sample_support
+from lidcvae.evaluate.provenance import OOD_FACTOR, out_of_distribution, size_column
 
 
 def test_a_latent_space_that_is_only_size_agrees_with_its_diameter_twin():

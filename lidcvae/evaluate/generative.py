@@ -143,7 +143,7 @@ def generative_pictures(model: VAE, codes: np.ndarray, table: pd.DataFrame, sett
     paths = figures.interpolation_codes(codes[first], codes[second], steps)
     traversals = _attribute_traversals(codes, table, scales)
     source, fitted = sample_source(settings, table)
-    samples = latent_samples(source, settings.prior_samples, model.latent_size, np.random.default_rng(settings.seed), *fitted)
+    samples = latent_samples(source, settings.prior_samples, codes.shape[1], np.random.default_rng(settings.seed), *fitted)
     decoded = _decode_rows(model, [*paths, *traversals.rows, samples])
     name = lambda i: f"{row_name(table, i)} ({retrieval_caption(table.iloc[i]).replace(chr(10), ', ')})"  # noqa: E731
     captions = [f"Interpolation from {name(first)} to {name(second)}: linear (upper block), spherical / slerp (lower "

@@ -1,5 +1,8 @@
 """The report's headline: what was trained, on what, for how long, and the few numbers that say how well.
 
+A number from fewer than ``MIN_SAMPLES`` (10) samples or ``MIN_PATIENTS`` (5) patients is greyed, with
+the reason (``sample_support``), and never a headline.
+
 Sign convention, stated once on the page and kept everywhere (tables, curves, metrics.json): a
 log-likelihood is a log density in nats per sample, higher is better (for a continuous density it may
 be positive); a KL is in nats per sample, ≥ 0.
@@ -15,11 +18,13 @@ from typing import Any
 
 import pandas as pd
 
-from lidcvae.evaluate.provenance import NOT_SPLIT, CheckpointOrigin, Vocabulary, sample_support, vocabulary
+from lidcvae.evaluate.provenance import NOT_SPLIT, CheckpointOrigin, Vocabulary, vocabulary
 from lidcvae.evaluate.report import table_html
 
-__all__ = ["RunInfo", "KeyNumber", "SIGN_CONVENTION", "data_header", "data_rows", "model_description", "key_numbers", "headline_html"]
+__all__ = ["MIN_SAMPLES", "MIN_PATIENTS", "RunInfo", "KeyNumber", "SIGN_CONVENTION", "sample_support", "data_header", "data_rows", "model_description", "key_numbers", "headline_html"]
 
+MIN_SAMPLES = 10
+MIN_PATIENTS = 5
 SIGN_CONVENTION = ("Sign convention: log-likelihoods (ELBO, IWAE, log p(x|z)) are log densities in nats per sample, "
                    "higher is better; for a continuous density they can be positive. KL is in nats per sample, ≥ 0. "
                    "The same numbers, with the same sign, appear in every table and curve.")
@@ -69,7 +74,7 @@ class RunInfo:
 class KeyNumber:
     """One headline number: its value with unit, which direction is better, what it means, what it was
     computed on (``support``: split, samples, patients) and, when that is under the minimum
-    (``provenance.sample_support``), why it is greyed and not a headline."""
+    (``sample_support``), why it is greyed and not a headline."""
 
     name: str
     value: str
@@ -139,13 +144,11 @@ def _input_text(model: Any, mask_kind: str | None = None) -> str:
 
 def _embedding_text(info: RunInfo) -> str:
     """How a nodule's code was made: one encoder pass, or the mean over the orientations training showed."""
-    from lidcvae.data.augment import orientation_moves
-
     if not info.embed.average_orientations:
         return "; embeddings: posterior means, one orientation"
     if info.train is None:
         return "; embeddings: each nodule's posterior mean averaged over the orientations its training augmentation drew"
-    count = len(orientation_moves(info.train.augment.flips, info.train.augment.rot90))
+    count = info.train.augment.orientation_count
     return ("; embeddings: posterior means, one orientation (training drew no flips or turns)" if count == 1 else
             f"; embeddings: each nodule's posterior mean averaged over the {count} orientations its training augmentation drew")
 
@@ -198,6 +201,16 @@ def _patients(table: pd.DataFrame | None, words: Vocabulary) -> int | None:
     if not words.has_patients or table is None or "patient_id" not in table.columns:
         return None
     return int(table["patient_id"].nunique())
+
+
+def sample_support(samples: int, patients: int | None) -> str | None:
+    """Why a number from ``samples`` (and ``patients``; None where there are none, MNIST) is too thin to
+    headline, or None when it is not."""
+    if samples < MIN_SAMPLES:
+        return f"only {samples} sample(s), under the minimum of {MIN_SAMPLES}"
+    if patients is not None and patients < MIN_PATIENTS:
+        return f"only {patients} patient(s), under the minimum of {MIN_PATIENTS}"
+    return None
 
 
 def _support(where: str, samples: int, patients: int | None, words: Vocabulary) -> tuple[str, str | None]:
@@ -330,7 +343,8 @@ def headline_html(info: RunInfo, tables: Mapping[str, pd.DataFrame], training: s
     """
     words = vocabulary(info.dataset)
     architecture, loss = model_description(info)
-    data = table_html(data_header(words), data_rows(tables, words))
+    header, rows = data_header(words), data_rows(tables, words)
+    data = table_html(header, rows)
     training_line = f" <b>Training:</b> {html.escape(training)}." if info.trained_here else ""
     return (_verdict_html(info, verdict) + f"<p><b>Data:</b> {html.escape(info.cohort)}.{training_line}</p>"
             + _numbers_html(numbers)

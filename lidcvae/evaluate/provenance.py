@@ -1,4 +1,4 @@
-"""Where the evaluated weights came from, how many samples stand behind a number, and what the masks are.
+"""Where the evaluated weights came from, whether a cohort lies outside what they saw, and what the masks are.
 
 - ``CheckpointOrigin``: the checkpoint file, its epoch, what it was trained on (read from its stored
   config: run name, cohort, dataset kind; its training sample count only when this run trained it, as
@@ -7,8 +7,6 @@
 - The out-of-distribution rule (``out_of_distribution``): a cohort's reconstruction loss −log p(x|z) above
   its validation value by more than ``OOD_FACTOR`` − 1 times |validation| (i.e. more than 2× for a
   positive loss), or its KL above ``OOD_FACTOR`` (2) × the validation KL.
-- ``sample_support``: a number from fewer than ``MIN_SAMPLES`` (10) samples or ``MIN_PATIENTS`` (5) patients
-  is greyed with this reason and never a headline.
 """
 
 from __future__ import annotations
@@ -20,12 +18,10 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["MIN_SAMPLES", "MIN_PATIENTS", "OOD_FACTOR", "NOT_SPLIT", "Vocabulary", "vocabulary", "mask_name",
-           "cohort_mask_kind", "CheckpointOrigin", "stored_cohort", "checkpoint_origin", "sample_support",
+__all__ = ["OOD_FACTOR", "NOT_SPLIT", "Vocabulary", "vocabulary", "mask_name",
+           "cohort_mask_kind", "CheckpointOrigin", "stored_cohort", "checkpoint_origin",
            "out_of_distribution", "size_column"]
 
-MIN_SAMPLES = 10
-MIN_PATIENTS = 5
 OOD_FACTOR = 2.0
 NOT_SPLIT = "not split (embedded with a trained model)"
 SIZE_COLUMNS = ("consensus_diameter_mm", "diameter_mm")
@@ -65,16 +61,6 @@ def size_column(table: pd.DataFrame) -> str | None:
     for column in SIZE_COLUMNS:
         if column in table.columns and pd.to_numeric(table[column], errors="coerce").notna().sum() >= 2:
             return column
-    return None
-
-
-def sample_support(samples: int, patients: int | None) -> str | None:
-    """Why a number from ``samples`` (and ``patients``; None where there are none, MNIST) is too thin to
-    headline, or None when it is not."""
-    if samples < MIN_SAMPLES:
-        return f"only {samples} sample(s), under the minimum of {MIN_SAMPLES}"
-    if patients is not None and patients < MIN_PATIENTS:
-        return f"only {patients} patient(s), under the minimum of {MIN_PATIENTS}"
     return None
 
 

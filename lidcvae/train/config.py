@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 
 from lidcvae.config import Section
+from lidcvae.data.augment import orientation_moves
 
 __all__ = ["TrainConfig", "GradClip", "Augment"]
 
@@ -28,6 +29,12 @@ class Augment(Section):
     SECTION: ClassVar[str] = "train.augment"
     flips: bool
     rot90: bool
+
+    @property
+    def orientation_count(self) -> int:
+        """How many orientations these moves reach, the identity included (16 with both, 1 with neither;
+        ``lidcvae.data.augment.orientation_moves``): what an embedding averaged over orientations averages over."""
+        return len(orientation_moves(self.flips, self.rot90))
 
 
 @dataclass(frozen=True)
