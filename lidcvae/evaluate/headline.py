@@ -21,10 +21,12 @@ import pandas as pd
 from lidcvae.evaluate.provenance import NOT_SPLIT, CheckpointOrigin, Vocabulary, vocabulary
 from lidcvae.evaluate.report import table_html
 
-__all__ = ["MIN_SAMPLES", "MIN_PATIENTS", "RunInfo", "KeyNumber", "SIGN_CONVENTION", "sample_support", "data_header", "data_rows", "model_description", "key_numbers", "headline_html"]
+__all__ = ["MIN_SAMPLES", "MIN_PATIENTS", "RunInfo", "KeyNumber", "SIGN_CONVENTION", "sample_support", "data_header", "data_rows",
+           "model_description", "key_numbers", "headline_html"]
 
 MIN_SAMPLES = 10
 MIN_PATIENTS = 5
+
 SIGN_CONVENTION = ("Sign convention: log-likelihoods (ELBO, IWAE, log p(x|z)) are log densities in nats per sample, "
                    "higher is better; for a continuous density they can be positive. KL is in nats per sample, ≥ 0. "
                    "The same numbers, with the same sign, appear in every table and curve.")
