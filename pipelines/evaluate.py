@@ -42,8 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def evaluate(run, checkpoint, embeddings, history, out_dir, manifest, extra_html) -> dict:
-    """Load the checkpoint, read what its model is evaluated on, evaluate; the metrics (see ``evaluate_run``)."""
+def evaluate(run, checkpoint: str | Path, embeddings: str | Path, history: str | Path | None, out_dir: str | Path,
+             manifest: str | Path | None, extra_html: list[str | Path]) -> dict:
+    """Load the checkpoint, read what its model is evaluated on (``run``: the typed ``RunConfig``; ``manifest``
+    for CT, None for MNIST), evaluate; the metrics (see ``evaluate_run``)."""
     from lidcvae.evaluate import evaluate_run, read_data
     from lidcvae.evaluate.headline import RunInfo
     from lidcvae.train.checkpoint import load_model

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import torch
 
-from lidcvae.embed import read_embeddings
 from lidcvae.data.model_input import ModelInput
+from lidcvae.embed import read_embeddings
 from lidcvae.evaluate.provenance import NOT_SPLIT, cohort_mask_kind
 from lidcvae.intensity import HUWindow
 
